@@ -1,0 +1,157 @@
+"""Configuration, read from the environment only (a `.env` file is honoured for local runs).
+
+`APP_ENV` picks the class: `production` (the default, what a Procfile deployment gets),
+`development` (what `python3 run.py` writes into `.env`) or `testing`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+load_dotenv(PROJECT_ROOT / ".env", override=False)
+
+DEV_SECRET_KEY = "dev-secret-key-not-for-production"
+DEV_JWT_SECRET_KEY = "dev-jwt-secret-key-not-for-production"
+MIN_SECRET_LENGTH = 32
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Normalise Heroku-style `postgres://` and plain `postgresql://` URLs to psycopg 3."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """The same database as a libpq conninfo URL, as psycopg and Procrastinate want it."""
+    for prefix in ("postgresql+psycopg://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class Config:
+    APP_ENV = "production"
+    SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
+    JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", DEV_JWT_SECRET_KEY)
+    DATABASE_URL = os.environ.get("DATABASE_URL")
+
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    SQLALCHEMY_RECORD_QUERIES = False
+
+    JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15")))
+    JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "30")))
+    JWT_TOKEN_LOCATION = ["headers"]
+    JWT_ERROR_MESSAGE_KEY = "message"
+
+    MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
+    MAIL_PORT = int(os.environ.get("MAIL_PORT", "25"))
+    MAIL_USE_TLS = env_bool("MAIL_USE_TLS")
+    MAIL_USE_SSL = env_bool("MAIL_USE_SSL")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME") or None
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD") or None
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "jobboard <no-reply@localhost>")
+    MAIL_SUPPRESS_SEND = False
+
+    PASSWORD_HASH_METHOD = "scrypt"
+
+    OTP_TTL = timedelta(minutes=10)
+    OTP_MAX_TRIES = 5
+    OTP_RESEND_COOLDOWN = timedelta(seconds=60)
+
+    API_TITLE = "jobboard"
+    API_VERSION = "1.0"
+    OPENAPI_VERSION = "3.0.3"
+    OPENAPI_URL_PREFIX = "/api"
+    OPENAPI_JSON_PATH = "openapi.json"
+    OPENAPI_SWAGGER_UI_PATH = "/docs"
+    API_SPEC_OPTIONS = {
+        "info": {
+            "description": (
+                "Register with an email, prove it with a one-time code, post jobs that a "
+                "Postgres-native queue runs at their scheduled time, and bid on each other's "
+                "jobs. All timestamps are ISO 8601 with a UTC offset; naive timestamps are "
+                "refused with 422. Money is a decimal string with two places."
+            )
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+        },
+    }
+
+    PAGINATION_PAGE_SIZE = 20
+    MAX_PAGE_SIZE = 100
+
+    @classmethod
+    def validate(cls) -> None:
+        """Refuse to run production with secrets anybody can read in this repository."""
+        problems = []
+        for name, dev_default in (
+            ("SECRET_KEY", DEV_SECRET_KEY),
+            ("JWT_SECRET_KEY", DEV_JWT_SECRET_KEY),
+        ):
+            value = getattr(cls, name)
+            if value == dev_default or len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} must be a random value of {MIN_SECRET_LENGTH}+ characters")
+        if not cls.DATABASE_URL:
+            problems.append("DATABASE_URL must be set")
+        if problems:
+            raise RuntimeError("Refusing to start in production: " + "; ".join(problems))
+
+
+class ProductionConfig(Config):
+    pass
+
+
+class DevelopmentConfig(Config):
+    APP_ENV = "development"
+
+    @classmethod
+    def validate(cls) -> None:
+        pass
+
+
+class TestConfig(DevelopmentConfig):
+    APP_ENV = "testing"
+    TESTING = True
+    # The tests send real mail to an in-process SMTP server.
+    MAIL_SUPPRESS_SEND = False
+    JWT_SECRET_KEY = "test-jwt-secret-key-with-enough-length"
+    SECRET_KEY = "test-secret-key-with-enough-length-too"
+    # Hashing strength is not under test; thousands of scrypt hashes would dominate the run.
+    PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+
+
+CONFIGS: dict[str, type[Config]] = {
+    "production": ProductionConfig,
+    "development": DevelopmentConfig,
+    "testing": TestConfig,
+}
+
+
+def config_for_environment() -> type[Config]:
+    name = os.environ.get("APP_ENV", "production")
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        raise RuntimeError(f"APP_ENV must be one of {sorted(CONFIGS)}, not {name!r}") from None

@@ -1,0 +1,95 @@
+"""The jobboard application factory."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from sqlalchemy import text
+
+from config import Config, config_for_environment, sqlalchemy_url
+from jobboard.extensions import api, db, jwt, mail, migrate
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(config_class: type[Config] | None = None) -> Flask:
+    config_class = config_class or config_for_environment()
+    config_class.validate()
+    app = Flask(__name__)
+    app.config.from_object(config_class)
+    app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(resolve_database_url(config_class))
+    configure_logging(app)
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_commands(app)
+    return app
+
+
+def resolve_database_url(config_class: type[Config]) -> str:
+    if config_class.DATABASE_URL:
+        return config_class.DATABASE_URL
+    from jobboard import embedded_db
+
+    return embedded_db.database_url()
+
+
+def configure_logging(app: Flask) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        )
+
+
+def register_extensions(app: Flask) -> None:
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(_migrations_dir()))
+    api.init_app(app)
+    jwt.init_app(app)
+    mail.init_app(app)
+
+    from jobboard.auth.tokens import register_jwt_callbacks
+
+    register_jwt_callbacks(jwt)
+
+
+def _migrations_dir():
+    from config import PROJECT_ROOT
+
+    return PROJECT_ROOT / "migrations"
+
+
+def register_blueprints(app: Flask) -> None:
+    from jobboard.auth.routes import blp as auth_blp
+    from jobboard.bids.routes import blp as bids_blp
+    from jobboard.dashboard.routes import blp as dashboard_blp
+    from jobboard.dashboard.routes import pages as dashboard_pages
+    from jobboard.jobs.routes import blp as jobs_blp
+
+    for blueprint in (auth_blp, jobs_blp, bids_blp, dashboard_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(dashboard_pages)
+
+    @app.get("/health")
+    def health():
+        """Liveness and database reachability."""
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:  # any failure to reach the database means "unhealthy"
+            logger.exception("health check: database unreachable")
+            db.session.rollback()
+            return {"status": "degraded", "database": "unreachable"}, 503
+        return {"status": "ok", "database": "ok"}
+
+
+def register_error_handlers(app: Flask) -> None:
+    from jobboard.errors import register_error_handlers as register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from jobboard.cli import register_cli
+
+    register_cli(app)

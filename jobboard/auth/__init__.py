@@ -1,0 +1,1 @@
+"""Accounts: registration, email verification, tokens and the caller's profile."""

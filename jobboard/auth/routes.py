@@ -1,0 +1,7 @@
+"""Auth endpoints."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+blp = Blueprint("auth", __name__, url_prefix="/api", description="auth")

@@ -1,0 +1,1 @@
+"""Bids: offers on other people's jobs, and the owner's choice of one."""

@@ -1,0 +1,71 @@
+"""The embedded PostgreSQL (pgserver) used when no DATABASE_URL is configured.
+
+pgserver ships the PostgreSQL binaries as a PyPI package. The server listens on a Unix
+socket inside the data folder only, with trust auth, and keeps running after the
+process that started it exits (`cleanup_mode=None`), so the web process, the worker and
+the Flask CLI share one server. PostgreSQL refuses to run as root; when we are root,
+pgserver runs it as a system user `pgserver` and grants `o+rx` on every parent folder of
+the data folder and of the virtual environment (see README, "Embedded PostgreSQL").
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from config import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "postgres"
+DEFAULT_DATABASE = "jobboard"
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("JOBBOARD_PGDATA", DEFAULT_DATA_DIR)).resolve()
+
+
+def server_url(database: str = "postgres") -> str:
+    """Start (or reuse) the embedded server and return a libpq URL for `database`."""
+    with warnings.catch_warnings():
+        # pgserver computes a lock-file folder at import; without XDG_RUNTIME_DIR (servers,
+        # CI, root shells) platformdirs warns and uses /tmp/runtime-<uid>, which is fine.
+        warnings.simplefilter("ignore", UserWarning)
+        import pgserver
+
+    folder = data_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.name == "posix" and os.geteuid() == 0:
+        logger.info(
+            "running as root: PostgreSQL runs as system user 'pgserver'; "
+            "parents of %s get o+rx so it can reach its data",
+            folder,
+        )
+    server = pgserver.get_server(folder, cleanup_mode=None)
+    return server.get_uri(database)
+
+
+def ensure_database(admin_url: str, name: str, template: str | None = None) -> None:
+    """Create database `name` on the server behind `admin_url` unless it exists."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if exists:
+            return
+        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(statement)
+
+
+def database_url(name: str = DEFAULT_DATABASE) -> str:
+    """URL of the application database on the embedded server, created on first use."""
+    admin_url = server_url("postgres")
+    ensure_database(admin_url, name)
+    url = server_url(name)
+    logger.info("embedded PostgreSQL: data in %s, database %r", data_dir(), name)
+    return url

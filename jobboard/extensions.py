@@ -1,0 +1,37 @@
+"""Extension instances only; `create_app` binds them to an application."""
+
+from __future__ import annotations
+
+from flask_jwt_extended import JWTManager
+from flask_mail import Mail
+from flask_migrate import Migrate
+from flask_smorest import Api
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import MetaData
+from sqlalchemy.orm import DeclarativeBase
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
+    """Keep Procrastinate's own tables out of autogenerate; its schema has its own revisions."""
+    if type_ == "table" and name is not None:
+        return not name.startswith("procrastinate_")
+    return True
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate(include_name=include_name, compare_type=True)
+api = Api()
+jwt = JWTManager()
+mail = Mail()

@@ -1,0 +1,1 @@
+"""Jobs: posting, listing, cancelling and retrying jobs, and reading their results."""

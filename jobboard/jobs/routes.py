@@ -1,0 +1,7 @@
+"""Jobs endpoints."""
+
+from __future__ import annotations
+
+from flask_smorest import Blueprint
+
+blp = Blueprint("jobs", __name__, url_prefix="/api", description="jobs")

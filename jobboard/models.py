@@ -1,0 +1,257 @@
+"""Typed SQLAlchemy 2 models. Models never commit; services own the transactions."""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    and_,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.ext.hybrid import hybrid_property
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from jobboard.extensions import db
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _values_check(column: str, enum_cls: type[enum.StrEnum]) -> str:
+    values = ", ".join(f"'{member.value}'" for member in enum_cls)
+    return f"{column} IN ({values})"
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, onupdate=now_utc, server_default=func.now()
+    )
+
+
+class User(TimestampMixin, db.Model):
+    __tablename__ = "users"
+    __table_args__ = (Index("uq_users_email_lower", func.lower(text("email")), unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_email_verified: Mapped[bool] = mapped_column(default=False, server_default="false")
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default="false")
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    bio: Mapped[str | None] = mapped_column(Text)
+    skills: Mapped[list[str]] = mapped_column(ARRAY(String(50)), default=list, server_default="{}")
+    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    def __repr__(self) -> str:
+        return f"<User {self.id} {self.email}>"
+
+
+class OtpPurpose(enum.StrEnum):
+    VERIFY_EMAIL = "verify_email"
+
+
+class EmailOtp(db.Model):
+    """A one-time code, stored as a hash. `consumed_at` is set when it is used, replaced
+    by a newer code, or burnt by too many wrong tries; at most one unconsumed code exists
+    per user and purpose."""
+
+    __tablename__ = "email_otps"
+    __table_args__ = (
+        Index(
+            "uq_email_otps_live",
+            "user_id",
+            "purpose",
+            unique=True,
+            postgresql_where=text("consumed_at IS NULL"),
+        ),
+        Index("ix_email_otps_expires_at", "expires_at"),
+        CheckConstraint(_values_check("purpose", OtpPurpose), name="purpose_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    purpose: Mapped[str] = mapped_column(String(30))
+    code_hash: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    failed_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    user: Mapped[User] = relationship()
+
+
+class RevokedToken(db.Model):
+    """A revoked JWT, kept until it would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+    __table_args__ = (Index("ix_revoked_tokens_expires_at", "expires_at"),)
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_type: Mapped[str] = mapped_column(String(10))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    revoked_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class JobStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+# A job takes bids while it is not cancelled or finished and nobody has been assigned.
+BIDDABLE_JOB_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+
+
+class Job(TimestampMixin, db.Model):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint(_values_check("status", JobStatus), name="status_known"),
+        CheckConstraint("max_attempts BETWEEN 1 AND 10", name="max_attempts_range"),
+        CheckConstraint("attempts >= 0", name="attempts_non_negative"),
+        Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        Index("ix_jobs_owner_status", "owner_id", "status"),
+        Index("ix_jobs_owner_scheduled", "owner_id", "scheduled_time"),
+        Index("ix_jobs_assignee_status", "assignee_id", "status"),
+        Index("ix_jobs_open_created", "created_at", postgresql_where=text("assignee_id IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    kind: Mapped[str] = mapped_column(String(50), default="echo")
+    params: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    scheduled_time: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(
+        String(20), default=JobStatus.PENDING, server_default=JobStatus.PENDING.value
+    )
+    priority: Mapped[int] = mapped_column(default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(default=3, server_default="3")
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The Procrastinate job (procrastinate_jobs.id) that will run the next attempt.
+    queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    owner: Mapped[User] = relationship(foreign_keys=[owner_id])
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
+    result: Mapped[JobResult | None] = relationship(
+        back_populates="job", uselist=False, cascade="all, delete-orphan"
+    )
+
+    @hybrid_property
+    def is_open_for_bids(self) -> bool:
+        return self.status in BIDDABLE_JOB_STATUSES and self.assignee_id is None
+
+    @is_open_for_bids.inplace.expression
+    @classmethod
+    def _is_open_for_bids_expression(cls):
+        return and_(
+            cls.status.in_([s.value for s in BIDDABLE_JOB_STATUSES]), cls.assignee_id.is_(None)
+        )
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id} {self.kind} {self.status}>"
+
+
+class JobResult(db.Model):
+    __tablename__ = "job_results"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    output: Mapped[Any | None] = mapped_column(JSONB)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int] = mapped_column(Integer)
+
+    job: Mapped[Job] = relationship(back_populates="result")
+
+
+class IdempotencyKey(db.Model):
+    """Remembers which job a client's `Idempotency-Key` created, per user."""
+
+    __tablename__ = "idempotency_keys"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+
+
+class BidStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class Bid(TimestampMixin, db.Model):
+    __tablename__ = "bids"
+    __table_args__ = (
+        CheckConstraint(_values_check("status", BidStatus), name="status_known"),
+        CheckConstraint("fee > 0", name="fee_positive"),
+        # A user has at most one live bid per job; withdrawn/rejected ones stay as history.
+        Index(
+            "uq_bids_live_per_bidder",
+            "job_id",
+            "bidder_id",
+            unique=True,
+            postgresql_where=text("status IN ('pending', 'accepted')"),
+        ),
+        # Exactly one bid can win a job, whatever races the service loses.
+        Index(
+            "uq_bids_one_accepted_per_job",
+            "job_id",
+            unique=True,
+            postgresql_where=text("status = 'accepted'"),
+        ),
+        Index("ix_bids_bidder_status", "bidder_id", "status"),
+        Index("ix_bids_job_status", "job_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    bidder_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    proposed_deadline: Mapped[date] = mapped_column(Date)
+    fee: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    currency: Mapped[str] = mapped_column(String(3), default="USD", server_default="USD")
+    status: Mapped[str] = mapped_column(
+        String(20), default=BidStatus.PENDING, server_default=BidStatus.PENDING.value
+    )
+
+    job: Mapped[Job] = relationship()
+    bidder: Mapped[User] = relationship()
