@@ -30,14 +30,18 @@ def data_dir() -> Path:
     return Path(os.environ.get("JOBBOARD_PGDATA", DEFAULT_DATA_DIR)).resolve()
 
 
-def server_url(database: str = "postgres") -> str:
-    """Start (or reuse) the embedded server and return a libpq URL for `database`."""
+def _import_pgserver():
     with warnings.catch_warnings():
         # pgserver computes a lock-file folder at import; without XDG_RUNTIME_DIR (servers,
         # CI, root shells) platformdirs warns and uses /tmp/runtime-<uid>, which is fine.
         warnings.simplefilter("ignore", UserWarning)
         import pgserver
+    return pgserver
 
+
+def server_url(database: str = "postgres") -> str:
+    """Start (or reuse) the embedded server and return a libpq URL for `database`."""
+    pgserver = _import_pgserver()
     folder = data_dir()
     folder.mkdir(parents=True, exist_ok=True)
     if os.name == "posix" and os.geteuid() == 0:
@@ -69,3 +73,13 @@ def database_url(name: str = DEFAULT_DATABASE) -> str:
     url = server_url(name)
     logger.info("embedded PostgreSQL: data in %s, database %r", data_dir(), name)
     return url
+
+
+def stop_server() -> Path:
+    """Stop the embedded server (it outlives the processes that use it by design)."""
+    pgserver = _import_pgserver()
+    folder = data_dir()
+    if (folder / "postmaster.pid").exists():
+        as_user = "pgserver" if os.name == "posix" and os.geteuid() == 0 else None
+        pgserver.pg_ctl(["-w", "stop"], pgdata=folder, user=as_user)
+    return folder

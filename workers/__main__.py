@@ -30,6 +30,7 @@ def main() -> None:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
     # Resolve the database (the embedded one in development) before anything imports
     # the queue app, whose connector reads DATABASE_URL.
     from config import config_for_environment, libpq_url
