@@ -30,8 +30,27 @@ def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
     return True
 
 
+class JobboardApi(Api):
+    """flask-smorest's Api, whose error bodies always carry a `message`."""
+
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        if "message" not in payload:
+            errors = payload.get("errors")
+            if code == 422 and isinstance(errors, dict):
+                fields = [
+                    f"{location}.{field}"
+                    for location, messages in errors.items()
+                    for field in (messages if isinstance(messages, dict) else {})
+                ]
+                payload["message"] = "Invalid input: " + ", ".join(fields or errors)
+            else:
+                payload["message"] = error.description or error.name
+        return payload, code, headers
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(include_name=include_name, compare_type=True)
-api = Api()
+api = JobboardApi()
 jwt = JWTManager()
 mail = Mail()

@@ -281,6 +281,7 @@ def make_live_user(live_app: Flask) -> Callable[..., User]:
     def make(**kwargs: Any) -> User:
         with live_app.app_context():
             user = _user_maker()(**kwargs)
+            db.session.refresh(user)  # the commit expired it; load before detaching
             db.session.expunge(user)
             return user
 

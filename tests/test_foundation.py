@@ -118,3 +118,41 @@ def test_migrations_upgrade_twice_and_downgrade_fully(live_app: Flask):
         upgrade()
         with db.engine.connect() as connection:
             assert "procrastinate_jobs" in _tables(connection)
+
+
+def test_validation_errors_use_the_smorest_body_with_a_message(client, verified_user, auth_headers):
+    response = client.post("/api/jobs/", json={"name": 5}, headers=auth_headers(verified_user))
+    assert response.status_code == 422
+    body = response.get_json()
+    assert body["code"] == 422
+    assert body["status"] == "Unprocessable Entity"
+    assert body["message"] == "Invalid input: json.name, json.scheduled_time"
+    assert body["errors"]["json"]["name"] == ["Not a valid string."]
+
+
+def test_worker_application_is_built_once_across_threads(app, monkeypatch):
+    import threading
+
+    import config
+    from workers import context
+
+    # The worker builds its app from the environment; point that at the test database.
+    monkeypatch.setenv("APP_ENV", "testing")
+    monkeypatch.setattr(config.TestConfig, "DATABASE_URL", app.config["SQLALCHEMY_DATABASE_URI"])
+    monkeypatch.setattr(context, "_app", None)
+
+    built = []
+    barrier = threading.Barrier(4)
+
+    def build():
+        barrier.wait()
+        built.append(context.flask_app())
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 4
+    assert all(worker_app is built[0] for worker_app in built)
+    assert built[0] is not app

@@ -39,7 +39,9 @@ def main() -> None:
     os.environ["DATABASE_URL"] = libpq_url(resolve_database_url(config_for_environment()))
 
     from workers.app import task_app
+    from workers.context import flask_app
 
+    flask_app()  # built before tasks start, not on first use
     options = worker_options()
     logging.getLogger(__name__).info("starting worker: all queues, %s", options)
     task_app.run_worker(queues=None, **options)

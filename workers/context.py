@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import functools
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import Flask, has_app_context
 
+_app: Flask | None = None
+_app_lock = threading.Lock()
 
-@functools.cache
+
 def flask_app() -> Flask:
-    from jobboard import create_app
+    """The worker's application, built once. Sync tasks run in threads, and two of them
+    building it at once would register the blueprints twice on the shared Api."""
+    global _app
+    with _app_lock:
+        if _app is None:
+            from jobboard import create_app
 
-    return create_app()
+            _app = create_app()
+        return _app
 
 
 @contextmanager
