@@ -36,17 +36,23 @@ class JobboardApi(Api):
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
-            errors = payload.get("errors")
-            if code == 422 and isinstance(errors, dict):
-                fields = [
-                    f"{location}.{field}"
-                    for location, messages in errors.items()
-                    for field in (messages if isinstance(messages, dict) else {})
-                ]
-                payload["message"] = "Invalid input: " + ", ".join(fields or errors)
-            else:
-                payload["message"] = error.description or error.name
+            payload["message"] = _summarise(payload.get("errors")) or error.description
         return payload, code, headers
+
+
+def _summarise(errors: object) -> str | None:
+    """A one-line message for a webargs error body: the fields in error, or its messages."""
+    if not isinstance(errors, dict):
+        return None
+    fields, messages = [], []
+    for location, detail in errors.items():
+        if isinstance(detail, dict):
+            fields.extend(f"{location}.{field}" for field in detail)
+        elif isinstance(detail, list):
+            messages.extend(str(message) for message in detail)
+    if fields:
+        return "Invalid input: " + ", ".join(fields)
+    return " ".join(messages) or None
 
 
 db = SQLAlchemy(model_class=Base)

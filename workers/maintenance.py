@@ -1,1 +1,30 @@
-"""Mail tasks."""
+"""Periodic housekeeping of the accounts tables."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from jobboard.auth.service import purge_expired_otps, purge_expired_revoked_tokens
+from workers.app import QUEUE_MAINTENANCE, task_app
+from workers.context import app_context
+
+logger = logging.getLogger(__name__)
+
+PURGE_TASK = "purge_expired_auth_records"
+
+
+# The queueing lock keeps at most one purge waiting, however long the workers were away.
+@task_app.periodic(cron="*/10 * * * *", periodic_id="every-10-minutes")
+@task_app.task(name=PURGE_TASK, queue=QUEUE_MAINTENANCE, queueing_lock=PURGE_TASK)
+def purge_expired_auth_records(timestamp: int) -> dict[str, int]:
+    """Delete expired or consumed OTPs and revocations of tokens that expired anyway, as
+    of the periodic tick `timestamp` (seconds since the epoch). Safe to re-run."""
+    now = datetime.fromtimestamp(timestamp, tz=UTC)
+    with app_context():
+        purged = {
+            "otps": purge_expired_otps(now),
+            "revoked_tokens": purge_expired_revoked_tokens(now),
+        }
+    logger.info("purged as of %s: %s", now.isoformat(), purged)
+    return purged

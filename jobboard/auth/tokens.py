@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from jobboard.errors import Forbidden, error_response
 from jobboard.extensions import db
@@ -56,6 +57,25 @@ def revoke_token(payload: dict[str, Any]) -> None:
             expires_at=datetime.fromtimestamp(payload["exp"], tz=UTC),
         )
     )
+
+
+def revoke_token_once(payload: dict[str, Any]) -> bool:
+    """Persist the token's revocation unless it is already revoked; True when this call
+    revoked it. Two requests racing with the same token cannot both win: the second
+    insert waits for the first and then finds the jti taken."""
+    inserted = db.session.execute(
+        pg_insert(RevokedToken)
+        .values(
+            jti=payload["jti"],
+            token_type=payload.get("type", "access"),
+            user_id=int(payload["sub"]),
+            revoked_at=datetime.now(UTC),
+            expires_at=datetime.fromtimestamp(payload["exp"], tz=UTC),
+        )
+        .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+        .returning(RevokedToken.jti)
+    ).scalar_one_or_none()
+    return inserted is not None
 
 
 def login_required(view: Callable[P, R]) -> Callable[P, R]:

@@ -1,0 +1,55 @@
+"""The auth endpoints as the OpenAPI document describes them."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def spec(client) -> dict:
+    return client.get("/api/openapi.json").get_json()
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "statuses"),
+    [
+        ("/api/register/", "post", {"201", "409", "422"}),
+        ("/api/verify-email/", "post", {"200", "400", "409", "422", "429"}),
+        ("/api/resend-otp/", "post", {"202", "409", "422", "429"}),
+        ("/api/login/", "post", {"200", "401", "403", "422"}),
+        ("/api/token/refresh/", "post", {"200", "401"}),
+        ("/api/logout/", "post", {"204", "401", "422"}),
+        ("/api/me/", "get", {"200", "401"}),
+        ("/api/me/", "patch", {"200", "401", "422"}),
+        ("/api/me/password/", "post", {"204", "400", "401", "422"}),
+    ],
+)
+def test_every_auth_endpoint_documents_its_answers(spec, path, method, statuses):
+    operation = spec["paths"][path][method]
+
+    assert statuses <= set(operation["responses"])
+    assert operation["summary"]
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/api/token/refresh/", "post"),
+        ("/api/logout/", "post"),
+        ("/api/me/", "get"),
+        ("/api/me/", "patch"),
+        ("/api/me/password/", "post"),
+    ],
+)
+def test_protected_endpoints_declare_bearer_auth(spec, path, method):
+    assert spec["paths"][path][method]["security"] == [{"bearerAuth": []}]
+
+
+def test_the_documented_decisions_are_in_the_document(spec):
+    verify = spec["paths"]["/api/verify-email/"]["post"]["responses"]
+    assert "unknown email address gets the same answer" in verify["400"]["description"]
+    login = spec["paths"]["/api/login/"]["post"]["responses"]
+    assert "same answer" in login["401"]["description"]
+    resend = spec["paths"]["/api/resend-otp/"]["post"]
+    assert "Retry-After" in resend["responses"]["429"]["headers"]
+    assert "same 202" in resend["description"]

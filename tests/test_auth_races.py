@@ -1,0 +1,122 @@
+"""Races between concurrent requests, forced deterministically: a separate connection holds
+a lock, the requests pile up behind it (we watch pg_stat_activity until they wait), then
+the lock is released and the database decides."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from flask_jwt_extended import decode_token
+
+from config import libpq_url
+from tests.conftest import wait_until
+from tests.helpers_auth import bearer_header, deliver_code, log_in, register
+
+
+@contextmanager
+def blocking_transaction(database_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(libpq_url(database_url)) as connection:
+        yield connection
+
+
+def requests_waiting_on_locks(database_url: str) -> int:
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as monitor:
+        row = monitor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0]
+
+
+def in_threads(*calls: Callable[[], Any]) -> tuple[list[Any], list[threading.Thread]]:
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        results[index] = call()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    return results, threads
+
+
+def join(threads: list[threading.Thread]) -> None:
+    for thread in threads:
+        thread.join(timeout=20)
+        assert not thread.is_alive()
+
+
+def test_a_registration_that_loses_the_race_for_an_email_gets_409(
+    live_client, fresh_database, mailbox
+):
+    with blocking_transaction(fresh_database) as blocker:
+        # Another registration of the same address (other letter case), not committed yet:
+        # the request's own duplicate check cannot see it.
+        blocker.execute(
+            "INSERT INTO users (email, password_hash) VALUES ('Racer@Example.com', 'x')"
+        )
+        results, threads = in_threads(lambda: register(live_client, "racer@example.com"))
+        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 1)
+        blocker.commit()
+        join(threads)
+
+    (response,) = results
+    assert response.status_code == 409
+    assert response.get_json()["message"] == "An account with this email address already exists."
+
+
+def test_two_simultaneous_verifications_with_the_right_code_pass_once(
+    live_app, live_client, fresh_database, mailbox
+):
+    assert register(live_client, "twice@example.com").status_code == 201
+    with live_app.app_context():
+        code = deliver_code(mailbox, "twice@example.com")
+
+    def verify():
+        return live_client.post(
+            "/api/verify-email/", json={"email": "twice@example.com", "otp": code}
+        )
+
+    with blocking_transaction(fresh_database) as blocker:
+        blocker.execute("SELECT id FROM users WHERE email = 'twice@example.com' FOR UPDATE")
+        results, threads = in_threads(verify, verify)
+        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 2)
+        blocker.rollback()
+        join(threads)
+
+    assert sorted(r.status_code for r in results) == [200, 409]
+
+
+def test_two_simultaneous_refreshes_with_one_token_rotate_once(
+    live_client, make_live_user, fresh_database
+):
+    make_live_user(email="refresher@example.com")
+    refresh_token = log_in(live_client, "refresher@example.com")["refresh_token"]
+    jti = decode_token_outside_app(live_client, refresh_token)["jti"]
+
+    def refresh():
+        return live_client.post("/api/token/refresh/", headers=bearer_header(refresh_token))
+
+    with blocking_transaction(fresh_database) as blocker:
+        # A pending revocation of the same token lets both requests past the revocation
+        # check; rolling it back makes them race for the insert.
+        blocker.execute(
+            "INSERT INTO revoked_tokens (jti, token_type, expires_at) "
+            "VALUES (%s, 'refresh', now() + interval '1 day')",
+            (jti,),
+        )
+        results, threads = in_threads(refresh, refresh)
+        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 2)
+        blocker.rollback()
+        join(threads)
+
+    assert sorted(r.status_code for r in results) == [200, 401]
+
+
+def decode_token_outside_app(client, token: str) -> dict[str, Any]:
+    with client.application.app_context():
+        return decode_token(token)
