@@ -1,1 +1,109 @@
-"""Mail tasks."""
+"""Job tasks: one attempt of a job, the stalled-job check and the pruning of the queue."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from procrastinate import BaseRetryStrategy, JobContext, RetryDecision, exceptions
+from procrastinate.jobs import Job as QueueJob
+from procrastinate.jobs import Status
+
+from jobboard.jobs.processing import run_attempt
+from jobboard.jobs.service import PROCESS_JOB_TASK
+from workers.app import QUEUE_JOBS, QUEUE_MAINTENANCE, task_app
+from workers.context import app_context
+
+logger = logging.getLogger(__name__)
+
+# Every 5 s (the 6th cron field is seconds): a dead worker's job is back in the queue at most
+# STALLED_WORKER_SECONDS + 5 s after its last heartbeat.
+STALLED_CHECK_CRON = "* * * * * */5"
+PRUNE_CRON = "17 * * * *"
+
+
+def stalled_worker_seconds() -> float:
+    return float(os.environ.get("STALLED_WORKER_SECONDS") or 30)
+
+
+def queue_retention_hours() -> int:
+    return int(os.environ.get("QUEUE_RETENTION_HOURS") or 24)
+
+
+class InfrastructureRetry(BaseRetryStrategy):
+    """Re-run an entry whose task raised: 0.5 s, 1 s, 2 s, ... (at most 5 min), 12 times.
+
+    A processor's failure never gets here (`run_attempt` stores it as the attempt's
+    outcome); what does is the infrastructure failing around it, such as the database
+    going away mid-attempt. The re-run finds the job where the failure left it.
+    """
+
+    max_attempts = 12
+
+    def get_retry_decision(
+        self, *, exception: BaseException, job: QueueJob
+    ) -> RetryDecision | None:
+        if job.attempts + 1 >= self.max_attempts:
+            return None
+        return RetryDecision(retry_in={"seconds": min(0.5 * 2**job.attempts, 300)})
+
+
+@task_app.task(
+    name=PROCESS_JOB_TASK, queue=QUEUE_JOBS, pass_context=True, retry=InfrastructureRetry()
+)
+def process_job(context: JobContext, job_id: int) -> str:
+    """Run the next attempt of job `job_id` (see jobboard.jobs.processing)."""
+    with app_context():
+        return run_attempt(job_id, queue_job_id=context.job.id, should_abort=context.should_abort)
+
+
+@task_app.periodic(cron=STALLED_CHECK_CRON, periodic_id="stalled")
+@task_app.task(
+    name="recover_stalled_jobs",
+    queue=QUEUE_MAINTENANCE,
+    queueing_lock="recover_stalled_jobs",
+    pass_context=True,
+)
+async def recover_stalled_jobs(context: JobContext, timestamp: int) -> int:
+    """Put the queue entries of workers that stopped heartbeating back in the queue.
+
+    Procrastinate notices dead workers but leaves their `doing` entries alone. A re-queued
+    `process_job` finds its job `in_progress`, counts the lost attempt as failed and goes on.
+    """
+    manager = context.app.job_manager
+    stalled = await manager.get_stalled_jobs(seconds_since_heartbeat=stalled_worker_seconds())
+    retried = 0
+    for job in stalled:
+        try:
+            await manager.retry_job(job)
+            retried += 1
+        except exceptions.UniqueViolation:
+            # Another entry with the same queueing lock is already waiting (the dead worker
+            # had queued the next attempt, or a periodic task was deferred again): this one
+            # is superseded.
+            assert job.id is not None
+            await manager.finish_job_by_id_async(
+                job_id=job.id, status=Status.FAILED, delete_job=False
+            )
+            logger.warning("stalled queue job %s superseded, marked failed", job.id)
+        else:
+            logger.warning("stalled queue job %s (%s) re-queued", job.id, job.call_string)
+    return retried
+
+
+@task_app.periodic(cron=PRUNE_CRON, periodic_id="prune")
+@task_app.task(
+    name="prune_finished_queue_jobs",
+    queue=QUEUE_MAINTENANCE,
+    queueing_lock="prune_finished_queue_jobs",
+    pass_context=True,
+)
+async def prune_finished_queue_jobs(context: JobContext, timestamp: int) -> None:
+    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS (24) ago. Job rows
+    and their results stay: they are ours, not the queue's."""
+    await context.app.job_manager.delete_old_jobs(
+        nb_hours=queue_retention_hours(),
+        include_failed=True,
+        include_cancelled=True,
+        include_aborted=True,
+    )

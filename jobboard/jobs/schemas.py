@@ -1,0 +1,169 @@
+"""Marshmallow schemas of the jobs API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
+
+from jobboard.jobs.service import DEFAULT_SORT, SORT_KEYS
+from jobboard.models import JobStatus
+from workers.processors import get_processor, kinds
+
+STATUS_VALUES = [status.value for status in JobStatus]
+MAX_PRIORITY = 100
+
+
+def _known_kind(kind: str) -> None:
+    if get_processor(kind) is None:
+        raise ValidationError(f"Unknown kind. Known kinds: {', '.join(kinds())}.")
+
+
+class JobIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    description = fields.String(
+        load_default=None, allow_none=True, validate=validate.Length(max=10_000)
+    )
+    scheduled_time = fields.AwareDateTime(
+        format="iso",
+        required=True,
+        metadata={"description": "When to run it: ISO 8601 with an offset, in the future."},
+    )
+    kind = fields.String(
+        load_default="echo",
+        validate=_known_kind,
+        metadata={
+            "description": "The processor: echo, sleep, wordcount, checksum, flaky, "
+            "report, or a kind added by a plugin."
+        },
+    )
+    params = fields.Dict(
+        keys=fields.String(),
+        load_default=dict,
+        metadata={"description": "The processor's input, validated by the kind's own schema."},
+    )
+    priority = fields.Integer(
+        load_default=0,
+        strict=True,
+        validate=validate.Range(min=-MAX_PRIORITY, max=MAX_PRIORITY),
+        metadata={"description": "Among jobs due at the same time, higher runs first."},
+    )
+    max_attempts = fields.Integer(
+        load_default=3,
+        strict=True,
+        validate=validate.Range(min=1, max=10),
+        metadata={
+            "description": "Attempts before the job is failed; retries back off "
+            "exponentially (2 s, 4 s, 8 s, ...)."
+        },
+    )
+
+    @validates_schema(skip_on_field_errors=False)
+    def params_fit_kind(self, data: dict[str, Any], **kwargs: Any) -> None:
+        processor = get_processor(data.get("kind", ""))
+        if processor is None or not isinstance(data.get("params"), dict):
+            return
+        try:
+            processor.load_params(data["params"])
+        except ValidationError as error:
+            raise ValidationError(error.messages, field_name="params") from error
+
+    @post_load
+    def load_params(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        processor = get_processor(data["kind"])
+        assert processor is not None  # the validators above ran
+        data["params"] = processor.load_params(data["params"])
+        return data
+
+
+class IdempotencyHeaders(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        load_default=None,
+        validate=validate.Length(min=1, max=255),
+        metadata={
+            "description": "Repeating a POST with the same key and body returns the job the "
+            "first one created (201 again, with `Idempotent-Replayed: true`); the same key "
+            "with another body is refused with 422. Keys are per user."
+        },
+    )
+
+
+class JobOpenOut(Schema):
+    """A job as everybody who may bid on it sees it."""
+
+    id = fields.Integer(dump_only=True)
+    name = fields.String()
+    description = fields.String(allow_none=True)
+    kind = fields.String()
+    scheduled_time = fields.AwareDateTime(format="iso")
+    status = fields.String(metadata={"enum": STATUS_VALUES})
+    priority = fields.Integer()
+    max_attempts = fields.Integer()
+    attempts = fields.Integer(metadata={"description": "Attempts started so far."})
+    owner_id = fields.Integer()
+    assignee_id = fields.Integer(allow_none=True)
+    created_at = fields.AwareDateTime(format="iso")
+    updated_at = fields.AwareDateTime(format="iso")
+    started_at = fields.AwareDateTime(
+        format="iso", allow_none=True, metadata={"description": "Start of the latest attempt."}
+    )
+    finished_at = fields.AwareDateTime(format="iso", allow_none=True)
+
+
+class JobOut(JobOpenOut):
+    params = fields.Raw()
+    last_error = fields.String(
+        allow_none=True,
+        metadata={"description": "Error of the latest failed attempt; kept after a later success."},
+    )
+
+
+class JobResultOut(Schema):
+    job_id = fields.Integer()
+    output = fields.Raw(allow_none=True, metadata={"description": "The processor's return value."})
+    error_message = fields.String(allow_none=True)
+    completed_at = fields.AwareDateTime(format="iso")
+    duration_ms = fields.Integer(metadata={"description": "Duration of the final attempt."})
+
+
+def _aware(description: str) -> fields.AwareDateTime:
+    return fields.AwareDateTime(format="iso", metadata={"description": description})
+
+
+class JobQueryArgs(Schema):
+    class Meta:
+        unknown = EXCLUDE  # page and page_size belong to the pagination schema
+
+    status = fields.List(
+        fields.String(validate=validate.OneOf(STATUS_VALUES)),
+        metadata={"description": "Repeat to match any of several statuses."},
+    )
+    kind = fields.String(validate=_known_kind)
+    scheduled_after = _aware("scheduled_time >= this")
+    scheduled_before = _aware("scheduled_time < this")
+    created_after = _aware("created_at >= this")
+    created_before = _aware("created_at < this")
+    q = fields.String(
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Case-insensitive search in name and description."},
+    )
+    sort = fields.String(
+        load_default=DEFAULT_SORT,
+        validate=validate.OneOf(SORT_KEYS),
+        metadata={
+            "description": "created_at, scheduled_time, status or name (case-insensitive); "
+            "`-` prefix for descending. Default -created_at."
+        },
+    )

@@ -1,0 +1,299 @@
+"""The rules of jobs: who sees and changes what, the status machine, and the queue entries
+that go with it. No request access here; every change commits explicitly.
+
+Status machine: pending -> in_progress -> completed | failed, and pending -> cancelled.
+A failed attempt with attempts left goes back to pending (see `jobboard.jobs.processing`).
+Cancelling is allowed only while pending, under the job row's lock, which the worker also
+takes before it starts an attempt: whoever locks first wins, never both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from jobboard import queue
+from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
+from jobboard.extensions import db
+from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc
+from workers.app import QUEUE_JOBS
+
+PROCESS_JOB_TASK = "process_job"
+
+SORT_COLUMNS = {
+    "created_at": Job.created_at,
+    "scheduled_time": Job.scheduled_time,
+    "status": Job.status,
+    # Case-insensitive, whatever the database's collation: "alpha" before "Bravo".
+    "name": func.lower(Job.name),
+}
+SORT_KEYS = [*SORT_COLUMNS, *(f"-{key}" for key in SORT_COLUMNS)]
+DEFAULT_SORT = "-created_at"
+
+
+def job_lock(job_id: int) -> str:
+    """Procrastinate lock and queueing lock of a job's attempts: one runs at a time, and at
+    most one waits in the queue."""
+    return f"job-{job_id}"
+
+
+# --- creating and scheduling -----------------------------------------------------------
+
+
+def create_job(
+    owner: User, data: Mapping[str, Any], idempotency_key: str | None = None
+) -> tuple[Job, bool]:
+    """Create a job and queue its first attempt at `scheduled_time`, in one transaction.
+
+    Returns `(job, created)`; `created` is False when `idempotency_key` was already used by
+    this owner with the same body, and the job is the one that first request created.
+    """
+    owner_id = owner.id
+    fingerprint = request_fingerprint(data) if idempotency_key is not None else ""
+    if idempotency_key is not None:
+        replayed = _replayed_job(owner_id, idempotency_key, fingerprint)
+        if replayed is not None:
+            return replayed, False
+    # Checked after the replay lookup: repeating a request whose time has passed since must
+    # still return the job it created.
+    if data["scheduled_time"] <= now_utc():
+        raise Unprocessable(
+            "scheduled_time must be in the future.",
+            errors={"json": {"scheduled_time": ["Must be in the future."]}},
+        )
+
+    job = Job(
+        owner_id=owner_id,
+        name=data["name"],
+        description=data.get("description"),
+        kind=data["kind"],
+        params=data["params"],
+        scheduled_time=data["scheduled_time"],
+        priority=data["priority"],
+        max_attempts=data["max_attempts"],
+    )
+    db.session.add(job)
+    db.session.flush()
+    schedule_job(job, job.scheduled_time)
+
+    if idempotency_key is not None:
+        # ON CONFLICT DO NOTHING waits for a concurrent request holding the same key to
+        # finish, so losing this race means the winner's job is committed and readable.
+        claimed = db.session.scalar(
+            pg_insert(IdempotencyKey)
+            .values(user_id=owner_id, key=idempotency_key, request_hash=fingerprint, job_id=job.id)
+            .on_conflict_do_nothing()
+            .returning(IdempotencyKey.job_id)
+        )
+        if claimed is None:
+            db.session.rollback()
+            replayed = _replayed_job(owner_id, idempotency_key, fingerprint)
+            if replayed is None:
+                raise Conflict("A request with this Idempotency-Key is in progress; retry.")
+            return replayed, False
+
+    db.session.commit()
+    return job, True
+
+
+def schedule_job(job: Job, at: datetime | None = None) -> int:
+    """Queue the job's next attempt for `at` (None: as soon as a worker is free) on the
+    current transaction and remember the queue entry; the caller commits."""
+    if job.id is None:
+        db.session.flush()
+    job.queue_job_id = queue.defer(
+        PROCESS_JOB_TASK,
+        queue=QUEUE_JOBS,
+        schedule_at=at,
+        lock=job_lock(job.id),
+        queueing_lock=job_lock(job.id),
+        priority=job.priority,
+        job_id=job.id,
+    )
+    return job.queue_job_id
+
+
+def request_fingerprint(data: Mapping[str, Any]) -> str:
+    """The same for two requests that mean the same job (key order, timestamp offsets)."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=_json_default)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _replayed_job(owner_id: int, key: str, fingerprint: str) -> Job | None:
+    record = db.session.get(IdempotencyKey, (owner_id, key))
+    if record is None:
+        return None
+    if record.request_hash != fingerprint:
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request body.",
+            errors={"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+        )
+    return db.session.get(Job, record.job_id)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def get_visible_job(user: User, job_id: int) -> Job:
+    """The job, for its owner, its assignee or an admin; 404 for anybody else."""
+    job = db.session.get(Job, job_id)
+    if job is None or not _can_see(user, job):
+        raise NotFound(f"Job {job_id} not found.")
+    return job
+
+
+def _can_see(user: User, job: Job) -> bool:
+    return user.is_admin or job.owner_id == user.id or job.assignee_id == user.id
+
+
+def get_result(user: User, job_id: int) -> JobResult:
+    """The stored outcome of a completed job; 409 naming the status otherwise."""
+    job = get_visible_job(user, job_id)
+    if job.status != JobStatus.COMPLETED or job.result is None:
+        detail = f" Last error: {job.last_error}" if job.status == JobStatus.FAILED else ""
+        raise Conflict(f"Job {job.id} is {job.status}; only a completed job has a result.{detail}")
+    return job.result
+
+
+def owned_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    return _filtered(select(Job).where(Job.owner_id == user.id), filters)
+
+
+def assigned_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    return _filtered(select(Job).where(Job.assignee_id == user.id), filters)
+
+
+def open_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    """Other people's jobs that still take bids."""
+    query = select(Job).where(Job.is_open_for_bids, Job.owner_id != user.id)
+    return _filtered(query, filters)
+
+
+def _filtered(query: Select[tuple[Job]], filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    statuses = filters.get("status")
+    if statuses:
+        query = query.where(Job.status.in_(statuses))
+    elif statuses is not None:  # an explicitly empty list matches nothing
+        query = query.where(false())
+    if filters.get("kind"):
+        query = query.where(Job.kind == filters["kind"])
+    # Ranges are half-open: `*_after` is inclusive, `*_before` exclusive.
+    if filters.get("scheduled_after") is not None:
+        query = query.where(Job.scheduled_time >= filters["scheduled_after"])
+    if filters.get("scheduled_before") is not None:
+        query = query.where(Job.scheduled_time < filters["scheduled_before"])
+    if filters.get("created_after") is not None:
+        query = query.where(Job.created_at >= filters["created_after"])
+    if filters.get("created_before") is not None:
+        query = query.where(Job.created_at < filters["created_before"])
+    if filters.get("q"):
+        pattern = f"%{_escape_like(filters['q'])}%"
+        query = query.where(
+            or_(Job.name.ilike(pattern, escape="\\"), Job.description.ilike(pattern, escape="\\"))
+        )
+    sort = filters.get("sort") or DEFAULT_SORT
+    column = SORT_COLUMNS[sort.lstrip("-")]
+    if sort.startswith("-"):
+        return query.order_by(column.desc(), Job.id.desc())
+    return query.order_by(column.asc(), Job.id.asc())
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def page_of(query: Select[tuple[Job]], page: int, page_size: int) -> tuple[list[Job], int]:
+    """One page of `query` and the total number of rows it matches."""
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    items = db.session.scalars(query.limit(page_size).offset((page - 1) * page_size)).all()
+    return list(items), total or 0
+
+
+def job_counts_by_status(owner_id: int) -> dict[str, int]:
+    """Every status with the number of the owner's jobs in it (zeros included)."""
+    rows = db.session.execute(
+        select(Job.status, func.count()).where(Job.owner_id == owner_id).group_by(Job.status)
+    )
+    counts = dict.fromkeys((status.value for status in JobStatus), 0)
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+def jobs_for_operator(
+    statuses: Iterable[str] | None = None, owner_email: str | None = None, limit: int = 100
+) -> list[Job]:
+    """Newest jobs first, for the CLI; raises NotFound for an unknown owner email."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if statuses:
+        query = query.where(Job.status.in_(list(statuses)))
+    if owner_email is not None:
+        owner_id = db.session.scalar(
+            select(User.id).where(func.lower(User.email) == owner_email.lower())
+        )
+        if owner_id is None:
+            raise NotFound(f"No user with email {owner_email}.")
+        query = query.where(Job.owner_id == owner_id)
+    return list(db.session.scalars(query))
+
+
+def operator_job_counts() -> dict[str, int]:
+    rows = db.session.execute(select(Job.status, func.count()).group_by(Job.status))
+    counts = dict.fromkeys((status.value for status in JobStatus), 0)
+    counts.update({status: count for status, count in rows})
+    return counts
+
+
+# --- changing ----------------------------------------------------------------------------
+
+
+def _locked_job_for_change(user: User | None, job_id: int) -> Job:
+    """The job row locked FOR UPDATE, if `user` may change it (owner or admin; None is the
+    operator's CLI). An assignee sees the job but may not change it (403)."""
+    job = db.session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
+    if job is None or (user is not None and not _can_see(user, job)):
+        raise NotFound(f"Job {job_id} not found.")
+    if user is not None and not (user.is_admin or job.owner_id == user.id):
+        raise Forbidden("Only the job's owner can change it.")
+    return job
+
+
+def cancel_job(user: User, job_id: int) -> Job:
+    """Cancel a pending job and its queue entry; 409 once it has started or finished."""
+    job = _locked_job_for_change(user, job_id)
+    if job.status != JobStatus.PENDING:
+        raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
+    job.status = JobStatus.CANCELLED
+    job.finished_at = now_utc()
+    if job.queue_job_id is not None:
+        # False when a worker has just taken the entry: it is waiting for this row's lock
+        # and will find the job cancelled.
+        queue.cancel(job.queue_job_id)
+    db.session.commit()
+    return job
+
+
+def retry_failed_job(user: User | None, job_id: int) -> Job:
+    """Send a failed job back to pending and queue it now, with a fresh round of
+    `max_attempts` attempts (`attempts` restarts from 0; `last_error` is kept)."""
+    job = _locked_job_for_change(user, job_id)
+    if job.status != JobStatus.FAILED:
+        raise Conflict(f"Job {job.id} is {job.status}; only a failed job can be retried.")
+    job.status = JobStatus.PENDING
+    job.attempts = 0
+    job.finished_at = None
+    job.result = None  # the failure's result row goes; the next outcome writes a new one
+    schedule_job(job, None)
+    db.session.commit()
+    return job

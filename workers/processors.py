@@ -1,0 +1,312 @@
+"""Job processors: the registry that maps a job's `kind` to the function that runs it and the
+marshmallow schema of its `params`, and the built-in kinds.
+
+A processor is `function(params, run) -> output`: `params` are the job's params as its schema
+loaded them, `run` describes the attempt (`JobRun`), and the return value (anything JSON can
+hold) becomes the result's `output`. Raising an exception fails the attempt; the job is then
+retried with backoff until its `max_attempts` are spent.
+
+New kinds come from two places:
+- `@processor("kind", schema=ParamsSchema)` on a function in any imported module;
+- the `jobboard.processors` entry-point group of an installed distribution, e.g. in its
+  pyproject.toml `[project.entry-points."jobboard.processors"] resize = "pkg.mod:resize"`.
+  The entry point's object is either a function decorated with `@processor` (importing it
+  registers it) or a plain `function(params, run)`, registered under the entry point's name
+  and taking any JSON object as params.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any
+
+from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validate
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "jobboard.processors"
+
+ProcessorFunction = Callable[[dict[str, Any], "JobRun"], Any]
+
+
+def _never_abort() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """What a processor may know about the attempt it runs."""
+
+    job_id: int
+    owner_id: int
+    kind: str
+    attempt: int
+    max_attempts: int
+    scheduled_time: datetime | None = None
+    # True once the worker wants this attempt to stop (worker shutdown, abort request).
+    should_abort: Callable[[], bool] = field(default=_never_abort, compare=False)
+
+
+class AttemptInterrupted(Exception):
+    """Raised by a processor that stops early because the worker asked it to."""
+
+
+@dataclass(frozen=True)
+class Processor:
+    kind: str
+    function: ProcessorFunction
+    schema: Schema
+    description: str = ""
+
+    def load_params(self, params: Any) -> dict[str, Any]:
+        """The params as the kind's schema loads them; raises ValidationError."""
+        if not isinstance(params, dict):
+            raise ValidationError({"_schema": ["Params must be a JSON object."]})
+        return self.schema.load(params)
+
+    def run(self, params: dict[str, Any], run: JobRun) -> Any:
+        return self.function(params, run)
+
+
+class AnyObjectParams(Schema):
+    """Any JSON object, passed through unchanged."""
+
+    class Meta:
+        unknown = INCLUDE
+
+
+_registry: dict[str, Processor] = {}
+_registry_lock = threading.Lock()
+_entry_points_loaded = False
+
+
+def register(
+    kind: str,
+    function: ProcessorFunction,
+    schema: Schema | type[Schema] | None = None,
+    description: str | None = None,
+) -> Processor:
+    """Add (or replace) the processor of `kind`."""
+    if not kind or len(kind) > 50:
+        raise ValueError(f"A processor kind is 1-50 characters, not {kind!r}")
+    if schema is None:
+        schema = AnyObjectParams
+    schema_instance = schema() if isinstance(schema, type) else schema
+    summary = description if description is not None else (function.__doc__ or "").strip()
+    entry = Processor(kind, function, schema_instance, summary.splitlines()[0] if summary else "")
+    with _registry_lock:
+        if kind in _registry and _registry[kind].function is not function:
+            logger.warning("processor %r replaced by %s", kind, _qualified_name(function))
+        _registry[kind] = entry
+    return entry
+
+
+def unregister(kind: str) -> None:
+    with _registry_lock:
+        _registry.pop(kind, None)
+
+
+def processor(
+    kind: str, *, schema: Schema | type[Schema] | None = None, description: str | None = None
+) -> Callable[[ProcessorFunction], ProcessorFunction]:
+    """Register the decorated `function(params, run)` as the processor of `kind`."""
+
+    def decorator(function: ProcessorFunction) -> ProcessorFunction:
+        registered = register(kind, function, schema, description)
+        function.__processor__ = registered  # type: ignore[attr-defined]
+        return function
+
+    return decorator
+
+
+def load_entry_points(force: bool = False) -> list[str]:
+    """Import the `jobboard.processors` entry points (once, unless `force`); returns the
+    kinds they added. A broken plugin is logged and skipped, never fatal."""
+    global _entry_points_loaded
+    if _entry_points_loaded and not force:
+        return []
+    _entry_points_loaded = True
+    added = []
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            loaded = entry_point.load()
+        except Exception:  # a third-party plugin must not take the service down
+            logger.exception("cannot load processor entry point %s", entry_point.value)
+            continue
+        registered = getattr(loaded, "__processor__", None)
+        if isinstance(loaded, Processor):
+            registered = register(loaded.kind, loaded.function, loaded.schema, loaded.description)
+        elif registered is None and callable(loaded):
+            registered = register(entry_point.name, loaded)
+        elif registered is None:
+            logger.error("processor entry point %s is not callable", entry_point.value)
+            continue
+        added.append(registered.kind)
+    return added
+
+
+def get_processor(kind: str) -> Processor | None:
+    load_entry_points()
+    return _registry.get(kind)
+
+
+def processors() -> dict[str, Processor]:
+    """Every registered kind, built-ins and plugins."""
+    load_entry_points()
+    with _registry_lock:
+        return dict(_registry)
+
+
+def kinds() -> list[str]:
+    return sorted(processors())
+
+
+def _qualified_name(function: Callable[..., Any]) -> str:
+    return f"{getattr(function, '__module__', '?')}.{getattr(function, '__qualname__', '?')}"
+
+
+# --- built-in kinds ------------------------------------------------------------------------
+
+MAX_TEXT_LENGTH = 1_000_000
+MAX_SLEEP_SECONDS = 300
+TOP_WORDS = 10
+# How often a sleeping processor looks whether the worker wants it to stop.
+ABORT_CHECK_SECONDS = 0.5
+
+
+class StrictParams(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+class SleepParams(StrictParams):
+    seconds = fields.Float(
+        required=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=MAX_SLEEP_SECONDS),
+        metadata={"description": f"0-{MAX_SLEEP_SECONDS} seconds"},
+    )
+
+
+class TextParams(StrictParams):
+    text = fields.String(required=True, validate=validate.Length(max=MAX_TEXT_LENGTH))
+
+
+class ChecksumParams(TextParams):
+    algorithm = fields.String(
+        load_default="sha256", validate=validate.OneOf(["sha256", "sha1", "md5"])
+    )
+
+
+class FlakyParams(StrictParams):
+    fail_times = fields.Integer(
+        load_default=1,
+        strict=True,
+        validate=validate.Range(min=0, max=10),
+        metadata={"description": "how many attempts fail before one succeeds (default 1)"},
+    )
+
+
+class NoParams(StrictParams):
+    """No params: `{}`."""
+
+
+@processor("echo", schema=AnyObjectParams)
+def echo(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Returns its params unchanged."""
+    return params
+
+
+@processor("sleep", schema=SleepParams)
+def sleep(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Sleeps `seconds`, checking twice a second whether the worker wants it to stop."""
+    seconds = params["seconds"]
+    deadline = time.monotonic() + seconds
+    while (remaining := deadline - time.monotonic()) > 0:
+        if run.should_abort():
+            raise AttemptInterrupted(f"stopped after {seconds - remaining:.1f} of {seconds} s")
+        time.sleep(min(ABORT_CHECK_SECONDS, remaining))
+    return {"slept": seconds}
+
+
+# Words may contain inner apostrophes (ASCII or typographic) and hyphens: "don't", "e-mail".
+WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
+
+
+@processor("wordcount", schema=TextParams)
+def wordcount(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Counts words (case-insensitive, punctuation ignored), lines and characters."""
+    text = params["text"]
+    words = WORD.findall(text.lower())
+    # most_common keeps first-seen order among equal counts, so ties are stable.
+    top = Counter(words).most_common(TOP_WORDS)
+    return {
+        "words": len(words),
+        "lines": len(text.splitlines()),
+        "characters": len(text),
+        "top_words": [[word, count] for word, count in top],
+    }
+
+
+@processor("checksum", schema=ChecksumParams)
+def checksum(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Hex digest of the UTF-8 text with sha256 (default), sha1 or md5."""
+    algorithm = params["algorithm"]
+    digest = hashlib.new(algorithm, params["text"].encode(), usedforsecurity=False)
+    return {"algorithm": algorithm, "hexdigest": digest.hexdigest()}
+
+
+class FlakyFailure(Exception):
+    """The planned failure of a `flaky` job."""
+
+
+@processor("flaky", schema=FlakyParams)
+def flaky(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Fails its first `fail_times` attempts, then succeeds: for trying retries."""
+    if run.attempt <= params["fail_times"]:
+        raise FlakyFailure(f"planned failure of attempt {run.attempt} of {params['fail_times']}")
+    return {"attempts": run.attempt}
+
+
+@processor("report", schema=NoParams)
+def report(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
+    """Emails the owner a summary of their jobs by status."""
+    # The email is deferred on the worker's transaction, which commits together with the
+    # job's result: a failed attempt sends nothing.
+    from jobboard.extensions import db
+    from jobboard.jobs.service import job_counts_by_status
+    from jobboard.mailer import queue_email
+    from jobboard.models import User
+
+    owner = db.session.get(User, run.owner_id)
+    if owner is None:
+        raise LookupError(f"owner {run.owner_id} no longer exists")
+    counts = job_counts_by_status(owner.id)
+    lines = [f"  {status:<12} {count}" for status, count in counts.items()]
+    body = "\n".join(
+        [
+            "Hello,",
+            "",
+            "here is the summary of your jobs on jobboard by status:",
+            "",
+            *lines,
+            f"  {'total':<12} {sum(counts.values())}",
+            "",
+            f"(report job #{run.job_id})",
+        ]
+    )
+    queue_email(owner.email, "Your jobboard jobs report", body)
+    return {"emailed": owner.email, "counts": counts}
+
+
+def builtin_kinds() -> Iterable[str]:
+    return ("echo", "sleep", "wordcount", "checksum", "flaky", "report")
