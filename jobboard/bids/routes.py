@@ -2,6 +2,152 @@
 
 from __future__ import annotations
 
-from flask_smorest import Blueprint
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-blp = Blueprint("bids", __name__, url_prefix="/api", description="bids")
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from flask_smorest.error_handler import ErrorSchema
+from sqlalchemy import Select
+
+from config import Config
+from jobboard.auth.tokens import caller, verified_required
+from jobboard.bids import service
+from jobboard.bids.pagination import SelectPage
+from jobboard.bids.schemas import (
+    BidIn,
+    BidOut,
+    BidQueryArgs,
+    BidUpdateIn,
+    JobBidQueryArgs,
+    Money,
+    MyBidOut,
+)
+from jobboard.extensions import api
+from jobboard.models import Bid
+
+blp = Blueprint(
+    "bids",
+    __name__,
+    url_prefix="/api",
+    description=(
+        "Offers on other people's jobs, and the owner's choice of one. Every call needs a "
+        "verified user (401 without a valid token, 403 unverified). Bid status: pending -> "
+        "accepted | rejected | withdrawn. "
+        "Visibility: a job is visible to its owner; to every verified user while it is open "
+        "for bids (not cancelled or finished, nobody assigned); and, whatever happens to it "
+        "later, to everyone who ever bid on it. To anybody else it answers 404, as does a "
+        "bid that is not the caller's (or, for the job's owner, not on their job). "
+        "Accepting is one transaction under the job's row lock: the bid becomes accepted, "
+        "its bidder the job's assignee, every other pending bid rejected; the winner and the "
+        "rejected bidders are emailed through the queue only if it commits. Of two accepts "
+        "racing on one job, exactly one succeeds. Bids that were pending when a job closed "
+        "without an assignee stay pending (a failed job can be retried and take bids "
+        "again): they can be withdrawn, not edited or accepted."
+    ),
+)
+
+# Fees are decimal strings in JSON, whatever marshmallow's Decimal would document.
+api.register_field(Money, "string", "decimal")
+
+PAGE_SIZES: dict[str, int] = {
+    "page_size": Config.PAGINATION_PAGE_SIZE,
+    "max_page_size": Config.MAX_PAGE_SIZE,
+}
+JOB_NOT_VISIBLE = "No such job, or not one you may see."
+
+
+def error(status_code: int, description: str) -> Callable[[Any], Any]:
+    """Document an error answer, in the flask-smorest error body."""
+    return blp.alt_response(status_code, schema=ErrorSchema, description=description)
+
+
+def authenticated(forbidden: str = "Email address not verified.") -> Callable[[Any], Any]:
+    """OpenAPI: a verified user's bearer token (the check itself is `BidsView.decorators`)."""
+
+    def document(view: Any) -> Any:
+        view = error(401, "Missing, invalid, expired or revoked access token.")(view)
+        view = error(403, forbidden)(view)
+        return blp.doc(security=[{"bearerAuth": []}])(view)
+
+    return document
+
+
+class BidsView(MethodView):
+    # Authentication runs before flask-smorest parses arguments: strangers get 401/403,
+    # never a 422 about a body they had no business sending.
+    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+
+
+@blp.route("/jobs/<int:job_id>/bids/")
+class JobBids(BidsView):
+    @authenticated()
+    @blp.arguments(JobBidQueryArgs, location="query")
+    @blp.response(200, BidOut(many=True))
+    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @error(404, JOB_NOT_VISIBLE)
+    @error(422, "Unknown status, currency or sort key, or a bad page.")
+    def get(self, args: dict[str, Any], job_id: int) -> Select[tuple[Bid]]:
+        """List the bids on a job: all of them for its owner, your own otherwise."""
+        return service.job_bids(job_id, caller(), **args)
+
+    @authenticated("Email address not verified, or it is your own job.")
+    @blp.arguments(BidIn)
+    @blp.response(201, BidOut)
+    @error(404, JOB_NOT_VISIBLE)
+    @error(409, "The job is not open for bids, or you already have a pending bid on it.")
+    @error(422, "A fee <= 0, not a number or with 3+ decimals; a past deadline; unknown currency.")
+    def post(self, new_bid: dict[str, Any], job_id: int) -> Bid:
+        """Bid on somebody else's job."""
+        return service.place_bid(job_id, caller(), **new_bid)
+
+
+@blp.route("/jobs/<int:job_id>/bids/<int:bid_id>/")
+class JobBid(BidsView):
+    @authenticated()
+    @blp.response(200, BidOut)
+    @error(404, "No such bid that you may see.")
+    def get(self, job_id: int, bid_id: int) -> Bid:
+        """Read one bid: any bid on your job, or your own bid."""
+        return service.get_bid(job_id, bid_id, caller())
+
+    @authenticated()
+    @blp.arguments(BidUpdateIn)
+    @blp.response(200, BidOut)
+    @error(404, "No such bid of yours.")
+    @error(409, "The bid is not pending, or the job no longer takes bids.")
+    @error(422, "Invalid field values, or nothing to change.")
+    def patch(self, changes: dict[str, Any], job_id: int, bid_id: int) -> Bid:
+        """Edit your pending bid."""
+        return service.edit_bid(job_id, bid_id, caller(), changes)
+
+    @authenticated()
+    @blp.response(200, BidOut)
+    @error(404, "No such bid of yours.")
+    @error(409, "The bid is not pending.")
+    def delete(self, job_id: int, bid_id: int) -> Bid:
+        """Withdraw your pending bid; you may bid on the job again afterwards."""
+        return service.withdraw_bid(job_id, bid_id, caller())
+
+
+@blp.route("/jobs/<int:job_id>/bids/<int:bid_id>/accept/")
+class AcceptBid(BidsView):
+    @authenticated()
+    @blp.response(200, BidOut)
+    @error(404, "Not your job, or no such bid on it.")
+    @error(409, "The job is already assigned or not open, or the bid is not pending.")
+    def post(self, job_id: int, bid_id: int) -> Bid:
+        """Accept a bid on your job: its bidder is assigned, the other bids are rejected."""
+        return service.accept_bid(job_id, bid_id, caller())
+
+
+@blp.route("/bids/")
+class MyBids(BidsView):
+    @authenticated()
+    @blp.arguments(BidQueryArgs, location="query")
+    @blp.response(200, MyBidOut(many=True))
+    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @error(422, "Unknown status or sort key, or a bad page.")
+    def get(self, args: dict[str, Any]) -> Select[tuple[Bid]]:
+        """List your own bids across all jobs, with their status."""
+        return service.bids_of(caller(), **args)

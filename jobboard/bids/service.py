@@ -1,0 +1,312 @@
+"""Bidding rules: who may bid, edit, withdraw and accept, and the locking that keeps them
+consistent when people act at the same time.
+
+Visibility (a job the caller cannot see answers 404, as if it did not exist):
+- its owner sees it;
+- every verified user sees a job that is open for bids (not cancelled or finished,
+  nobody assigned);
+- a user who has ever bid on a job keeps seeing it, whatever happened since;
+- anyone else does not.
+
+Lock order, the same everywhere so that no two of these can deadlock: the job row first
+(FOR SHARE to bid, edit or withdraw; FOR UPDATE to accept), then the bid rows.
+Accepting holds the job FOR UPDATE, so it waits for bids being placed or edited on that
+job, and they wait for it: a bid can never be placed on a job that an accept has just
+closed, nor slip in beside the winner as a stray pending bid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, exists, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import selectinload
+
+from jobboard.errors import Conflict, Forbidden, NotFound
+from jobboard.extensions import db
+from jobboard.mailer import queue_email
+from jobboard.models import Bid, BidStatus, Job, User, now_utc
+
+LIVE_BID_INDEX = "uq_bids_live_per_bidder"
+ONE_ACCEPTED_BID_INDEX = "uq_bids_one_accepted_per_job"
+
+JOB_NOT_FOUND = "Job not found."
+BID_NOT_FOUND = "Bid not found."
+
+SORT_COLUMNS = {
+    "fee": Bid.fee,
+    "proposed_deadline": Bid.proposed_deadline,
+    "created_at": Bid.created_at,
+}
+
+
+# --- reading ------------------------------------------------------------------------------
+
+
+def job_bids(
+    job_id: int,
+    viewer: User,
+    *,
+    statuses: Collection[str] = (),
+    currency: str | None = None,
+    sort: str = "-created_at",
+) -> Select[tuple[Bid]]:
+    """The bids on a job that `viewer` may read: all of them for the owner, only their own
+    for anybody else who can see the job."""
+    job = _visible_job(job_id, viewer)
+    query = select(Bid).where(Bid.job_id == job.id).options(selectinload(Bid.bidder))
+    if job.owner_id != viewer.id:
+        query = query.where(Bid.bidder_id == viewer.id)
+    if currency:
+        query = query.where(Bid.currency == currency)
+    return _filtered_and_sorted(query, statuses, sort)
+
+
+def get_bid(job_id: int, bid_id: int, viewer: User) -> Bid:
+    """One bid: the job's owner reads any bid on it, a bidder only their own."""
+    job = _visible_job(job_id, viewer)
+    query = select(Bid).where(Bid.id == bid_id, Bid.job_id == job.id)
+    if job.owner_id != viewer.id:
+        query = query.where(Bid.bidder_id == viewer.id)
+    bid = db.session.scalar(query.options(selectinload(Bid.bidder)))
+    if bid is None:
+        raise NotFound(BID_NOT_FOUND)
+    return bid
+
+
+def bids_of(
+    bidder: User, *, statuses: Collection[str] = (), sort: str = "-created_at"
+) -> Select[tuple[Bid]]:
+    """The bidder's own bids across all jobs."""
+    query = (
+        select(Bid)
+        .where(Bid.bidder_id == bidder.id)
+        .options(selectinload(Bid.bidder), selectinload(Bid.job))
+    )
+    return _filtered_and_sorted(query, statuses, sort)
+
+
+def _filtered_and_sorted(
+    query: Select[tuple[Bid]], statuses: Collection[str], sort: str
+) -> Select[tuple[Bid]]:
+    if statuses:
+        query = query.where(Bid.status.in_(list(statuses)))
+    key = sort.removeprefix("-")
+    descending = sort.startswith("-")
+    column = SORT_COLUMNS[key]
+    order = [column.desc() if descending else column.asc()]
+    if key == "fee":
+        # Amounts in different currencies are not comparable; keep each currency together.
+        order.insert(0, Bid.currency.asc())
+    order.append(Bid.id.desc() if descending else Bid.id.asc())  # a stable order for paging
+    return query.order_by(*order)
+
+
+def _visible_job(job_id: int, viewer: User, *, share_lock: bool = False) -> Job:
+    """The job if `viewer` may see it (see the module's docstring), else 404; with
+    `share_lock`, the row is held FOR SHARE until the transaction ends, which keeps an
+    accept (FOR UPDATE) out meanwhile."""
+    query = select(Job).where(Job.id == job_id)
+    if share_lock:
+        query = query.with_for_update(read=True)
+    # A locked read must see the row as it is now, not a copy from earlier in the session.
+    job = db.session.scalar(query.execution_options(populate_existing=True))
+    if job is None:
+        raise NotFound(JOB_NOT_FOUND)
+    if job.owner_id == viewer.id or job.is_open_for_bids or _has_bid_on(job, viewer):
+        return job
+    raise NotFound(JOB_NOT_FOUND)
+
+
+def _has_bid_on(job: Job, user: User) -> bool:
+    return bool(
+        db.session.scalar(select(exists().where(Bid.job_id == job.id, Bid.bidder_id == user.id)))
+    )
+
+
+# --- bidding --------------------------------------------------------------------------------
+
+
+def place_bid(
+    job_id: int,
+    bidder: User,
+    *,
+    proposed_deadline: date,
+    fee: Decimal,
+    currency: str,
+    comment: str | None = None,
+) -> Bid:
+    job = _visible_job(job_id, bidder, share_lock=True)
+    if job.owner_id == bidder.id:
+        raise Forbidden("You cannot bid on your own job.")
+    _require_open(job)
+    if _pending_bid_of(job, bidder) is not None:
+        raise Conflict("You already have a pending bid on this job; edit or withdraw it.")
+    bid = Bid(
+        job_id=job.id,
+        bidder_id=bidder.id,
+        proposed_deadline=proposed_deadline,
+        fee=fee,
+        currency=currency,
+        comment=comment,
+        status=BidStatus.PENDING,
+    )
+    db.session.add(bid)
+    _flush_or_conflict(
+        {LIVE_BID_INDEX: "You already have a pending bid on this job; edit or withdraw it."}
+    )
+    db.session.commit()
+    return bid
+
+
+def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) -> Bid:
+    """Change a pending bid while the job still takes bids."""
+    job, bid = _own_bid_locked(job_id, bid_id, bidder)
+    _require_pending(bid, "edited")
+    _require_open(job)
+    for field, value in changes.items():
+        setattr(bid, field, value)
+    db.session.commit()
+    return bid
+
+
+def withdraw_bid(job_id: int, bid_id: int, bidder: User) -> Bid:
+    """Take back a pending bid; the bidder may bid on the job again later."""
+    _job, bid = _own_bid_locked(job_id, bid_id, bidder)
+    _require_pending(bid, "withdrawn")
+    bid.status = BidStatus.WITHDRAWN
+    db.session.commit()
+    return bid
+
+
+def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
+    """The owner picks a bid: it wins, its bidder becomes the job's assignee and every
+    other pending bid is rejected, all in one transaction under the job's row lock.
+    The winner and the rejected bidders are emailed through the queue, on the same
+    transaction, so nobody hears of an accept that did not commit."""
+    # The owner in the WHERE clause: nobody else's request ever takes this lock.
+    job = db.session.scalar(
+        select(Job)
+        .where(Job.id == job_id, Job.owner_id == owner.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if job is None:
+        raise NotFound(JOB_NOT_FOUND)
+    bid = db.session.scalar(
+        select(Bid)
+        .where(Bid.id == bid_id, Bid.job_id == job.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if bid is None:
+        raise NotFound(BID_NOT_FOUND)
+    _require_open(job)
+    _require_pending(bid, "accepted")
+
+    bid.status = BidStatus.ACCEPTED
+    job.assignee_id = bid.bidder_id
+    _flush_or_conflict({ONE_ACCEPTED_BID_INDEX: "This job already has an accepted bid."})
+    rejected_bidder_ids = db.session.scalars(
+        update(Bid)
+        .where(Bid.job_id == job.id, Bid.status == BidStatus.PENDING)
+        .values(status=BidStatus.REJECTED, updated_at=now_utc())
+        .returning(Bid.bidder_id)
+        .execution_options(synchronize_session=False)
+    ).all()
+
+    _email_winner(job, bid)
+    for rejected in db.session.scalars(select(User).where(User.id.in_(rejected_bidder_ids))):
+        _email_rejected(job, rejected)
+    db.session.commit()
+    return bid
+
+
+# --- rules ----------------------------------------------------------------------------------
+
+
+def _own_bid_locked(job_id: int, bid_id: int, bidder: User) -> tuple[Job, Bid]:
+    """The caller's bid, locked (after its job, see the lock order above); anybody
+    else's bid is 404, as if it did not exist."""
+    job = _visible_job(job_id, bidder, share_lock=True)
+    bid = db.session.scalar(
+        select(Bid)
+        .where(Bid.id == bid_id, Bid.job_id == job.id, Bid.bidder_id == bidder.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if bid is None:
+        raise NotFound(BID_NOT_FOUND)
+    return job, bid
+
+
+def _require_open(job: Job) -> None:
+    if job.assignee_id is not None:
+        raise Conflict("This job is already assigned; it takes no more bids.")
+    if not job.is_open_for_bids:
+        raise Conflict(f"This job is {job.status}; it takes no more bids.")
+
+
+def _require_pending(bid: Bid, action: str) -> None:
+    if bid.status != BidStatus.PENDING:
+        raise Conflict(f"This bid is {bid.status}; only a pending bid can be {action}.")
+
+
+def _pending_bid_of(job: Job, bidder: User) -> Bid | None:
+    return db.session.scalar(
+        select(Bid).where(
+            Bid.job_id == job.id, Bid.bidder_id == bidder.id, Bid.status == BidStatus.PENDING
+        )
+    )
+
+
+def _flush_or_conflict(messages_by_index: dict[str, str]) -> None:
+    """Flush; a unique index that lost a race becomes the 409 the service would have given
+    had it seen the other transaction's row."""
+    try:
+        db.session.flush()
+    except IntegrityError as error:
+        db.session.rollback()
+        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        if constraint in messages_by_index:
+            raise Conflict(messages_by_index[constraint]) from error
+        raise
+
+
+# --- mail -----------------------------------------------------------------------------------
+
+
+def _money(bid: Bid) -> str:
+    return f"{bid.fee:.2f} {bid.currency}"
+
+
+def _email_winner(job: Job, bid: Bid) -> None:
+    winner = db.session.get(User, bid.bidder_id)
+    if winner is None:
+        return
+    queue_email(
+        to=winner.email,
+        subject=f'Your bid on "{job.name}" was accepted',
+        body=(
+            f'Good news: your bid on job #{job.id} "{job.name}" was accepted.\n\n'
+            f"Fee: {_money(bid)}\n"
+            f"Your deadline: {bid.proposed_deadline.isoformat()}\n\n"
+            "You are now the job's assignee. It is listed under GET /api/jobs/assigned/ "
+            f"and you can read it at GET /api/jobs/{job.id}/.\n"
+        ),
+    )
+
+
+def _email_rejected(job: Job, bidder: User) -> None:
+    queue_email(
+        to=bidder.email,
+        subject=f'Your bid on "{job.name}" was not selected',
+        body=(
+            f'The owner of job #{job.id} "{job.name}" chose another bid, so yours is now '
+            "rejected. Thank you for bidding; GET /api/bids/ lists all your bids.\n"
+        ),
+    )

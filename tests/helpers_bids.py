@@ -1,0 +1,163 @@
+"""Factories and helpers for the bids tests."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from config import libpq_url
+from jobboard.extensions import db
+from jobboard.models import Job, JobStatus, User
+from tests.conftest import _user_maker, bearer, wait_until
+
+
+def in_days(days: int) -> date:
+    return date.today() + timedelta(days=days)
+
+
+def bid_payload(**overrides: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "comment": "I can do this.",
+        "proposed_deadline": in_days(7).isoformat(),
+        "fee": "80.00",
+        "currency": "USD",
+    }
+    payload.update(overrides)
+    return payload
+
+
+def make_job(owner: User, **fields: Any) -> Job:
+    """A job row as the jobs service would leave it after a POST (no queue entry: the
+    bids tests never run jobs)."""
+    job = Job(
+        owner_id=owner.id,
+        name=fields.pop("name", "Translate a short text"),
+        description=fields.pop("description", "About 300 words, English to French."),
+        kind=fields.pop("kind", "echo"),
+        params=fields.pop("params", {}),
+        scheduled_time=fields.pop("scheduled_time", datetime.now(UTC) + timedelta(days=2)),
+        status=fields.pop("status", JobStatus.PENDING),
+        **fields,
+    )
+    db.session.add(job)
+    db.session.commit()
+    return job
+
+
+def make_live_job(live_app: Flask, owner: User, **fields: Any) -> Job:
+    """A committed job, detached with its attributes loaded."""
+    with live_app.app_context():
+        job = make_job(owner, **fields)
+        db.session.refresh(job)
+        db.session.expunge(job)
+        return job
+
+
+def live_user(live_app: Flask, **fields: Any) -> User:
+    """Like conftest's `make_live_user`, but the detached user keeps its attributes: that
+    fixture expunges right after the commit has expired them, so reading `user.id` later
+    raises DetachedInstanceError."""
+    with live_app.app_context():
+        user = _user_maker()(**fields)
+        db.session.refresh(user)
+        db.session.expunge(user)
+        return user
+
+
+def live_headers(live_app: Flask, user: User) -> dict[str, str]:
+    with live_app.app_context():
+        return bearer(user)
+
+
+class BidsApi:
+    """The bid calls, as a client makes them."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def place(self, headers: dict[str, str], job_id: int, /, **overrides: Any) -> TestResponse:
+        return self.client.post(
+            f"/api/jobs/{job_id}/bids/", json=bid_payload(**overrides), headers=headers
+        )
+
+    def list_for_job(self, headers: dict[str, str], job_id: int, **query: Any) -> TestResponse:
+        return self.client.get(f"/api/jobs/{job_id}/bids/", query_string=query, headers=headers)
+
+    def read(self, headers: dict[str, str], job_id: int, bid_id: int) -> TestResponse:
+        return self.client.get(f"/api/jobs/{job_id}/bids/{bid_id}/", headers=headers)
+
+    def edit(self, headers: dict[str, str], job_id: int, bid_id: int, changes: Any) -> TestResponse:
+        return self.client.patch(
+            f"/api/jobs/{job_id}/bids/{bid_id}/", json=changes, headers=headers
+        )
+
+    def withdraw(self, headers: dict[str, str], job_id: int, bid_id: int) -> TestResponse:
+        return self.client.delete(f"/api/jobs/{job_id}/bids/{bid_id}/", headers=headers)
+
+    def accept(self, headers: dict[str, str], job_id: int, bid_id: int) -> TestResponse:
+        return self.client.post(f"/api/jobs/{job_id}/bids/{bid_id}/accept/", headers=headers)
+
+    def mine(self, headers: dict[str, str], **query: Any) -> TestResponse:
+        return self.client.get("/api/bids/", query_string=query, headers=headers)
+
+
+# --- races -------------------------------------------------------------------------------
+
+
+def run_at_once(
+    live_app: Flask,
+    database_url: str,
+    job_id: int,
+    calls: list[Callable[[FlaskClient], TestResponse]],
+) -> list[int]:
+    """Run each call in its own thread with its own test client (its own app context,
+    session and database connection) and return their status codes.
+
+    A barrier lines the threads up, and the job's row is held locked from another
+    connection until every call is queued behind that lock: so the calls provably run
+    their transactions at the same time, rather than possibly one after the other."""
+    barrier = threading.Barrier(len(calls) + 1)
+    outcomes: list[int | BaseException] = [0] * len(calls)
+
+    def run(index: int, call: Callable[[FlaskClient], TestResponse]) -> None:
+        try:
+            client = live_app.test_client()
+            barrier.wait(timeout=10)
+            outcomes[index] = call(client).status_code
+        except BaseException as error:
+            outcomes[index] = error
+
+    threads = [
+        threading.Thread(target=run, args=(index, call), daemon=True)
+        for index, call in enumerate(calls)
+    ]
+    with psycopg.connect(libpq_url(database_url)) as lock_holder:
+        lock_holder.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+        for thread in threads:
+            thread.start()
+        barrier.wait(timeout=10)
+        wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
+        lock_holder.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def lock_waiters(database_url: str) -> int:
+    """Sessions of this database currently waiting for a lock."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0] if row else 0
