@@ -83,6 +83,10 @@ class Config:
     OPENAPI_URL_PREFIX = "/api"
     OPENAPI_JSON_PATH = "openapi.json"
     OPENAPI_SWAGGER_UI_PATH = "/docs"
+    # Served by the app itself from the swagger-ui-bundle package: /api/docs works offline.
+    OPENAPI_SWAGGER_UI_URL = "/api/docs/assets/"
+    # No validator badge: it would call validator.swagger.io.
+    OPENAPI_SWAGGER_UI_CONFIG = {"persistAuthorization": True, "validatorUrl": None}
     API_SPEC_OPTIONS = {
         "info": {
             "description": (
