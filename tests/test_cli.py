@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from jobboard.auth.passwords import password_matches
-from jobboard.cli import DEMO_PASSWORD, KINDS
+from jobboard.demo import DEMO_PASSWORD, KINDS
 from jobboard.extensions import db
 from jobboard.models import (
     Bid,
@@ -35,6 +35,7 @@ def runner(app):
 @pytest.fixture
 def logs(caplog):
     caplog.set_level(logging.INFO, logger="jobboard.cli")
+    caplog.set_level(logging.INFO, logger="jobboard.demo")
     return caplog
 
 

@@ -267,11 +267,20 @@ def verify_email(email: str, code: str, now: datetime | None = None) -> User:
             message = LAST_WRONG_TRY
         db.session.commit()
         raise BadRequest(message)
-    otp.consumed_at = now
-    user.is_email_verified = True
-    user.email_verified_at = now
+    mark_email_verified(user, now)
     db.session.commit()
     return user
+
+
+def mark_email_verified(user: User, now: datetime) -> None:
+    """The address is proven (by its code, or by an operator): every live code is spent."""
+    user.is_email_verified = True
+    user.email_verified_at = user.email_verified_at or now
+    db.session.execute(
+        update(EmailOtp)
+        .where(EmailOtp.user_id == user.id, EmailOtp.consumed_at.is_(None))
+        .values(consumed_at=now)
+    )
 
 
 def resend_verification_code(email: str, now: datetime | None = None) -> str:
