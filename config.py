@@ -72,6 +72,12 @@ class Config:
     MAIL_SUPPRESS_SEND = False
 
     PASSWORD_HASH_METHOD = "scrypt"
+    MAIL_TIMEOUT = env_float("MAIL_TIMEOUT", 30.0)
+
+    # Jobs and the queue (the worker's own options are in workers/__main__.py).
+    JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0)
+    QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
+    STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)
 
     OTP_TTL = timedelta(minutes=10)
     OTP_MAX_TRIES = 5

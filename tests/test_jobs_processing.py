@@ -35,44 +35,39 @@ def test_a_successful_attempt_completes_the_job_and_stores_the_result(verified_u
     assert job.result.duration_ms >= 0
 
 
-def test_a_failed_attempt_with_attempts_left_is_retried_with_backoff(app, verified_user):
-    app.config["JOB_RETRY_BASE_SECONDS"] = 10
-    try:
-        job = create_job(verified_user, kind="flaky", params={"fail_times": 2}, max_attempts=3)
-        first_entry = job.queue_job_id
+def test_a_failed_attempt_with_attempts_left_is_retried_with_backoff(
+    app, verified_user, monkeypatch
+):
+    monkeypatch.setitem(app.config, "JOB_RETRY_BASE_SECONDS", 10)
+    job = create_job(verified_user, kind="flaky", params={"fail_times": 2}, max_attempts=3)
+    first_entry = job.queue_job_id
 
-        assert run_queued_attempt(job.id) == Outcome.RETRY_SCHEDULED
-        job = reloaded(job.id)
-        assert job.status == JobStatus.PENDING
-        assert job.attempts == 1
-        assert "planned failure of attempt 1" in job.last_error
-        assert job.result is None
-        second = queue_row(job.queue_job_id)
-        assert job.queue_job_id != first_entry
-        assert second["status"] == "todo"
-        assert second["lock"] == second["queueing_lock"] == f"job-{job.id}"
-        # 10 s after the failure: base x 2**0
-        assert (
-            timedelta(seconds=9) < second["scheduled_at"] - job.started_at < timedelta(seconds=11)
-        )
+    assert run_queued_attempt(job.id) == Outcome.RETRY_SCHEDULED
+    job = reloaded(job.id)
+    assert job.status == JobStatus.PENDING
+    assert job.attempts == 1
+    assert "planned failure of attempt 1" in job.last_error
+    assert job.result is None
+    second = queue_row(job.queue_job_id)
+    assert job.queue_job_id != first_entry
+    assert second["status"] == "todo"
+    assert second["lock"] == second["queueing_lock"] == f"job-{job.id}"
+    # 10 s after the failure: base x 2**0
+    assert timedelta(seconds=9) < second["scheduled_at"] - job.started_at < timedelta(seconds=11)
 
-        assert run_queued_attempt(job.id) == Outcome.RETRY_SCHEDULED
-        third = queue_row(reloaded(job.id).queue_job_id)
-        job = reloaded(job.id)
-        # 20 s after the second failure: base x 2**1
-        assert (
-            timedelta(seconds=19) < third["scheduled_at"] - job.started_at < timedelta(seconds=21)
-        )
+    assert run_queued_attempt(job.id) == Outcome.RETRY_SCHEDULED
+    third = queue_row(reloaded(job.id).queue_job_id)
+    job = reloaded(job.id)
+    # 20 s after the second failure: base x 2**1
+    assert timedelta(seconds=19) < third["scheduled_at"] - job.started_at < timedelta(seconds=21)
 
-        assert run_queued_attempt(job.id) == Outcome.COMPLETED
-        job = reloaded(job.id)
-        assert job.status == JobStatus.COMPLETED
-        assert job.attempts == 3
-        assert job.result.output == {"attempts": 3}
-        # The error of the last failed attempt stays visible after the success.
-        assert "planned failure of attempt 2" in job.last_error
-    finally:
-        del app.config["JOB_RETRY_BASE_SECONDS"]
+    assert run_queued_attempt(job.id) == Outcome.COMPLETED
+    job = reloaded(job.id)
+    assert job.status == JobStatus.COMPLETED
+    assert job.attempts == 3
+    assert job.result.output == {"attempts": 3}
+    # The error of the last failed attempt stays visible after the success.
+    assert "planned failure of attempt 2" in job.last_error
 
 
 def test_the_last_failed_attempt_fails_the_job(verified_user):
@@ -218,10 +213,7 @@ def test_database_work_of_a_failed_attempt_is_rolled_back(verified_user):
         unregister("mails-then-fails")
 
 
-def test_retry_delay_doubles_from_the_configured_base(app):
-    app.config["JOB_RETRY_BASE_SECONDS"] = 0.5
-    try:
-        assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]
-    finally:
-        del app.config["JOB_RETRY_BASE_SECONDS"]
-    assert retry_delay(1) == timedelta(seconds=2)
+def test_retry_delay_doubles_from_the_configured_base(app, monkeypatch):
+    assert retry_delay(1) == timedelta(seconds=2)  # the default base
+    monkeypatch.setitem(app.config, "JOB_RETRY_BASE_SECONDS", 0.5)
+    assert [retry_delay(n).total_seconds() for n in (1, 2, 3, 4)] == [0.5, 1, 2, 4]

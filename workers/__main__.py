@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import os
 
-from config import env_float
+from config import config_for_environment, env_float
 
 
 def worker_options() -> dict[str, float | int]:
@@ -21,8 +21,17 @@ def worker_options() -> dict[str, float | int]:
         "concurrency": int(os.environ.get("WORKER_CONCURRENCY", "8")),
         "fetch_job_polling_interval": env_float("WORKER_POLL_INTERVAL", 0.1),
         "update_heartbeat_interval": env_float("WORKER_HEARTBEAT_INTERVAL", 10.0),
-        "stalled_worker_timeout": env_float("STALLED_WORKER_SECONDS", 30.0),
+        "stalled_worker_timeout": config_for_environment().STALLED_WORKER_SECONDS,
     }
+
+
+class QuietRoutineChecks(logging.Filter):
+    """The stalled-job check runs every 5 s; three INFO lines each time would bury what
+    people read the worker's log for (mail in development, job outcomes)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        routine = record.levelno <= logging.INFO and "recover_stalled_jobs" in record.getMessage()
+        return not routine
 
 
 def main() -> None:
@@ -31,6 +40,8 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietRoutineChecks())
     # Resolve the database (the embedded one in development) before anything imports
     # the queue app, whose connector reads DATABASE_URL.
     from config import config_for_environment, libpq_url

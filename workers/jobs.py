@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from procrastinate import BaseRetryStrategy, JobContext, RetryDecision, exceptions
 from procrastinate.jobs import Job as QueueJob
 from procrastinate.jobs import Status
 
+from config import config_for_environment
 from jobboard.jobs.processing import run_attempt
 from jobboard.jobs.service import PROCESS_JOB_TASK
 from workers.app import QUEUE_JOBS, QUEUE_MAINTENANCE, task_app
@@ -23,11 +23,11 @@ PRUNE_CRON = "17 * * * *"
 
 
 def stalled_worker_seconds() -> float:
-    return float(os.environ.get("STALLED_WORKER_SECONDS") or 30)
+    return config_for_environment().STALLED_WORKER_SECONDS
 
 
 def queue_retention_hours() -> int:
-    return int(os.environ.get("QUEUE_RETENTION_HOURS") or 24)
+    return config_for_environment().QUEUE_RETENTION_HOURS
 
 
 class InfrastructureRetry(BaseRetryStrategy):

@@ -25,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 # Flask-Mail opens smtplib without a timeout: an SMTP server that accepts the connection
 # and never answers would hold a worker slot forever.
-DEFAULT_SMTP_TIMEOUT_SECONDS = 30.0
 
 # Procrastinate waits exponential_wait ** (retries so far + 1) seconds; max_attempts counts
 # retries.
@@ -71,7 +70,7 @@ def deliver(to: str, subject: str, body: str) -> None:
         )
         return
     message = Message(subject=subject, recipients=[to], body=body)
-    timeout = float(current_app.config.get("MAIL_TIMEOUT", DEFAULT_SMTP_TIMEOUT_SECONDS))
+    timeout = current_app.config["MAIL_TIMEOUT"]
     with TimedConnection(settings, timeout) as connection:
         message.send(connection)
     logger.info("email %r sent to %s", subject, to)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt, jwt_required
 from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
 
 from jobboard.auth import service
 from jobboard.auth.schemas import (
@@ -25,6 +25,7 @@ from jobboard.auth.schemas import (
 )
 from jobboard.auth.tokens import caller, login_required
 from jobboard.models import User
+from jobboard.views import documented_error
 
 blp = Blueprint(
     "auth",
@@ -39,8 +40,7 @@ blp = Blueprint(
 BEARER = [{"bearerAuth": []}]
 
 
-def error(code: int, description: str, headers: dict[str, Any] | None = None):
-    return blp.alt_response(code, schema=ErrorSchema, description=description, headers=headers)
+error = partial(documented_error, blp)
 
 
 @blp.route("/register/")

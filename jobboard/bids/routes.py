@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any
 
-from flask.views import MethodView
 from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
 from sqlalchemy import Select
 
-from config import Config
-from jobboard.auth.tokens import caller, verified_required
+from jobboard.auth.tokens import caller
 from jobboard.bids import service
-from jobboard.bids.pagination import SelectPage
 from jobboard.bids.schemas import (
     BidIn,
     BidOut,
@@ -25,6 +21,13 @@ from jobboard.bids.schemas import (
 )
 from jobboard.extensions import api
 from jobboard.models import Bid
+from jobboard.views import (
+    PAGE_SIZES,
+    SelectPage,
+    VerifiedUserView,
+    documented_error,
+    verified_user_doc,
+)
 
 blp = Blueprint(
     "bids",
@@ -50,38 +53,16 @@ blp = Blueprint(
 # Fees are decimal strings in JSON, whatever marshmallow's Decimal would document.
 api.register_field(Money, "string", "decimal")
 
-PAGE_SIZES: dict[str, int] = {
-    "page_size": Config.PAGINATION_PAGE_SIZE,
-    "max_page_size": Config.MAX_PAGE_SIZE,
-}
 JOB_NOT_VISIBLE = "No such job, or not one you may see."
 
 
-def error(status_code: int, description: str) -> Callable[[Any], Any]:
-    """Document an error answer, in the flask-smorest error body."""
-    return blp.alt_response(status_code, schema=ErrorSchema, description=description)
-
-
-def authenticated(forbidden: str = "Email address not verified.") -> Callable[[Any], Any]:
-    """OpenAPI: a verified user's bearer token (the check itself is `BidsView.decorators`)."""
-
-    def document(view: Any) -> Any:
-        view = error(401, "Missing, invalid, expired or revoked access token.")(view)
-        view = error(403, forbidden)(view)
-        return blp.doc(security=[{"bearerAuth": []}])(view)
-
-    return document
-
-
-class BidsView(MethodView):
-    # Authentication runs before flask-smorest parses arguments: strangers get 401/403,
-    # never a 422 about a body they had no business sending.
-    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+error = partial(documented_error, blp)
+authenticated = verified_user_doc(blp)
 
 
 @blp.route("/jobs/<int:job_id>/bids/")
-class JobBids(BidsView):
-    @authenticated()
+class JobBids(VerifiedUserView):
+    @authenticated
     @blp.arguments(JobBidQueryArgs, location="query")
     @blp.response(200, BidOut(many=True))
     @blp.paginate(SelectPage, **PAGE_SIZES)
@@ -91,7 +72,7 @@ class JobBids(BidsView):
         """List the bids on a job: all of them for its owner, your own otherwise."""
         return service.job_bids(job_id, caller(), **args)
 
-    @authenticated("Email address not verified, or it is your own job.")
+    @verified_user_doc(blp, "Email address not verified, or it is your own job.")
     @blp.arguments(BidIn)
     @blp.response(201, BidOut)
     @error(404, JOB_NOT_VISIBLE)
@@ -103,15 +84,15 @@ class JobBids(BidsView):
 
 
 @blp.route("/jobs/<int:job_id>/bids/<int:bid_id>/")
-class JobBid(BidsView):
-    @authenticated()
+class JobBid(VerifiedUserView):
+    @authenticated
     @blp.response(200, BidOut)
     @error(404, "No such bid that you may see.")
     def get(self, job_id: int, bid_id: int) -> Bid:
         """Read one bid: any bid on your job, or your own bid."""
         return service.get_bid(job_id, bid_id, caller())
 
-    @authenticated()
+    @authenticated
     @blp.arguments(BidUpdateIn)
     @blp.response(200, BidOut)
     @error(404, "No such bid of yours.")
@@ -121,7 +102,7 @@ class JobBid(BidsView):
         """Edit your pending bid."""
         return service.edit_bid(job_id, bid_id, caller(), changes)
 
-    @authenticated()
+    @authenticated
     @blp.response(200, BidOut)
     @error(404, "No such bid of yours.")
     @error(409, "The bid is not pending.")
@@ -131,8 +112,8 @@ class JobBid(BidsView):
 
 
 @blp.route("/jobs/<int:job_id>/bids/<int:bid_id>/accept/")
-class AcceptBid(BidsView):
-    @authenticated()
+class AcceptBid(VerifiedUserView):
+    @authenticated
     @blp.response(200, BidOut)
     @error(404, "Not your job, or no such bid on it.")
     @error(409, "The job is already assigned or not open, or the bid is not pending.")
@@ -142,8 +123,8 @@ class AcceptBid(BidsView):
 
 
 @blp.route("/bids/")
-class MyBids(BidsView):
-    @authenticated()
+class MyBids(VerifiedUserView):
+    @authenticated
     @blp.arguments(BidQueryArgs, location="query")
     @blp.response(200, MyBidOut(many=True))
     @blp.paginate(SelectPage, **PAGE_SIZES)

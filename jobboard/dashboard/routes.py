@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Blueprint as PageBlueprint
 from flask import render_template, send_from_directory
 from flask.typing import ResponseReturnValue
-from flask.views import MethodView
 from flask_smorest import Blueprint
 from swagger_ui_bundle import swagger_ui_path
 
-from jobboard.auth.tokens import caller, verified_required
+from jobboard.auth.tokens import caller
 from jobboard.dashboard import service
 from jobboard.dashboard.schemas import DashboardOut
+from jobboard.views import VerifiedUserView, verified_user_doc
 
 blp = Blueprint(
     "dashboard",
@@ -30,12 +30,9 @@ ASSET_MAX_AGE_SECONDS = 24 * 3600
 
 
 @blp.route("/dashboard/")
-class Dashboard(MethodView):
-    @blp.doc(security=[{"bearerAuth": []}])
-    @verified_required
+class Dashboard(VerifiedUserView):
+    @verified_user_doc(blp)
     @blp.response(200, DashboardOut)
-    @blp.alt_response(401, "UNAUTHORIZED")
-    @blp.alt_response(403, "FORBIDDEN")
     def get(self):
         """Your job, assignment and bid counts by status (and queue health for admins)."""
         return service.dashboard_for(caller())

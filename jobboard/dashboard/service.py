@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select, text
-from sqlalchemy.orm import InstrumentedAttribute
 
-from config import env_float
 from jobboard.extensions import db
-from jobboard.models import Bid, BidStatus, Job, JobStatus, User
+from jobboard.jobs.service import job_counts_by_status
+from jobboard.models import Bid, BidStatus, Job, User
 from workers.app import QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE
 
 KNOWN_QUEUES = (QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE)
@@ -25,8 +25,8 @@ QUEUE_STATUSES = ("todo", "doing", "succeeded", "failed", "cancelled", "aborted"
 def dashboard_for(user: User) -> dict[str, Any]:
     """The caller's counts; admins also get the queue's health."""
     summary: dict[str, Any] = {
-        "jobs": job_counts(Job.owner_id, user.id),
-        "assigned": job_counts(Job.assignee_id, user.id),
+        "jobs": _with_total(job_counts_by_status(user.id, Job.owner_id)),
+        "assigned": _with_total(job_counts_by_status(user.id, Job.assignee_id)),
         "bids": bid_counts(user.id),
     }
     if user.is_admin:
@@ -34,14 +34,8 @@ def dashboard_for(user: User) -> dict[str, Any]:
     return summary
 
 
-def job_counts(user_column: InstrumentedAttribute[Any], user_id: int) -> dict[str, int]:
-    """Jobs whose `user_column` is `user_id`, by status, every status present, plus total."""
-    rows = db.session.execute(
-        select(Job.status, func.count()).where(user_column == user_id).group_by(Job.status)
-    )
-    counts = _zero_filled(JobStatus, rows)
-    counts["total"] = sum(counts.values())
-    return counts
+def _with_total(counts: dict[str, int]) -> dict[str, int]:
+    return {**counts, "total": sum(counts.values())}
 
 
 def bid_counts(bidder_id: int) -> dict[str, int]:
@@ -52,9 +46,8 @@ def bid_counts(bidder_id: int) -> dict[str, int]:
 
 
 def _zero_filled(statuses: Any, rows: Any) -> dict[str, int]:
-    counts = {status.value: 0 for status in statuses}
-    for status, count in rows:
-        counts[status] = count
+    counts = dict.fromkeys((status.value for status in statuses), 0)
+    counts.update({status: count for status, count in rows})
     return counts
 
 
@@ -115,4 +108,4 @@ def queue_health() -> dict[str, Any]:
 
 def live_worker_window_seconds() -> float:
     """The silence after which the worker itself declares a peer dead (its own setting)."""
-    return env_float("STALLED_WORKER_SECONDS", 30.0)
+    return current_app.config["STALLED_WORKER_SECONDS"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -28,7 +27,6 @@ from workers.processors import JobRun, get_processor
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RETRY_BASE_SECONDS = 2.0
 MAX_ERROR_LENGTH = 2000
 
 
@@ -41,17 +39,11 @@ class Outcome:
     MISSING = "missing"
 
 
-def retry_base_seconds() -> float:
-    configured = current_app.config.get("JOB_RETRY_BASE_SECONDS")
-    if configured is None:
-        configured = os.environ.get("JOB_RETRY_BASE_SECONDS") or DEFAULT_RETRY_BASE_SECONDS
-    return float(configured)
-
-
 def retry_delay(failed_attempt: int) -> timedelta:
     """Wait before the attempt after `failed_attempt`: base, 2 x base, 4 x base, ...
     (base = JOB_RETRY_BASE_SECONDS, 2 s unless configured)."""
-    return timedelta(seconds=retry_base_seconds() * 2 ** (failed_attempt - 1))
+    base = float(current_app.config["JOB_RETRY_BASE_SECONDS"])
+    return timedelta(seconds=base * 2 ** (failed_attempt - 1))
 
 
 def run_attempt(

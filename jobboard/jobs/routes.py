@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, ClassVar
+from functools import partial
+from typing import Any
 
-from flask.views import MethodView
 from flask_smorest import Blueprint
-from flask_smorest.error_handler import ErrorSchema
-from flask_smorest.pagination import PaginationParameters
 
-from jobboard.auth.tokens import caller, verified_required
+from jobboard.auth.tokens import caller
 from jobboard.jobs import service
 from jobboard.jobs.schemas import (
     IdempotencyHeaders,
@@ -20,7 +17,13 @@ from jobboard.jobs.schemas import (
     JobQueryArgs,
     JobResultOut,
 )
-from jobboard.models import Job
+from jobboard.views import (
+    PAGE_SIZES,
+    SelectPage,
+    VerifiedUserView,
+    documented_error,
+    verified_user_doc,
+)
 
 blp = Blueprint(
     "jobs",
@@ -34,45 +37,20 @@ blp = Blueprint(
     ),
 )
 
-PAGE_SIZE = 20
-MAX_PAGE_SIZE = 100
-
-
-def _page(query: Any, pagination_parameters: PaginationParameters) -> list[Job]:
-    items, total = service.page_of(
-        query, pagination_parameters.page, pagination_parameters.page_size
-    )
-    pagination_parameters.item_count = total
-    return items
-
-
-def error(status_code: int, description: str) -> Any:
-    """Document an error answer in the flask-smorest error body."""
-    return blp.alt_response(status_code, schema=ErrorSchema, description=description)
-
-
-def authenticated(view: Any) -> Any:
-    """OpenAPI: bearer token of a verified user (the check itself is `JobsView.decorators`)."""
-    view = error(401, "Missing, invalid, expired or revoked access token")(view)
-    view = error(403, "Email address not verified")(view)
-    return blp.doc(security=[{"bearerAuth": []}])(view)
-
-
-class JobsView(MethodView):
-    # Authentication runs before flask-smorest parses the arguments: no 422 for strangers.
-    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+error = partial(documented_error, blp)
+authenticated = verified_user_doc(blp)
 
 
 @blp.route("/jobs/")
-class Jobs(JobsView):
+class Jobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
-    @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
+    @blp.paginate(SelectPage, **PAGE_SIZES)
     @error(422, "Unknown filter value or sort key")
-    def get(self, filters: dict[str, Any], pagination_parameters: PaginationParameters):
+    def get(self, filters: dict[str, Any]):
         """List your own jobs"""
-        return _page(service.owned_jobs_query(caller(), filters), pagination_parameters)
+        return service.owned_jobs_query(caller(), filters)
 
     @authenticated
     @blp.arguments(JobIn)
@@ -86,31 +64,31 @@ class Jobs(JobsView):
 
 
 @blp.route("/jobs/assigned/")
-class AssignedJobs(JobsView):
+class AssignedJobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
-    @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
+    @blp.paginate(SelectPage, **PAGE_SIZES)
     @error(422, "Unknown filter value or sort key")
-    def get(self, filters: dict[str, Any], pagination_parameters: PaginationParameters):
+    def get(self, filters: dict[str, Any]):
         """List the jobs assigned to you (your bid was accepted)"""
-        return _page(service.assigned_jobs_query(caller(), filters), pagination_parameters)
+        return service.assigned_jobs_query(caller(), filters)
 
 
 @blp.route("/jobs/open/")
-class OpenJobs(JobsView):
+class OpenJobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOpenOut(many=True))
-    @blp.paginate(page_size=PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
+    @blp.paginate(SelectPage, **PAGE_SIZES)
     @error(422, "Unknown filter value or sort key")
-    def get(self, filters: dict[str, Any], pagination_parameters: PaginationParameters):
+    def get(self, filters: dict[str, Any]):
         """List other people's jobs open for bids (public fields only)"""
-        return _page(service.open_jobs_query(caller(), filters), pagination_parameters)
+        return service.open_jobs_query(caller(), filters)
 
 
 @blp.route("/jobs/<int:job_id>/")
-class JobById(JobsView):
+class JobById(VerifiedUserView):
     @authenticated
     @blp.response(200, JobOut)
     @error(404, "No such job, or not yours")
@@ -129,7 +107,7 @@ class JobById(JobsView):
 
 
 @blp.route("/jobs/<int:job_id>/result/")
-class JobResultView(JobsView):
+class JobResultView(VerifiedUserView):
     @authenticated
     @blp.response(200, JobResultOut)
     @error(404, "No such job, or not yours")
@@ -140,7 +118,7 @@ class JobResultView(JobsView):
 
 
 @blp.route("/jobs/<int:job_id>/retry/")
-class JobRetry(JobsView):
+class JobRetry(VerifiedUserView):
     @authenticated
     @blp.response(202, JobOut)
     @error(403, "You are the assignee, not the owner")

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm import InstrumentedAttribute
 
 from jobboard import queue
 from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -214,17 +215,14 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def page_of(query: Select[tuple[Job]], page: int, page_size: int) -> tuple[list[Job], int]:
-    """One page of `query` and the total number of rows it matches."""
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    items = db.session.scalars(query.limit(page_size).offset((page - 1) * page_size)).all()
-    return list(items), total or 0
-
-
-def job_counts_by_status(owner_id: int) -> dict[str, int]:
-    """Every status with the number of the owner's jobs in it (zeros included)."""
+def job_counts_by_status(
+    user_id: int, user_column: InstrumentedAttribute[int | None] = Job.owner_id
+) -> dict[str, int]:
+    """Every status with the number of jobs in it whose `user_column` (the owner by
+    default, or the assignee) is `user_id`, zeros included. One GROUP BY answered from
+    the (owner_id|assignee_id, status) index."""
     rows = db.session.execute(
-        select(Job.status, func.count()).where(Job.owner_id == owner_id).group_by(Job.status)
+        select(Job.status, func.count()).where(user_column == user_id).group_by(Job.status)
     )
     counts = dict.fromkeys((status.value for status in JobStatus), 0)
     counts.update({status: count for status, count in rows})

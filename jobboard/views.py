@@ -1,0 +1,69 @@
+"""What the API blueprints share: the verified-user view, OpenAPI documentation of error
+answers and authentication, and pagination done by the database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, Page
+from flask_smorest.error_handler import ErrorSchema
+from sqlalchemy import Select, func, select
+
+from config import Config
+from jobboard.auth.tokens import verified_required
+from jobboard.extensions import db
+
+NOT_VERIFIED = "Email address not verified."
+PAGE_SIZES: dict[str, int] = {
+    "page_size": Config.PAGINATION_PAGE_SIZE,
+    "max_page_size": Config.MAX_PAGE_SIZE,
+}
+
+
+class VerifiedUserView(MethodView):
+    """A view for verified users only. Authentication runs before flask-smorest parses
+    the arguments: strangers get 401/403, never a 422 about a body they had no business
+    sending."""
+
+    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+
+
+def documented_error(
+    blp: Blueprint, status_code: int, description: str, headers: dict[str, Any] | None = None
+) -> Callable[[Any], Any]:
+    """Document an error answer, in the flask-smorest error body."""
+    return blp.alt_response(
+        status_code, schema=ErrorSchema, description=description, headers=headers
+    )
+
+
+def verified_user_doc(blp: Blueprint, forbidden: str = NOT_VERIFIED) -> Callable[[Any], Any]:
+    """OpenAPI for a view of `VerifiedUserView`: bearer auth and its 401/403 answers."""
+
+    def document(view: Any) -> Any:
+        view = documented_error(blp, 401, "Missing, invalid, expired or revoked access token.")(
+            view
+        )
+        view = documented_error(blp, 403, forbidden)(view)
+        return blp.doc(security=[{"bearerAuth": []}])(view)
+
+    return document
+
+
+class SelectPage(Page):
+    """A page of a `select(...)`, for `@blp.paginate(SelectPage, **PAGE_SIZES)`: one COUNT
+    and one LIMIT/OFFSET query, never the whole result set in memory."""
+
+    collection: Select[Any]
+
+    @property
+    def items(self) -> list[Any]:
+        page = self.collection.limit(self.page_params.page_size).offset(self.page_params.first_item)
+        return list(db.session.scalars(page))
+
+    @property
+    def item_count(self) -> int:
+        counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
+        return db.session.scalar(counted) or 0
