@@ -36,6 +36,8 @@ def _import_pgserver():
         # CI, root shells) platformdirs warns and uses /tmp/runtime-<uid>, which is fine.
         warnings.simplefilter("ignore", UserWarning)
         import pgserver
+    # It logs every handle it opens and closes at INFO: noise in every CLI command.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     return pgserver
 
 
