@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, User
-from tests.conftest import _user_maker, bearer, wait_until
+from tests.conftest import bearer, wait_until
 
 
 def in_days(days: int) -> date:
@@ -58,17 +58,6 @@ def make_live_job(live_app: Flask, owner: User, **fields: Any) -> Job:
         db.session.refresh(job)
         db.session.expunge(job)
         return job
-
-
-def live_user(live_app: Flask, **fields: Any) -> User:
-    """Like conftest's `make_live_user`, but the detached user keeps its attributes: that
-    fixture expunges right after the commit has expired them, so reading `user.id` later
-    raises DetachedInstanceError."""
-    with live_app.app_context():
-        user = _user_maker()(**fields)
-        db.session.refresh(user)
-        db.session.expunge(user)
-        return user
 
 
 def live_headers(live_app: Flask, user: User) -> dict[str, str]:

@@ -299,7 +299,6 @@ def test_revocation_survives_a_restart(
 ):
     """Revocations live in the database: a new application process (here a second app on
     the same database, as after a restart) still refuses the token."""
-    # make_live_user hands back an expired, detached instance: keep the email ourselves.
     make_live_user(email="restart@example.com")
     tokens = log_in(live_client, "restart@example.com")
     assert (

@@ -12,7 +12,6 @@ from jobboard.models import Bid, BidStatus, Job
 from tests.helpers_bids import (
     BidsApi,
     live_headers,
-    live_user,
     make_live_job,
     run_at_once,
 )
@@ -24,11 +23,11 @@ def database_url(live_app) -> str:
 
 
 @pytest.fixture
-def parties(live_app):
+def parties(live_app, make_live_user):
     """A poster with an open job, and two bidders with their headers."""
-    poster = live_user(live_app, display_name="Paula Poster")
-    first = live_user(live_app, display_name="Fay First")
-    second = live_user(live_app, display_name="Sid Second")
+    poster = make_live_user(display_name="Paula Poster")
+    first = make_live_user(display_name="Fay First")
+    second = make_live_user(display_name="Sid Second")
     job = make_live_job(live_app, poster)
     headers = {user.id: live_headers(live_app, user) for user in (poster, first, second)}
     return poster, first, second, job, headers
