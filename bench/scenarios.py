@@ -1,0 +1,835 @@
+"""The five scenarios of issue 6, run against the processes `bench.system` started."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy
+from flask import Flask
+
+from bench.load import Client, LoadResult, run_load
+from bench.noop import defer_noops
+from bench.report import Report, summary
+from bench.smtp import SmtpSink
+from bench.system import CpuMeter, Database, Process, postmaster_pid, start_worker
+from config import ProductionConfig, sqlalchemy_url
+
+logger = logging.getLogger("bench")
+
+PASSWORD = "correct horse battery staple"
+# create_job refuses a scheduled_time that is not in the future when it checks; a request
+# may wait in gunicorn's listen queue, a busy machine may pause us, so "now" is a moment
+# ahead. It does not change the throughput figures: those start at the first job's start.
+SCHEDULE_MARGIN = timedelta(seconds=2)
+REGISTER_BLOCK = 10
+
+
+@dataclass
+class Settings:
+    jobs: int
+    http_jobs: int
+    http_concurrency: int
+    timed_jobs: int
+    timed_ahead: tuple[float, float]
+    api_seed: int
+    api_requests: int
+    api_requests_serial: int
+    register_requests: int
+    smtp_delay: float
+    web_workers: int
+    scenarios: set[str]
+    drain_timeout: float
+    rounds: int
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def ratio(numerator: float, denominator: float) -> float:
+    if not denominator or math.isnan(numerator) or math.isnan(denominator):
+        return math.nan
+    return numerator / denominator
+
+
+def wait_for(
+    what: str,
+    predicate: Callable[[], bool],
+    timeout: float,
+    check: Callable[[], None],
+    interval: float = 0.25,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not done within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+class Bench:
+    """Holds what every scenario uses: the database, the processes, the in-process app
+    (for the service-level variants) and the report."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        report: Report,
+        database: Database,
+        env: dict[str, str],
+        sink: SmtpSink,
+        web: Process | None,
+        web_port: int,
+    ) -> None:
+        self.settings = settings
+        self.report = report
+        self.database = database
+        self.env = env
+        self.sink = sink
+        self.web = web
+        self.web_port = web_port
+        self.conn = database.connect()
+        self.postmaster = postmaster_pid(self.conn)
+        self.worker: Process | None = None
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    @functools.cached_property
+    def app(self) -> Flask:
+        """The application as the web process configures it, for service calls here."""
+        from jobboard import create_app
+
+        config = type(
+            "BenchConfig",
+            (ProductionConfig,),
+            {
+                "DATABASE_URL": sqlalchemy_url(self.database.url),
+                "SECRET_KEY": self.env["SECRET_KEY"],
+                "JWT_SECRET_KEY": self.env["JWT_SECRET_KEY"],
+                "JWT_ACCESS_TOKEN_EXPIRES": timedelta(hours=2),
+                "MAIL_SERVER": "127.0.0.1",
+                "MAIL_PORT": self.sink.port,
+            },
+        )
+        return create_app(config)
+
+    def close(self) -> None:
+        from jobboard.extensions import db
+
+        self.stop_worker()
+        if "app" in self.__dict__:  # created on first use
+            with self.app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+        self.conn.close()
+
+    def check_processes(self) -> None:
+        if self.web is not None:
+            self.web.check_running()
+        if self.worker is not None:
+            self.worker.check_running()
+
+    def start_worker(self) -> None:
+        if self.worker is None:
+            self.worker = start_worker("worker", "workers", self.env, self.database)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+
+    def scalar(self, query: str, *params: Any) -> Any:
+        return self.conn.execute(query, params).fetchone()[0]
+
+    def make_user(self, label: str) -> tuple[int, str]:
+        """A verified user and an access token for it."""
+        from flask_jwt_extended import create_access_token
+
+        from jobboard.auth.passwords import hash_password
+        from jobboard.extensions import db
+        from jobboard.models import User
+
+        with self.app.app_context():
+            user = User(
+                email=f"bench-{label}@example.com",
+                password_hash=hash_password(PASSWORD),
+                is_email_verified=True,
+            )
+            db.session.add(user)
+            db.session.commit()
+            return user.id, create_access_token(identity=str(user.id))
+
+    @contextmanager
+    def job_service(self, owner_id: int) -> Iterator[Callable[[dict[str, Any]], int]]:
+        """`create(payload) -> job id` through the code path POST /api/jobs/ runs:
+        the request schema, then `jobboard.jobs.service.create_job`."""
+        from jobboard.extensions import db
+        from jobboard.jobs.schemas import JobIn
+        from jobboard.jobs.service import create_job
+        from jobboard.models import User
+
+        schema = JobIn()
+        with self.app.app_context():
+            owner = db.session.get(User, owner_id)
+            # In a request the caller is loaded fresh; here one detached copy serves every
+            # call, instead of being reloaded after each commit expired it.
+            db.session.expunge(owner)
+
+            def create(payload: dict[str, Any]) -> int:
+                job, _created = create_job(owner, schema.load(payload))
+                return sqlalchemy.inspect(job).identity[0]  # without reloading the row
+
+            yield create
+            db.session.remove()
+
+    def completed_jobs(self, owner_id: int) -> int:
+        return self.scalar(
+            "SELECT count(*) FROM jobs j JOIN job_results r ON r.job_id = j.id "
+            "WHERE j.owner_id = %s AND j.status = 'completed'",
+            owner_id,
+        )
+
+    def job_span(self, owner_id: int) -> dict[str, Any]:
+        """First start to last finish of a user's jobs, from the job rows, and the same
+        from Procrastinate's own events (which also count the worker's app start-up)."""
+        row = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE j.status = 'completed' AND r.job_id IS NOT NULL),"
+            " count(*), min(j.started_at), max(j.finished_at), min(j.created_at)"
+            " FROM jobs j LEFT JOIN job_results r ON r.job_id = j.id WHERE j.owner_id = %s",
+            (owner_id,),
+        ).fetchone()
+        completed, total, first_start, last_finish, first_created = row
+        events = self.conn.execute(
+            "SELECT min(e.at) FILTER (WHERE e.type = 'started'),"
+            " max(e.at) FILTER (WHERE e.type = 'succeeded')"
+            " FROM procrastinate_events e JOIN procrastinate_jobs q ON q.id = e.job_id"
+            " JOIN jobs j ON j.queue_job_id = q.id WHERE j.owner_id = %s",
+            (owner_id,),
+        ).fetchone()
+        seconds = (last_finish - first_start).total_seconds() if completed else math.nan
+        event_seconds = (events[1] - events[0]).total_seconds() if events[0] else math.nan
+        return {
+            "completed_with_result": completed,
+            "jobs": total,
+            "seconds": seconds,
+            "per_second": ratio(completed, seconds),
+            "engine_event_seconds": event_seconds,
+            "engine_event_per_second": ratio(completed, event_seconds),
+            "first_created_to_last_finish_seconds": (
+                (last_finish - first_created).total_seconds() if completed else math.nan
+            ),
+        }
+
+    def cpu_while(
+        self,
+        what: str,
+        worker: Process,
+        jobs_done: Callable[[], int],
+        until: Callable[[], bool],
+    ) -> dict[str, float]:
+        """Wait for `until`, and return the CPU milliseconds per job the worker and the
+        PostgreSQL backends serving it spent meanwhile (the worker's start-up after
+        registering, such as jobboard's worker creating its Flask app on the first job,
+        is included)."""
+        done_before = jobs_done()
+        meter = CpuMeter(
+            backends=self.database_backends if self.postmaster else None,
+            worker=worker.popen.pid,
+        ).start()
+
+        def check() -> None:
+            self.check_processes()
+            worker.check_running()
+
+        wait_for(what, until, self.settings.drain_timeout, check)
+        meter.stop()
+        return meter.per_job_ms(jobs_done() - done_before)
+
+    def database_backends(self) -> list[int]:
+        """PostgreSQL backends serving our database, except our own connection."""
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def add_cpu_row(self, scenario: str, cpu: dict[str, float]) -> None:
+        if cpu:
+            shown = ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
+            self.report.add(scenario, "CPU ms per job", shown)
+
+    def unfinished_queue_entries(self, owner_id: int) -> int:
+        return self.scalar(
+            "SELECT count(*) FROM jobs j JOIN procrastinate_jobs q ON q.id = j.queue_job_id"
+            " WHERE j.owner_id = %s AND q.status IN ('todo', 'doing')",
+            owner_id,
+        )
+
+    def drain(self, what: str, owner_id: int, count: int) -> int:
+        """Wait until a user's `count` jobs completed, or their queue entries are all
+        finished without completing some (a bug the table then shows); returns how many
+        did not complete."""
+        wait_for(
+            what,
+            lambda: (
+                self.completed_jobs(owner_id) >= count
+                or self.unfinished_queue_entries(owner_id) == 0
+            ),
+            self.settings.drain_timeout,
+            self.check_processes,
+        )
+        missing = count - self.completed_jobs(owner_id)
+        if missing:
+            logger.warning(
+                "%s: %d of %d jobs did not complete; see %s",
+                what,
+                missing,
+                count,
+                self.worker.log_path if self.worker else "the worker log",
+            )
+        return missing
+
+    def add_missing_row(self, scenario: str, missing: int) -> None:
+        if missing:
+            self.report.add(scenario, "jobs that never completed", missing, "", "0", False)
+
+    def lateness(self, owner_id: int) -> dict[str, Any]:
+        """started_at - scheduled_time of a user's jobs; also checks the engine's own
+        start (Procrastinate's `started` event) against the queue entry's schedule."""
+        rows = self.conn.execute(
+            "SELECT extract(epoch FROM j.started_at - j.scheduled_time)::float8,"
+            " (SELECT extract(epoch FROM min(e.at) - q.scheduled_at)::float8"
+            "    FROM procrastinate_events e WHERE e.job_id = q.id AND e.type = 'started')"
+            " FROM jobs j JOIN procrastinate_jobs q ON q.id = j.queue_job_id"
+            " WHERE j.owner_id = %s AND j.started_at IS NOT NULL",
+            (owner_id,),
+        ).fetchall()
+        lateness = [row[0] for row in rows]
+        engine = [row[1] for row in rows if row[1] is not None]
+        # Procrastinate serves due jobs by priority, then queue order: jobs queued earlier
+        # and due no later that had not started yet when this one came due ran first.
+        waiting_ahead = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT (SELECT count(*) FROM jobs o"
+                "        WHERE o.queue_job_id < j.queue_job_id"
+                "          AND o.scheduled_time <= j.scheduled_time"
+                "          AND o.priority >= j.priority"
+                "          AND (o.started_at IS NULL OR o.started_at > j.scheduled_time))"
+                " FROM jobs j WHERE j.owner_id = %s",
+                (owner_id,),
+            ).fetchall()
+        ]
+        return {
+            **summary(lateness),
+            "early_starts": sum(1 for value in lateness if value < 0),
+            "engine_early_starts": sum(1 for value in engine if value < 0),
+            "engine_lateness": summary(engine),
+            "waiting_ahead": summary(waiting_ahead),
+        }
+
+    def create_timed_jobs(self, owner_id: int, count: int) -> None:
+        """`count` echo jobs, each due between `timed_ahead` seconds after its creation
+        (evenly spread over that window)."""
+        low, high = self.settings.timed_ahead
+        with self.job_service(owner_id) as create:
+            for index in range(count):
+                ahead = low + (high - low) * index / max(count - 1, 1)
+                create(
+                    {
+                        "name": f"timed {index}",
+                        "kind": "echo",
+                        "params": {"index": index},
+                        "scheduled_time": (now_utc() + timedelta(seconds=ahead)).isoformat(),
+                    }
+                )
+
+    def add_timeliness_rows(self, label: str, figures: dict[str, Any], p99_target: float) -> None:
+        report = self.report
+        scenario = f"3 timeliness, {label}"
+        report.add(scenario, f"lateness p50 ({figures['count']} jobs)", figures["p50"], "s")
+        report.add(
+            scenario,
+            "lateness p99",
+            figures["p99"],
+            "s",
+            f"<= {p99_target:g} s",
+            figures["p99"] <= p99_target,
+        )
+        report.add(scenario, "lateness max", figures["max"], "s")
+        early = figures["early_starts"] + figures["engine_early_starts"]
+        report.add(scenario, "jobs started early", early, "", "0", early == 0)
+
+    # --- scenario 1 ----------------------------------------------------------------------
+
+    def throughput(self, run_baseline: bool, run_end_to_end: bool) -> float | None:
+        """Scenarios 1 and 2 (through the service), side by side: `rounds` times the
+        no-op drain then the echo drain, so drift on a shared machine weighs on both.
+        Returns the median no-op rate (None when scenario 1 did not run)."""
+        rounds = self.settings.rounds
+        baselines: list[dict[str, Any]] = []
+        end_to_ends: list[dict[str, Any]] = []
+        for number in range(1, rounds + 1):
+            if run_baseline:
+                baselines.append(self.queue_engine_baseline(number))
+            if run_end_to_end:
+                end_to_ends.append(self.end_to_end_service(number))
+        self.report.details["1_queue_engine"] = baselines
+        self.report.details["2_end_to_end_service"] = end_to_ends
+        median_of = "" if rounds == 1 else f", median of {rounds} rounds"
+        baseline = None
+        if baselines:
+            scenario = "1 queue engine, no-op"
+            baseline = statistics.median(b["per_second"] for b in baselines)
+            jobs = sum(b["succeeded"] for b in baselines)
+            self.report.add(scenario, f"jobs/s ({jobs} jobs{median_of})", baseline, "jobs/s")
+            self.add_cpu_row(scenario, baselines[-1]["cpu_ms_per_job"])
+            self.report.add(
+                scenario,
+                "batch_defer",
+                statistics.median(b["batch_defer_per_second"] for b in baselines),
+                "jobs/s",
+            )
+        if end_to_ends:
+            scenario = "2 end-to-end, service"
+            rate = statistics.median(e["per_second"] for e in end_to_ends)
+            jobs = sum(e["completed_with_result"] for e in end_to_ends)
+            self.report.add(scenario, f"jobs/s completed ({jobs} jobs{median_of})", rate, "jobs/s")
+            if baselines:
+                shares = [
+                    ratio(e["per_second"], b["per_second"])
+                    for b, e in zip(baselines, end_to_ends, strict=True)
+                ]
+                share = statistics.median(shares)
+                shown = "" if rounds == 1 else " (" + ", ".join(f"{x:.2f}" for x in shares) + ")"
+                self.report.add(
+                    scenario, f"ratio to scenario 1{shown}", share, "", ">= 0.8", share >= 0.8
+                )
+            self.add_cpu_row(scenario, end_to_ends[-1]["cpu_ms_per_job"])
+            self.report.add(
+                scenario,
+                "create_job, one by one",
+                statistics.median(e["create_per_second"] for e in end_to_ends),
+                "jobs/s",
+            )
+            self.add_missing_row(scenario, sum(e["missing"] for e in end_to_ends))
+        return baseline
+
+    def queue_engine_baseline(self, number: int) -> dict[str, Any]:
+        count = self.settings.jobs
+        # Alone: jobboard's worker listens on every queue and would take (and fail) these.
+        self.stop_worker()
+        logger.info("scenario 1 (round %d): batch-deferring %d no-op jobs", number, count)
+        started = time.perf_counter()
+        ids = asyncio.run(defer_noops(self.database.url, count))
+        defer_seconds = time.perf_counter() - started
+        first_id, last_id = min(ids), max(ids)
+        logger.info("scenario 1: draining them with the no-op worker (Procfile settings)")
+        worker = start_worker("noop-worker", "bench.noop", self.env, self.database)
+
+        def finished() -> int:
+            return self.scalar(
+                "SELECT count(*) FROM procrastinate_jobs WHERE id BETWEEN %s AND %s"
+                " AND status IN ('succeeded', 'failed')",
+                first_id,
+                last_id,
+            )
+
+        try:
+            cpu = self.cpu_while("scenario 1 drain", worker, finished, lambda: finished() >= count)
+        finally:
+            worker.stop()
+        first_start, last_finish, succeeded = self.conn.execute(
+            "SELECT min(at) FILTER (WHERE type = 'started'),"
+            " max(at) FILTER (WHERE type = 'succeeded'),"
+            " count(*) FILTER (WHERE type = 'succeeded')"
+            " FROM procrastinate_events WHERE job_id BETWEEN %s AND %s",
+            (first_id, last_id),
+        ).fetchone()
+        seconds = (last_finish - first_start).total_seconds()
+        return {
+            "round": number,
+            "jobs": count,
+            "succeeded": succeeded,
+            "batch_defer_seconds": defer_seconds,
+            "batch_defer_per_second": count / defer_seconds,
+            "drain_seconds": seconds,
+            "per_second": ratio(succeeded, seconds),
+            "cpu_ms_per_job": cpu,
+        }
+
+    # --- scenario 2, through the service -------------------------------------------------
+
+    def end_to_end_service(self, number: int) -> dict[str, Any]:
+        count = self.settings.jobs
+        self.stop_worker()
+        owner_id, _token = self.make_user(f"e2e-service-{number}")
+        logger.info(
+            "scenario 2 (round %d): creating %d echo jobs through jobs.service.create_job",
+            number,
+            count,
+        )
+        started = time.perf_counter()
+        with self.job_service(owner_id) as create:
+            for index in range(count):
+                create(
+                    {
+                        "name": f"echo {index}",
+                        "kind": "echo",
+                        "params": {"index": index},
+                        "scheduled_time": (now_utc() + SCHEDULE_MARGIN).isoformat(),
+                    }
+                )
+        create_seconds = time.perf_counter() - started
+        # Start the worker once every job is due, so that the drain is not paced by us.
+        last_due = self.scalar("SELECT max(scheduled_time) FROM jobs WHERE owner_id = %s", owner_id)
+        time.sleep(max(0.0, (last_due - now_utc()).total_seconds()))
+        logger.info("scenario 2: draining them with `python -m workers`")
+        self.start_worker()
+        assert self.worker is not None
+        cpu = self.cpu_while(
+            "scenario 2 drain",
+            self.worker,
+            lambda: self.completed_jobs(owner_id),
+            lambda: (
+                self.completed_jobs(owner_id) >= count
+                or self.unfinished_queue_entries(owner_id) == 0
+            ),
+        )
+        missing = self.drain("scenario 2 drain", owner_id, count)
+        return {
+            "round": number,
+            **self.job_span(owner_id),
+            "missing": missing,
+            "create_seconds": create_seconds,
+            "create_per_second": count / create_seconds,
+            "cpu_ms_per_job": cpu,
+        }
+
+    # --- scenario 3, idle ------------------------------------------------------------------
+
+    def timeliness_idle(self) -> None:
+        count = self.settings.timed_jobs
+        self.start_worker()
+        owner_id, _token = self.make_user("timed-idle")
+        logger.info(
+            "scenario 3: %d jobs scheduled %s s ahead, idle worker",
+            count,
+            "-".join(f"{value:g}" for value in self.settings.timed_ahead),
+        )
+        self.create_timed_jobs(owner_id, count)
+        missing = self.drain("scenario 3 (idle)", owner_id, count)
+        figures = self.lateness(owner_id)
+        self.report.details["3_timeliness_idle"] = figures
+        self.add_timeliness_rows("idle", figures, 0.25)
+        self.add_missing_row("3 timeliness, idle", missing)
+
+    # --- scenario 2 through HTTP, and scenario 3 under its load ------------------------
+
+    def end_to_end_http_under_load(self, baseline: float | None) -> None:
+        """Clients POST echo jobs while the worker drains them (scenario 2 through HTTP).
+        Scenario 3 under that load: one group of jobs scheduled ahead is queued just
+        before the clients start, another once the drain is under way."""
+        settings = self.settings
+        self.start_worker()
+        http_owner, token = self.make_user("e2e-http")
+        before_owner, _token = self.make_user("timed-before-load")
+        during_owner, _token = self.make_user("timed-during-load")
+        ahead = "-".join(f"{value:g}" for value in settings.timed_ahead)
+        logger.info(
+            "scenario 2/3: %d echo jobs POSTed by %d clients; %d jobs scheduled %s s ahead"
+            " queued before, and %d more once the drain is under way",
+            settings.http_jobs,
+            settings.http_concurrency,
+            settings.timed_jobs,
+            ahead,
+            settings.timed_jobs,
+        )
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def post_job(index: int) -> tuple[str, str, Any, dict[str, str]]:
+            body = {
+                "name": f"http echo {index}",
+                "kind": "echo",
+                "params": {"index": index},
+                "scheduled_time": (now_utc() + SCHEDULE_MARGIN).isoformat(),
+            }
+            return "POST", "/api/jobs/", body, headers
+
+        self.create_timed_jobs(before_owner, settings.timed_jobs)
+        outcome: list[LoadResult] = []
+        load = threading.Thread(
+            target=lambda: outcome.append(
+                run_load(self.web_port, post_job, settings.http_jobs, settings.http_concurrency)
+            ),
+            daemon=True,
+        )
+        load.start()
+        wait_for(
+            "scenario 2 (HTTP): first job started",
+            lambda: (
+                not load.is_alive()
+                or self.scalar(
+                    "SELECT count(*) FROM jobs WHERE owner_id = %s AND started_at IS NOT NULL",
+                    http_owner,
+                )
+                > 0
+            ),
+            60,
+            self.check_processes,
+            interval=0.05,
+        )
+        self.create_timed_jobs(during_owner, settings.timed_jobs)
+        load.join()
+        posted = outcome[0]
+        accepted = posted.statuses.get(201, 0)
+        missing_http = self.drain("scenario 2 (HTTP) drain", http_owner, accepted)
+        span = self.job_span(http_owner)
+        span["post"] = posted.as_dict()
+        self.report.details["2_end_to_end_http"] = span
+        scenario = "2 end-to-end, HTTP"
+        self.report.add(
+            scenario,
+            f"jobs/s completed ({span['completed_with_result']} jobs, posted and drained at once)",
+            span["per_second"],
+            "jobs/s",
+        )
+        if baseline is not None:
+            self.report.add(scenario, "ratio to scenario 1", ratio(span["per_second"], baseline))
+        self.report.add(
+            scenario,
+            f"POST /api/jobs/ while draining (c={settings.http_concurrency})",
+            posted.per_second,
+            "req/s",
+        )
+        self.add_missing_row(scenario, missing_http)
+        if posted.unexpected(201):
+            self.report.add(
+                scenario, "POSTs not answered 201", posted.unexpected(201), "", "0", False
+            )
+
+        load_window = self.conn.execute(
+            "SELECT min(started_at), max(finished_at) FROM jobs WHERE owner_id = %s",
+            (http_owner,),
+        ).fetchone()
+        for label, owner_id in (
+            ("under load, queued before it", before_owner),
+            ("under load, queued during it", during_owner),
+        ):
+            missing = self.drain(f"scenario 3 ({label})", owner_id, settings.timed_jobs)
+            figures = self.lateness(owner_id)
+            figures["due_during_load"] = self.scalar(
+                "SELECT count(*) FROM jobs"
+                " WHERE owner_id = %s AND scheduled_time BETWEEN %s AND %s",
+                owner_id,
+                *load_window,
+            )
+            self.report.details[f"3_timeliness_{label.replace(' ', '_').replace(',', '')}"] = (
+                figures
+            )
+            self.add_timeliness_rows(label, figures, 1.0)
+            scenario = f"3 timeliness, {label}"
+            self.report.add(
+                scenario,
+                "earlier-due jobs still waiting when it came due (p50 / max)",
+                f"{figures['waiting_ahead']['p50']:g} / {figures['waiting_ahead']['max']:g}",
+            )
+            self.report.add(
+                scenario,
+                "due while the load ran",
+                f"{figures['due_during_load']}/{figures['count']}",
+            )
+            self.add_missing_row(scenario, missing)
+
+    # --- scenario 4 ------------------------------------------------------------------------
+
+    def seed_jobs(self, owner_id: int, count: int) -> None:
+        """`count` completed echo jobs with results, in two INSERT ... SELECTs."""
+        self.conn.execute(
+            "INSERT INTO jobs (owner_id, name, description, kind, params, scheduled_time,"
+            " status, priority, max_attempts, attempts, started_at, finished_at,"
+            " created_at, updated_at)"
+            " SELECT %(owner)s, 'seeded job ' || g, 'seeded by the benchmark', 'echo',"
+            " jsonb_build_object('index', g), t, 'completed', 0, 3, 1, t, t + interval '5 ms',"
+            " t - interval '1 minute', t + interval '5 ms'"
+            " FROM generate_series(1, %(count)s) AS g,"
+            " LATERAL (SELECT now() - g * interval '1 minute' AS t) AS times",
+            {"owner": owner_id, "count": count},
+        )
+        self.conn.execute(
+            "INSERT INTO job_results (job_id, output, completed_at, duration_ms)"
+            " SELECT id, params, finished_at, 5 FROM jobs WHERE owner_id = %s",
+            (owner_id,),
+        )
+        self.conn.execute("ANALYZE jobs")
+        self.conn.execute("ANALYZE job_results")
+
+    def api(self) -> None:
+        settings = self.settings
+        self.start_worker()  # as deployed: the worker polls the same database meanwhile
+        reader, reader_token = self.make_user("api-reader")
+        _writer, writer_token = self.make_user("api-writer")
+        logger.info("scenario 4: seeding %d jobs", settings.api_seed)
+        self.seed_jobs(reader, settings.api_seed)
+
+        def list_jobs(_index: int) -> tuple[str, str, Any, dict[str, str]]:
+            return (
+                "GET",
+                "/api/jobs/?page=1&page_size=20",
+                None,
+                {"Authorization": f"Bearer {reader_token}"},
+            )
+
+        def post_job(index: int) -> tuple[str, str, Any, dict[str, str]]:
+            body = {
+                "name": f"api post {index}",
+                "description": "posted by the benchmark",
+                "kind": "echo",
+                "params": {"index": index},
+                # Far enough ahead that the worker leaves them alone during the run.
+                "scheduled_time": (now_utc() + timedelta(days=1)).isoformat(),
+            }
+            return "POST", "/api/jobs/", body, {"Authorization": f"Bearer {writer_token}"}
+
+        client = Client(self.web_port)
+        page = client.json(
+            "GET", "/api/jobs/?page=1&page_size=20", Authorization=f"Bearer {reader_token}"
+        )
+        client.close()
+        if len(page) != 20:
+            raise RuntimeError(f"GET /api/jobs/ returned {len(page)} jobs, expected 20")
+        results: dict[str, LoadResult] = {}
+        for name, factory, expected in (
+            ("GET /api/jobs/", list_jobs, 200),
+            ("POST /api/jobs/", post_job, 201),
+        ):
+            # Warm every gunicorn worker up (first-request imports, connection pool).
+            run_load(self.web_port, factory, 4 * settings.web_workers, settings.web_workers)
+            for concurrency, total in (
+                (1, settings.api_requests_serial),
+                (16, settings.api_requests),
+            ):
+                logger.info("scenario 4: %s x %d at concurrency %d", name, total, concurrency)
+                result = run_load(self.web_port, factory, total, concurrency)
+                results[f"{name} c={concurrency}"] = result
+                scenario = f"4 API {name} c={concurrency}"
+                self.report.add(
+                    scenario, f"throughput ({total} requests)", result.per_second, "req/s"
+                )
+                self.report.add(scenario, "latency p50", result.p50, "s")
+                self.report.add(
+                    scenario,
+                    "latency p99",
+                    result.p99,
+                    "s",
+                    "reported" if concurrency == 16 else "",
+                    True if concurrency == 16 else None,
+                )
+                if result.unexpected(expected):
+                    self.report.add(
+                        scenario,
+                        f"answers other than {expected}",
+                        result.unexpected(expected),
+                        "",
+                        "0",
+                        False,
+                    )
+        self.report.details["4_api"] = {name: result.as_dict() for name, result in results.items()}
+        self.report.details["4_api"]["seeded_jobs"] = settings.api_seed
+
+    # --- scenario 5 ------------------------------------------------------------------------
+
+    def register(self) -> None:
+        settings = self.settings
+        self.start_worker()  # mail must flow to the sink while we measure
+        stamp = int(time.time())
+
+        def register_user(phase: str) -> Callable[[int], tuple[str, str, Any, dict[str, str]]]:
+            def factory(index: int) -> tuple[str, str, Any, dict[str, str]]:
+                body = {"email": f"reg-{stamp}-{phase}-{index}@example.com", "password": PASSWORD}
+                return "POST", "/api/register/", body, {}
+
+            return factory
+
+        self.sink.delay = 0.0
+        run_load(self.web_port, register_user("warm"), 2 * settings.web_workers, 1)
+        # Fast and slow alternate in blocks (fast-slow, slow-fast, ...), so drifting load
+        # from anything else on the machine weighs on both sides alike.
+        delays = {"fast": 0.0, "slow": settings.smtp_delay}
+        latencies: dict[str, list[float]] = {"fast": [], "slow": []}
+        statuses: dict[str, Counter] = {"fast": Counter(), "slow": Counter()}
+        delivered = {"fast": 0, "slow": 0}
+        logger.info(
+            "scenario 5: %d registrations with SMTP answering at once and %d with it taking"
+            " %g s per message, alternating in blocks of %d",
+            settings.register_requests,
+            settings.register_requests,
+            settings.smtp_delay,
+            REGISTER_BLOCK,
+        )
+        done = 0
+        block = 0
+        while done < settings.register_requests:
+            size = min(REGISTER_BLOCK, settings.register_requests - done)
+            order = ("fast", "slow") if block % 2 == 0 else ("slow", "fast")
+            for phase in order:
+                self.sink.delay = delays[phase]
+                received_before = self.sink.received
+                result = run_load(self.web_port, register_user(f"{phase}{block}"), size, 1)
+                latencies[phase].extend(result.latencies)
+                statuses[phase].update(result.statuses)
+                delivered[phase] += self.sink.received - received_before
+            done += size
+            block += 1
+        mails_waiting = self.scalar(
+            "SELECT count(*) FROM procrastinate_jobs"
+            " WHERE queue_name = 'mail' AND status IN ('todo', 'doing')"
+        )
+        phases: dict[str, dict[str, Any]] = {}
+        for phase in ("fast", "slow"):
+            phases[phase] = {
+                **summary(latencies[phase]),
+                "smtp_delay": delays[phase],
+                "statuses": dict(statuses[phase]),
+                "mails_delivered_meanwhile": delivered[phase],
+            }
+            unexpected = sum(n for status, n in statuses[phase].items() if status != 201)
+            if unexpected:
+                self.report.add(
+                    f"5 register, SMTP {phase}",
+                    "answers other than 201",
+                    unexpected,
+                    "",
+                    "0",
+                    False,
+                )
+        phases["mail_jobs_waiting_at_end"] = mails_waiting
+        self.sink.delay = 0.0  # let the backlog of mail drain quickly before we stop
+        fast, slow = phases["fast"], phases["slow"]
+        self.report.details["5_register"] = phases
+        for phase in ("fast", "slow"):
+            figures = phases[phase]
+            scenario = f"5 register, SMTP {phase} ({figures['smtp_delay']:g} s)"
+            self.report.add(
+                scenario, f"latency p50 ({figures['count']} requests)", figures["p50"], "s"
+            )
+            self.report.add(scenario, "latency p99", figures["p99"], "s")
+            self.report.add(
+                scenario, "mails delivered meanwhile", figures["mails_delivered_meanwhile"]
+            )
+        scenario = "5 register, slow/fast"
+        p50_ratio = ratio(slow["p50"], fast["p50"])
+        self.report.add(scenario, "p50 ratio", p50_ratio, "", "<= 1.1", p50_ratio <= 1.1)
+        self.report.add(scenario, "p99 ratio", ratio(slow["p99"], fast["p99"]))

@@ -1,0 +1,314 @@
+"""What the benchmark brings up: a dedicated database, the Procfile's web and worker
+processes, and their environment. Everything listens on loopback only, and everything
+started here is stopped by `System.close()`, on errors and Ctrl-C too."""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psutil
+import psycopg
+from psycopg import sql
+
+from config import PROJECT_ROOT, libpq_url
+
+logger = logging.getLogger("bench")
+
+BIN = Path(sys.executable).parent
+LOG_ROOT = PROJECT_ROOT / ".data" / "bench-logs"
+
+
+def log_dir_for(database: str) -> Path:
+    """Where the processes of a run on `database` log (one folder per database, so runs
+    on different databases never mix their logs)."""
+    return LOG_ROOT / database
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name` (keeps ?host=... for sockets)."""
+    parts = urlsplit(libpq_url(url))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@dataclass
+class Database:
+    """The benchmark's own database, dropped and created afresh for every run."""
+
+    admin_url: str
+    name: str
+
+    @property
+    def url(self) -> str:
+        return with_database(self.admin_url, self.name)
+
+    @classmethod
+    def on_configured_server(cls, name: str) -> Database:
+        """On the server of DATABASE_URL (environment or .env), else the embedded one."""
+        configured = os.environ.get("DATABASE_URL")
+        if configured:
+            # Connect to the configured database itself: it exists and we may use it.
+            return cls(admin_url=libpq_url(configured), name=name)
+        from jobboard import embedded_db
+
+        return cls(admin_url=embedded_db.server_url("postgres"), name=name)
+
+    def recreate(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            self._drop(conn)
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+
+    def drop(self) -> None:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            self._drop(conn)
+
+    def _drop(self, conn: psycopg.Connection) -> None:
+        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+        conn.execute(statement.format(sql.Identifier(self.name)))
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(self.url, autocommit=True)
+
+    def server_version(self) -> str:
+        with self.connect() as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+
+
+def system_environment(database_url: str, smtp_port: int) -> dict[str, str]:
+    """The environment a Procfile deployment would get, pointed at the bench's database
+    and SMTP sink. Worker and web settings (WORKER_*, WEB_CONCURRENCY) are left as the
+    caller's environment has them, so the defaults are the Procfile's."""
+    return {
+        **os.environ,
+        "APP_ENV": "production",
+        "SECRET_KEY": secrets.token_urlsafe(48),
+        "JWT_SECRET_KEY": secrets.token_urlsafe(48),
+        "JWT_ACCESS_MINUTES": "120",
+        "DATABASE_URL": database_url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_port),
+        "MAIL_USE_TLS": "false",
+        "MAIL_USE_SSL": "false",
+        "MAIL_USERNAME": "",
+        "MAIL_PASSWORD": "",
+        "FLASK_APP": "wsgi",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+@dataclass
+class Process:
+    """A child process in its own session, so stopping it stops its children too
+    (gunicorn's workers)."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_dir: Path
+    popen: subprocess.Popen = field(init=False)
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"{self.name}.log"
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv,
+                cwd=PROJECT_ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def check_running(self) -> None:
+        if not self.running():
+            raise RuntimeError(
+                f"{self.name} exited with status {self.popen.returncode}; see {self.log_path}"
+            )
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if not self.running():
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            logger.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+            self._signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+
+    def _signal(self, signum: int) -> None:
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def run_migrations(env: dict[str, str], log_dir: Path) -> None:
+    """The Procfile's release step."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "release.log"
+    with log_path.open("ab") as log:
+        result = subprocess.run(
+            [str(BIN / "flask"), "db", "upgrade"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    if result.returncode:
+        raise RuntimeError(f"flask db upgrade failed; see {log_path}")
+
+
+def wait_until_ready(process: Process, ready: Callable[[], bool], what: str) -> Process:
+    """Return `process` once `ready()`; stop it if it dies, times out or we are
+    interrupted meanwhile."""
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            process.check_running()
+            if ready():
+                return process
+            time.sleep(0.05)
+        raise RuntimeError(f"{process.name} did not {what} within 60 s; see {process.log_path}")
+    except BaseException:
+        process.stop()
+        raise
+
+
+def start_web(env: dict[str, str], port: int, workers: int, log_dir: Path) -> Process:
+    """The Procfile's web entry, bound to loopback."""
+    process = Process(
+        "web",
+        [
+            str(BIN / "gunicorn"),
+            "wsgi:app",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--access-logfile",
+            "-",
+        ],
+        env,
+        log_dir,
+    )
+
+    def healthy() -> bool:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        try:
+            connection.request("GET", "/health")
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+    return wait_until_ready(process, healthy, "answer /health")
+
+
+def start_worker(name: str, module: str, env: dict[str, str], database: Database) -> Process:
+    """`python -m <module>`; ready once it has registered itself in procrastinate_workers."""
+    with database.connect() as conn:
+        query = "SELECT coalesce(max(id), 0) FROM procrastinate_workers"
+        last_id = conn.execute(query).fetchone()[0]
+        process = Process(name, [sys.executable, "-m", module], env, log_dir_for(database.name))
+        registered = "SELECT 1 FROM procrastinate_workers WHERE id > %s"
+        return wait_until_ready(
+            process,
+            lambda: conn.execute(registered, (last_id,)).fetchone() is not None,
+            "register",
+        )
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time used so far by a process and its descendants, the exited ones included
+    (they count in their parent's children times once reaped); None when unreadable."""
+    try:
+        process = psutil.Process(pid)
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            try:
+                child_times = child.cpu_times()
+            except psutil.Error:
+                continue
+            total += child_times.user + child_times.system
+        return total
+    except psutil.Error:
+        return None
+
+
+def postmaster_pid(conn: psycopg.Connection) -> int | None:
+    """The local PostgreSQL server process behind `conn`, when it runs on this machine."""
+    backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    try:
+        parent = psutil.Process(backend).parent()
+    except psutil.Error:
+        return None
+    if parent is None or "postgres" not in parent.name():
+        return None  # a server elsewhere (or in another pid namespace)
+    return parent.pid
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return times.user + times.system
+
+
+class CpuMeter:
+    """CPU seconds spent between `start()` and `stop()` by named process trees, and by
+    the PostgreSQL backends serving our database (`backends()` lists their pids; the
+    server's shared processes and other databases' backends are not counted)."""
+
+    def __init__(self, backends: Callable[[], list[int]] | None = None, **pids: int | None) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.backends = backends
+        self._start: dict[str, float | None] = {}
+        self._backends_start: dict[int, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    def _backend_times(self) -> dict[int, float]:
+        assert self.backends is not None
+        times = {pid: process_cpu_seconds(pid) for pid in self.backends()}
+        return {pid: value for pid, value in times.items() if value is not None}
+
+    def start(self) -> CpuMeter:
+        self._start = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
+        if self.backends is not None:
+            self._backends_start = self._backend_times()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        for name, pid in self.pids.items():
+            before, after = self._start.get(name), tree_cpu_seconds(pid)
+            if before is not None and after is not None:
+                self.seconds[name] = after - before
+        if self.backends is not None:
+            self.seconds["postgres"] = sum(
+                value - self._backends_start.get(pid, 0.0)
+                for pid, value in self._backend_times().items()
+            )
+        return self.seconds
+
+    def per_job_ms(self, jobs: int) -> dict[str, float]:
+        return {name: 1000 * seconds / jobs for name, seconds in self.seconds.items() if jobs}
