@@ -18,7 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from jobboard.extensions import db
 from jobboard.jobs.service import schedule_job
@@ -46,6 +46,26 @@ def retry_delay(failed_attempt: int) -> timedelta:
     return timedelta(seconds=base * 2 ** (failed_attempt - 1))
 
 
+# The common attempt in two statements. The conditional UPDATE takes the row lock and
+# re-checks what `_locked` + the checks of `_run_attempt_locked` check (pending, this
+# queue entry), so a cancel racing the pickup still loses or wins cleanly.
+_START_PENDING = text(
+    "UPDATE jobs SET status = 'in_progress', attempts = attempts + 1,"
+    " started_at = :now, updated_at = :now"
+    " WHERE id = :job_id AND status = 'pending'"
+    " AND (queue_job_id IS NULL OR CAST(:queue_job_id AS bigint) IS NULL"
+    "      OR queue_job_id = :queue_job_id)"
+    " RETURNING attempts, owner_id, kind, params, max_attempts, scheduled_time"
+)
+# Completed and result stored in one statement, only if this attempt still owns the job.
+_COMPLETE = text(
+    "WITH done AS (UPDATE jobs SET status = 'completed', finished_at = :now, updated_at = :now"
+    " WHERE id = :job_id AND status = 'in_progress' AND attempts = :attempt RETURNING id)"
+    " INSERT INTO job_results (job_id, output, completed_at, duration_ms)"
+    " SELECT id, CAST(:output AS jsonb), :now, :duration_ms FROM done RETURNING job_id"
+)
+
+
 def run_attempt(
     job_id: int,
     *,
@@ -53,6 +73,61 @@ def run_attempt(
     should_abort: Callable[[], bool] = lambda: False,
 ) -> str:
     """Run the next attempt of job `job_id` and store its outcome; safe to run again."""
+    row = db.session.execute(
+        _START_PENDING, {"now": now_utc(), "job_id": job_id, "queue_job_id": queue_job_id}
+    ).first()
+    if row is None:  # missing, superseded, cancelled, finished or interrupted: the slow path
+        db.session.rollback()
+        return _run_attempt_locked(job_id, queue_job_id=queue_job_id, should_abort=should_abort)
+    db.session.commit()
+    attempt, owner_id, kind, params, max_attempts, scheduled_time = row
+    run = JobRun(
+        job_id=job_id,
+        owner_id=owner_id,
+        kind=kind,
+        attempt=attempt,
+        max_attempts=max_attempts,
+        scheduled_time=scheduled_time,
+        should_abort=should_abort,
+    )
+    started = time.monotonic()
+    output, error = _run_processor(run, params)
+    duration_ms = round((time.monotonic() - started) * 1000)
+    if error is None:
+        done = db.session.execute(
+            _COMPLETE,
+            {
+                "now": now_utc(),
+                "job_id": job_id,
+                "attempt": attempt,
+                "output": json.dumps(output),
+                "duration_ms": duration_ms,
+            },
+        ).first()
+        if done is None:
+            db.session.rollback()
+            return Outcome.SUPERSEDED
+        db.session.commit()
+        return Outcome.COMPLETED
+    job = _locked(job_id)
+    if job is None or job.status != JobStatus.IN_PROGRESS or job.attempts != attempt:
+        db.session.rollback()
+        return Outcome.SUPERSEDED
+    if attempt < job.max_attempts:
+        outcome = _schedule_retry(job, error, attempt)
+    else:
+        outcome = _fail(job, error, duration_ms)
+    db.session.commit()
+    return outcome
+
+
+def _run_attempt_locked(
+    job_id: int,
+    *,
+    queue_job_id: int | None = None,
+    should_abort: Callable[[], bool] = lambda: False,
+) -> str:
+    """The attempt of a job that is not simply pending: decided under the row lock."""
     job = _locked(job_id)
     if job is None:
         db.session.rollback()

@@ -75,7 +75,8 @@ def create_job(
         description=data.get("description"),
         kind=data["kind"],
         params=data["params"],
-        scheduled_time=data["scheduled_time"],
+        # In UTC, as the database returns it: the response renders this object as it is.
+        scheduled_time=data["scheduled_time"].astimezone(UTC),
         priority=data["priority"],
         max_attempts=data["max_attempts"],
     )
@@ -99,7 +100,14 @@ def create_job(
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.")
             return replayed, False
 
-    db.session.commit()
+    # Every column of the new job is known (Python-side defaults, RETURNING id): keep them
+    # instead of expiring them on commit, which made rendering the 201 reload the row.
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
     return job, True
 
 
