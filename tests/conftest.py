@@ -430,3 +430,14 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+def lock_waiters(database_url: str) -> int:
+    """Sessions of this database currently waiting for a lock: how race tests know that
+    the requests they fired are really queued behind a lock they hold."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0] if row else 0

@@ -15,7 +15,7 @@ from werkzeug.test import TestResponse
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, User
-from tests.conftest import bearer, wait_until
+from tests.conftest import bearer, lock_waiters, wait_until
 
 
 def in_days(days: int) -> date:
@@ -140,13 +140,3 @@ def run_at_once(
         if isinstance(outcome, BaseException):
             raise outcome
     return outcomes  # type: ignore[return-value]
-
-
-def lock_waiters(database_url: str) -> int:
-    """Sessions of this database currently waiting for a lock."""
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as watcher:
-        row = watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return row[0] if row else 0

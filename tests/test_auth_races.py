@@ -13,7 +13,7 @@ import psycopg
 from flask_jwt_extended import decode_token
 
 from config import libpq_url
-from tests.conftest import wait_until
+from tests.conftest import lock_waiters, wait_until
 from tests.helpers_auth import bearer_header, deliver_code, log_in, register
 
 
@@ -21,15 +21,6 @@ from tests.helpers_auth import bearer_header, deliver_code, log_in, register
 def blocking_transaction(database_url: str) -> Iterator[psycopg.Connection]:
     with psycopg.connect(libpq_url(database_url)) as connection:
         yield connection
-
-
-def requests_waiting_on_locks(database_url: str) -> int:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as monitor:
-        row = monitor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return row[0]
 
 
 def in_threads(*calls: Callable[[], Any]) -> tuple[list[Any], list[threading.Thread]]:
@@ -60,7 +51,7 @@ def test_a_registration_that_loses_the_race_for_an_email_gets_409(
             "INSERT INTO users (email, password_hash) VALUES ('Racer@Example.com', 'x')"
         )
         results, threads = in_threads(lambda: register(live_client, "racer@example.com"))
-        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 1)
+        wait_until(lambda: lock_waiters(fresh_database) == 1)
         blocker.commit()
         join(threads)
 
@@ -84,7 +75,7 @@ def test_two_simultaneous_verifications_with_the_right_code_pass_once(
     with blocking_transaction(fresh_database) as blocker:
         blocker.execute("SELECT id FROM users WHERE email = 'twice@example.com' FOR UPDATE")
         results, threads = in_threads(verify, verify)
-        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 2)
+        wait_until(lambda: lock_waiters(fresh_database) == 2)
         blocker.rollback()
         join(threads)
 
@@ -110,7 +101,7 @@ def test_two_simultaneous_refreshes_with_one_token_rotate_once(
             (jti,),
         )
         results, threads = in_threads(refresh, refresh)
-        wait_until(lambda: requests_waiting_on_locks(fresh_database) == 2)
+        wait_until(lambda: lock_waiters(fresh_database) == 2)
         blocker.rollback()
         join(threads)
 

@@ -155,32 +155,10 @@ def test_a_code_sealed_under_another_secret_key_is_not_sent(client, mailbox):
 # --- the real worker -------------------------------------------------------------------------
 
 
-def started_worker(start_worker, database_url: str, **env: str):
-    """Start a worker and wait until the purge it defers at startup (the last periodic tick
-    is always within Procrastinate's 10-minute catch-up window) has run.
-
-    Why: workers.context.flask_app() is not thread-safe yet; two tasks creating the Flask
-    app at the same moment collide on the shared flask-smorest Api (see the report to the
-    lead). Once the startup purge has created the app, later tasks reuse it.
-    """
-    worker = start_worker(**env)
-    wait_until(lambda: purge_finished(database_url))
-    return worker
-
-
-def purge_finished(database_url: str) -> bool:
-    with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
-        row = connection.execute(
-            "SELECT count(*) FROM procrastinate_jobs "
-            "WHERE task_name = 'purge_expired_auth_records' AND status = 'succeeded'"
-        ).fetchone()
-    return row[0] > 0
-
-
 def test_a_new_user_registers_gets_the_code_from_the_worker_and_logs_in(
     live_client, start_worker, mailbox, fresh_database
 ):
-    started_worker(start_worker, fresh_database)
+    start_worker()
     email = "end.to.end@example.com"
 
     registered = register(live_client, email)
@@ -222,7 +200,7 @@ def test_an_smtp_outage_is_retried_with_backoff_until_mail_goes_through(
     send, and Procrastinate puts the job back to `todo` with a later `scheduled_at`. Once a
     worker that reaches the server is running, the retry delivers the code."""
     email = "outage@example.com"
-    cut_off = started_worker(start_worker, fresh_database, MAIL_PORT=str(free_port()))
+    cut_off = start_worker(MAIL_PORT=str(free_port()))
     register(live_client, email)
 
     _status, attempts, scheduled_later = wait_until(
@@ -252,7 +230,7 @@ def test_without_mail_server_the_worker_logs_the_code_for_the_developer(
 ):
     """What a developer without SMTP sees: the code in the worker's terminal output."""
     email = "terminal.reader@example.com"
-    worker = started_worker(start_worker, fresh_database, MAIL_SERVER="")
+    worker = start_worker(MAIL_SERVER="")
     register(live_client, email)
 
     pattern = re.compile(

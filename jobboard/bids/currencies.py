@@ -4,9 +4,10 @@ from __future__ import annotations
 
 # ISO 4217 list one, the currencies in circulation (amendments through 2025). Left out on
 # purpose: fund and accounting codes (BOV, CHE, CHW, CLF, COU, MXV, USN, UYI, UYW, XDR,
-# XSU, XUA, XB*), precious metals (XAU, XAG, XPD, XPT) and XTS/XXX, since nobody is paid
-# in them; and withdrawn codes, such as BGN (euro since 2026), ANG (XCG since 2025),
-# ZWL (ZWG since 2024), SLL (SLE), HRK (euro since 2023).
+# XSU, XUA, XB*), precious metals (XAU, XAG, XPD, XPT), the test code XTS and the
+# "no currency" code, since nobody is paid in them; and withdrawn codes, such as BGN
+# (euro since 2026), ANG (XCG since 2025), ZWL (ZWG since 2024), SLL (SLE), HRK (euro
+# since 2023).
 ISO_4217_CURRENCY_CODES: frozenset[str] = frozenset(
     """
     AED AFN ALL AMD AOA ARS AUD AWG AZN
