@@ -15,13 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 import psycopg
-from psycopg import sql
 
 from config import PROJECT_ROOT, libpq_url
+from jobboard.embedded_db import drop_database, recreate_database, with_database
 
 logger = logging.getLogger("bench")
 
@@ -33,12 +32,6 @@ def log_dir_for(database: str) -> Path:
     """Where the processes of a run on `database` log (one folder per database, so runs
     on different databases never mix their logs)."""
     return LOG_ROOT / database
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL pointing at database `name` (keeps ?host=... for sockets)."""
-    parts = urlsplit(libpq_url(url))
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @dataclass
@@ -64,17 +57,10 @@ class Database:
         return cls(admin_url=embedded_db.server_url("postgres"), name=name)
 
     def recreate(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            self._drop(conn)
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        recreate_database(self.admin_url, self.name)
 
     def drop(self) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            self._drop(conn)
-
-    def _drop(self, conn: psycopg.Connection) -> None:
-        statement = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
-        conn.execute(statement.format(sql.Identifier(self.name)))
+        drop_database(self.admin_url, self.name)
 
     def connect(self) -> psycopg.Connection:
         return psycopg.connect(self.url, autocommit=True)

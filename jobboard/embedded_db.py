@@ -1,4 +1,6 @@
-"""The embedded PostgreSQL (pgserver) used when no DATABASE_URL is configured.
+"""The embedded PostgreSQL (pgserver) used when no DATABASE_URL is configured, and the
+server-level helpers (create, recreate, drop a database) that tests and the benchmark
+use on it or on any other server.
 
 pgserver ships the PostgreSQL binaries as a PyPI package. The server listens on a Unix
 socket inside the data folder only, with trust auth, and keeps running after the
@@ -14,11 +16,12 @@ import logging
 import os
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from config import PROJECT_ROOT
+from config import PROJECT_ROOT, libpq_url
 
 logger = logging.getLogger(__name__)
 
@@ -56,16 +59,43 @@ def server_url(database: str = "postgres") -> str:
     return server.get_uri(database)
 
 
+def with_database(url: str, name: str) -> str:
+    """The same server URL pointing at database `name` (keeps ?host=... for sockets)."""
+    parts = urlsplit(libpq_url(url))
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
 def ensure_database(admin_url: str, name: str, template: str | None = None) -> None:
     """Create database `name` on the server behind `admin_url` unless it exists."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists:
-            return
-        statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-        if template:
-            statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-        conn.execute(statement)
+        if not exists:
+            _create(conn, name, template)
+
+
+def recreate_database(admin_url: str, name: str, template: str | None = None) -> str:
+    """Drop database `name` if it exists and create it afresh; returns its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop(conn, name)
+        _create(conn, name, template)
+    return with_database(admin_url, name)
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop database `name`, disconnecting whoever still uses it."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        _drop(conn, name)
+
+
+def _create(conn: psycopg.Connection, name: str, template: str | None) -> None:
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    conn.execute(statement)
+
+
+def _drop(conn: psycopg.Connection, name: str) -> None:
+    conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def database_url(name: str = DEFAULT_DATABASE) -> str:

@@ -27,7 +27,6 @@ from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
@@ -35,11 +34,11 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
-from psycopg import sql
 
 from config import PROJECT_ROOT, TestConfig, libpq_url, sqlalchemy_url
 from jobboard import create_app
 from jobboard.auth.passwords import hash_password
+from jobboard.embedded_db import drop_database, recreate_database, with_database
 from jobboard.extensions import db
 from jobboard.models import User
 
@@ -50,12 +49,6 @@ RUN_ID = f"jbtest_{os.getpid()}"
 # --- database server and databases -------------------------------------------------
 
 
-def with_database(url: str, name: str) -> str:
-    """The same server URL pointing at database `name` (keeps ?host=... for sockets)."""
-    parts = urlsplit(libpq_url(url))
-    return urlunsplit(parts._replace(path=f"/{name}"))
-
-
 @dataclass
 class DatabaseServer:
     admin_url: str
@@ -64,23 +57,10 @@ class DatabaseServer:
         return with_database(self.admin_url, name)
 
     def create(self, name: str, template: str | None = None) -> str:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            self._drop(conn, name)
-            statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
-            if template:
-                statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
-            conn.execute(statement)
-        return self.url(name)
+        return recreate_database(self.admin_url, name, template)
 
     def drop(self, name: str) -> None:
-        with psycopg.connect(self.admin_url, autocommit=True) as conn:
-            self._drop(conn, name)
-
-    @staticmethod
-    def _drop(conn: psycopg.Connection, name: str) -> None:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+        drop_database(self.admin_url, name)
 
 
 @pytest.fixture(scope="session")
