@@ -109,6 +109,9 @@ class Config:
         },
     }
 
+    # Request bodies over this many bytes are refused with 413 before they are read.
+    MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(1024 * 1024)))
+
     PAGINATION_PAGE_SIZE = 20
     MAX_PAGE_SIZE = 100
 

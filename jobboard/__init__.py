@@ -8,6 +8,7 @@ from flask import Flask
 from sqlalchemy import text
 
 from config import Config, config_for_environment, sqlalchemy_url
+from jobboard.edges import register_edges
 from jobboard.extensions import api, db, jwt, mail, migrate
 
 logger = logging.getLogger(__name__)
@@ -20,6 +21,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config.from_object(config_class)
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(resolve_database_url(config_class))
     configure_logging(app)
+    register_edges(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)

@@ -6,9 +6,14 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
+import psycopg_pool
 from flask import Flask, jsonify
 from flask.typing import ResponseReturnValue
-from sqlalchemy.exc import IntegrityError
+from procrastinate.exceptions import ConnectorException
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.exc import OperationalError as SAOperationalError
 
 from jobboard.extensions import db
 
@@ -73,6 +78,30 @@ def error_response(
     return jsonify(error_body(code, message, errors)), code, headers or {}
 
 
+DATABASE_UNAVAILABLE = "The database is unavailable; try again in a moment."
+# Seconds a client is asked to wait while the database is away.
+DATABASE_RETRY_AFTER = "1"
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether an exception means "cannot talk to PostgreSQL" (down, restarting, network
+    gone) rather than a bug or bad data: those stay 500 so that they are seen."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, SAOperationalError | SAInterfaceError):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if isinstance(current, psycopg_pool.PoolTimeout):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(error: DomainError) -> ResponseReturnValue:
@@ -84,3 +113,19 @@ def register_error_handlers(app: Flask) -> None:
         # Reached only when a uniqueness rule lost a race that the service had checked for.
         db.session.rollback()
         return error_response(409, "The request conflicts with the current state of the resource.")
+
+    @app.errorhandler(DBAPIError)
+    @app.errorhandler(psycopg.Error)
+    @app.errorhandler(psycopg_pool.PoolTimeout)
+    @app.errorhandler(ConnectorException)
+    def handle_database_unavailable(error: Exception) -> ResponseReturnValue:
+        if not database_unreachable(error):
+            raise error
+        try:
+            db.session.rollback()
+        except Exception:  # the connection is gone; the pool discards it
+            db.session.invalidate()
+        app.logger.warning("database unreachable: %s", error)
+        return error_response(
+            503, DATABASE_UNAVAILABLE, headers={"Retry-After": DATABASE_RETRY_AFTER}
+        )

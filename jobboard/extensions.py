@@ -37,6 +37,9 @@ class JobboardApi(Api):
         payload, code, headers = super().handle_http_exception(error)
         if "message" not in payload:
             payload["message"] = _summarise(payload.get("errors")) or error.description
+        valid_methods = getattr(error, "valid_methods", None)
+        if code == 405 and valid_methods:  # what werkzeug's own 405 page would say
+            headers = {**(headers or {}), "Allow": ", ".join(valid_methods)}
         return payload, code, headers
 
 

@@ -16,6 +16,7 @@ from jobboard.auth.tokens import verified_required
 from jobboard.extensions import db
 
 NOT_VERIFIED = "Email address not verified."
+MAX_OFFSET = 2**63 - 1
 PAGE_SIZES: dict[str, int] = {
     "page_size": Config.PAGINATION_PAGE_SIZE,
     "max_page_size": Config.MAX_PAGE_SIZE,
@@ -60,6 +61,8 @@ class SelectPage(Page):
 
     @property
     def items(self) -> list[Any]:
+        if self.page_params.first_item > MAX_OFFSET:
+            return []  # past any table's end; PostgreSQL's OFFSET is a bigint
         page = self.collection.limit(self.page_params.page_size).offset(self.page_params.first_item)
         return list(db.session.scalars(page))
 

@@ -313,6 +313,24 @@ class Browser:
                 errors.append(json.dumps(event["params"]["args"])[:500])
         return errors
 
+    def policy_violations(self) -> list[str]:
+        """What Chromium blocked under the page's Content-Security-Policy."""
+        return [
+            event["params"]["entry"]["text"]
+            for event in self.drain_events()
+            if event.get("method") == "Log.entryAdded"
+            and "Content Security Policy" in event["params"]["entry"].get("text", "")
+        ]
+
+    def document_headers(self, url: str) -> dict[str, str]:
+        """The response headers of the page itself at `url` (lower-case names)."""
+        for event in self.drain_events():
+            if event.get("method") == "Network.responseReceived":
+                response = event["params"]["response"]
+                if response["url"] == url:
+                    return {name.lower(): value for name, value in response["headers"].items()}
+        raise AssertionError(f"no response recorded for {url}")
+
     def close(self) -> None:
         try:
             self.socket.close()

@@ -7,7 +7,6 @@ from typing import Any
 
 from flask.views import MethodView
 from flask_jwt_extended import get_jwt, jwt_required
-from flask_smorest import Blueprint
 
 from jobboard.auth import service
 from jobboard.auth.schemas import (
@@ -24,6 +23,7 @@ from jobboard.auth.schemas import (
     VerifyEmailIn,
 )
 from jobboard.auth.tokens import caller, login_required
+from jobboard.edges import Blueprint
 from jobboard.models import User
 from jobboard.views import documented_error
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from flask_smorest import Blueprint
 from sqlalchemy import Select
 
 from jobboard.auth.tokens import caller
@@ -19,6 +18,7 @@ from jobboard.bids.schemas import (
     Money,
     MyBidOut,
 )
+from jobboard.edges import Blueprint
 from jobboard.extensions import api
 from jobboard.models import Bid
 from jobboard.views import (

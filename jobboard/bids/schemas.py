@@ -53,8 +53,9 @@ class Money(fields.Decimal):
             raise self.make_error("invalid", input=value) from error
         if not exact.is_finite():
             raise self.make_error("special")
-        # Checked before quantizing: huge exponents would overflow the decimal context.
-        if abs(exact) > MAX_FEE:
+        # Checked by exponent before any arithmetic: abs() or quantize() of 1E+999999999
+        # would overflow the decimal context.
+        if exact.adjusted() > MAX_FEE.adjusted() or exact.copy_abs() > MAX_FEE:
             raise self.make_error("too_large")
         if exact <= 0:
             raise self.make_error("not_positive")

@@ -5,12 +5,12 @@ from __future__ import annotations
 from flask import Blueprint as PageBlueprint
 from flask import render_template, send_from_directory
 from flask.typing import ResponseReturnValue
-from flask_smorest import Blueprint
 from swagger_ui_bundle import swagger_ui_path
 
 from jobboard.auth.tokens import caller
 from jobboard.dashboard import service
 from jobboard.dashboard.schemas import DashboardOut
+from jobboard.edges import Blueprint
 from jobboard.views import VerifiedUserView, verified_user_doc
 
 blp = Blueprint(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from flask_smorest import Blueprint
-
 from jobboard.auth.tokens import caller
+from jobboard.edges import Blueprint
 from jobboard.jobs import service
 from jobboard.jobs.schemas import (
     IdempotencyHeaders,

@@ -14,6 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from jobboard.edges import UtcDateTime
 from jobboard.jobs.service import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
 from workers.processors import get_processor, kinds
@@ -32,8 +33,7 @@ class JobIn(Schema):
     description = fields.String(
         load_default=None, allow_none=True, validate=validate.Length(max=10_000)
     )
-    scheduled_time = fields.AwareDateTime(
-        format="iso",
+    scheduled_time = UtcDateTime(
         required=True,
         metadata={"description": "When to run it: ISO 8601 with an offset, in the future."},
     )
@@ -42,7 +42,8 @@ class JobIn(Schema):
         validate=_known_kind,
         metadata={
             "description": "The processor: echo, sleep, wordcount, checksum, flaky, "
-            "report, or a kind added by a plugin."
+            "report, or a kind added by a plugin.",
+            "enum": kinds(),
         },
     )
     params = fields.Dict(
@@ -138,8 +139,8 @@ class JobResultOut(Schema):
     duration_ms = fields.Integer(metadata={"description": "Duration of the final attempt."})
 
 
-def _aware(description: str) -> fields.AwareDateTime:
-    return fields.AwareDateTime(format="iso", metadata={"description": description})
+def _aware(description: str) -> UtcDateTime:
+    return UtcDateTime(metadata={"description": description})
 
 
 class JobQueryArgs(Schema):
@@ -150,7 +151,7 @@ class JobQueryArgs(Schema):
         fields.String(validate=validate.OneOf(STATUS_VALUES)),
         metadata={"description": "Repeat to match any of several statuses."},
     )
-    kind = fields.String(validate=_known_kind)
+    kind = fields.String(validate=_known_kind, metadata={"enum": kinds()})
     scheduled_after = _aware("scheduled_time >= this")
     scheduled_before = _aware("scheduled_time < this")
     created_after = _aware("created_at >= this")
