@@ -6,6 +6,7 @@ from flask_jwt_extended import JWTManager
 from flask_mail import Mail
 from flask_migrate import Migrate
 from flask_smorest import Api
+from flask_smorest.pagination import PaginationMetadataSchema
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
@@ -32,6 +33,18 @@ def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
 
 class JobboardApi(Api):
     """flask-smorest's Api, whose error bodies always carry a `message`."""
+
+    def _register_pagination_header(self) -> None:
+        # flask-smorest declares X-Pagination with a bare object `schema`, which OpenAPI
+        # reads as the "simple" style (`total,3,...`); the header is JSON, so say so.
+        self.spec.components.header(
+            "PAGINATION",
+            {
+                "description": "Pagination metadata, as a JSON object.",
+                "content": {"application/json": {"schema": PaginationMetadataSchema}},
+            },
+            lazy=True,
+        )
 
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)

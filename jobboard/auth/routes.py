@@ -132,7 +132,7 @@ class TokenRefresh(MethodView):
 class Logout(MethodView):
     @login_required
     @blp.doc(security=BEARER)
-    @blp.arguments(LogoutIn)
+    @blp.arguments(LogoutIn, required=False)
     @blp.response(204)
     @error(401, "Missing, invalid, expired or revoked access token.")
     def post(self, data: dict[str, Any]) -> None:
@@ -155,7 +155,7 @@ class Me(MethodView):
 
     @login_required
     @blp.doc(security=BEARER)
-    @blp.arguments(ProfilePatchIn)
+    @blp.arguments(ProfilePatchIn, required=False)
     @blp.response(200, ProfileOut)
     @error(401, "Missing, invalid, expired or revoked access token.")
     def patch(self, changes: dict[str, Any]) -> User:
