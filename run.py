@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import venv
 from pathlib import Path
 
@@ -115,9 +116,10 @@ def run_system() -> int:
         ],
         "worker": [str(PYTHON), "-m", "workers"],
     }
-    processes = {
-        name: subprocess.Popen(
-            command,
+
+    def start(name: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            commands[name],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -125,24 +127,32 @@ def run_system() -> int:
             text=True,
             start_new_session=True,
         )
-        for name, command in commands.items()
-    }
-    for name, process in processes.items():
         threading.Thread(target=pump, args=(f"{name:6}", process.stdout), daemon=True).start()
+        return process
+
+    processes = {name: start(name) for name in commands}
     say(
         f"API on http://127.0.0.1:{port}/api/docs , dashboard on http://127.0.0.1:{port}/dashboard/"
     )
     say("mail is written to the worker's log unless MAIL_SERVER is set; Ctrl-C stops")
 
     stopping = threading.Event()
-    exited: list[str] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    supervisor = Supervisor(list(commands))
     try:
         while not stopping.is_set():
-            exited = [name for name, p in processes.items() if p.poll() is not None]
-            if exited:
-                say(f"{', '.join(exited)} exited; stopping the rest")
-                break
+            now = time.monotonic()
+            for name, process in processes.items():
+                code = process.poll()
+                if code is None:
+                    supervisor.running(name, now)
+                    continue
+                delay = supervisor.exited(name, now)
+                if delay is not None:
+                    say(f"{name} exited with status {code}; restarting it in {delay:.0f} s")
+                elif supervisor.due(name, now):
+                    processes[name] = start(name)
+                    supervisor.started(name, now)
             stopping.wait(0.5)
     except KeyboardInterrupt:
         pass
@@ -154,7 +164,41 @@ def run_system() -> int:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-    return 0 if stopping.is_set() or not exited else 1
+    return 0
+
+
+class Supervisor:
+    """When to restart a child that died: after 1 s, doubling up to 30 s while it keeps
+    dying soon after starting; a child that ran a minute starts the count afresh."""
+
+    FIRST_DELAY = 1.0
+    MAX_DELAY = 30.0
+    HEALTHY_SECONDS = 60.0
+
+    def __init__(self, names: list[str]) -> None:
+        self.delay = dict.fromkeys(names, self.FIRST_DELAY)
+        self.started_at = dict.fromkeys(names, time.monotonic())
+        self.restart_at: dict[str, float] = {}
+
+    def running(self, name: str, now: float) -> None:
+        if now - self.started_at[name] > self.HEALTHY_SECONDS:
+            self.delay[name] = self.FIRST_DELAY
+
+    def exited(self, name: str, now: float) -> float | None:
+        """The delay before its restart, the first time its exit is seen; else None."""
+        if name in self.restart_at:
+            return None
+        delay = self.delay[name]
+        self.restart_at[name] = now + delay
+        self.delay[name] = min(delay * 2, self.MAX_DELAY)
+        return delay
+
+    def due(self, name: str, now: float) -> bool:
+        return now >= self.restart_at.get(name, float("inf"))
+
+    def started(self, name: str, now: float) -> None:
+        self.restart_at.pop(name, None)
+        self.started_at[name] = now
 
 
 def run_tests(pytest_args: list[str]) -> int:

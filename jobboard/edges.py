@@ -105,6 +105,12 @@ class SafeParser(FlaskParser):
         raw = req.get_data(cache=True)
         if not raw:
             return core.missing
+        limit = req.max_content_length
+        if req.content_length is None and limit is not None and len(raw) >= limit:
+            # A chunked body is cut at the limit by werkzeug, silently: anything left
+            # to read means it was over.
+            if req.environ["wsgi.input"].read(1):
+                abort(413, f"The request body is over {limit} bytes.")
         return load_json(raw)
 
     def _load_location_data(self, *, schema: ma.Schema, req: Any, location: str) -> Any:

@@ -10,10 +10,30 @@ Settings come from the environment, as everything in a Procfile deployment:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import signal
+from typing import Any
+
+import psycopg
 
 from config import config_for_environment, env_float
+
+logger = logging.getLogger("workers")
+
+# Restarting the worker loop after the database went away (SPEC §4: back at work within
+# 10 s of the database's return): waits double from the first to the last value.
+RESTART_FIRST_DELAY = 0.2
+RESTART_MAX_DELAY = 2.0
+# A loop that ran this long before it ended starts the backoff afresh.
+HEALTHY_RUN_SECONDS = 60.0
+# How often the worker checks that the database still answers, and how long it waits.
+DATABASE_CHECK_SECONDS = 1.0
+CONNECT_TIMEOUT_SECONDS = 2
+# An old loop's pool and running jobs get this long to wind down after an outage.
+SHUTDOWN_WAIT_SECONDS = 10.0
 
 
 def worker_options() -> dict[str, float | int]:
@@ -54,8 +74,131 @@ def main() -> None:
 
     flask_app()  # built before tasks start, not on first use
     options = worker_options()
-    logging.getLogger(__name__).info("starting worker: all queues, %s", options)
-    task_app.run_worker(queues=None, **options)
+    logger.info("starting worker: all queues, %s", options)
+    asyncio.run(supervise(task_app, os.environ["DATABASE_URL"], options))
+
+
+async def supervise(task_app: Any, conninfo: str, options: dict[str, Any]) -> None:
+    """Run Procrastinate's worker until SIGTERM/SIGINT, through database outages.
+
+    When PostgreSQL goes away, Procrastinate 3.10's LISTEN connection dies and its worker
+    stops; its pool then waits to reconnect with a backoff that doubles without bound,
+    which could keep it away long after the database is back. So the database is watched
+    here: once it is unreachable the worker loop is stopped and its pool closed, and as
+    soon as the database answers again (polled with a short, capped backoff) a new loop
+    starts on a fresh pool. Jobs cut off mid-run are retried by the stalled-job check."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stopping.set)
+    delay = RESTART_FIRST_DELAY
+    while not stopping.is_set():
+        if not await wait_for_database(conninfo, stopping):
+            break
+        started = loop.time()
+        try:
+            reason = await run_worker_once(task_app, conninfo, options, stopping)
+        except Exception as error:  # opening the pool failed: the database left again
+            reason = repr(error)
+        if stopping.is_set():
+            break
+        if loop.time() - started > HEALTHY_RUN_SECONDS:
+            delay = RESTART_FIRST_DELAY
+        logger.warning("the worker loop ended (%s); restarting in %.1f s", reason, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay)
+        delay = min(delay * 2, RESTART_MAX_DELAY)
+    logger.info("worker stopped")
+
+
+_retiring: set[asyncio.Task[Any]] = set()  # old loops winding down in the background
+
+
+async def run_worker_once(
+    task_app: Any, conninfo: str, options: dict[str, Any], stopping: asyncio.Event
+) -> str:
+    """One worker loop on a connector (and pool) of its own, until it ends, the database
+    becomes unreachable, or a stop is asked. Returns why it ended."""
+    from workers.app import TransactionalPsycopgConnector
+
+    connector = TransactionalPsycopgConnector(conninfo=conninfo)
+    with task_app.replace_connector(connector):
+        await connector.open_async()
+        run = asyncio.create_task(
+            task_app.run_worker_async(queues=None, install_signal_handlers=False, **options)
+        )
+        watch = asyncio.create_task(watch_database(conninfo))
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({run, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (watch, stop):
+            task.cancel()
+        if run.done():
+            await close_quietly(connector)
+            error = run.exception()
+            return repr(error) if error else "returned"
+        run.cancel()  # stop fetching; running jobs finish (or fail) first
+        if stopping.is_set():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await run
+            await close_quietly(connector)
+            return "stop requested"
+    # The database is gone. The old loop and its pool wind down in the background (its
+    # pool would otherwise reconnect with a backoff that doubles without bound), while
+    # the next loop starts on a new pool as soon as the database answers.
+    retiring = asyncio.create_task(retire(run, connector))
+    _retiring.add(retiring)
+    retiring.add_done_callback(_retiring.discard)
+    return "database unreachable"
+
+
+async def close_quietly(connector: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(connector.close_async(), SHUTDOWN_WAIT_SECONDS)
+
+
+async def retire(run: asyncio.Task[Any], connector: Any) -> None:
+    await close_quietly(connector)  # whatever waits on the old pool fails at once
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await asyncio.wait_for(run, SHUTDOWN_WAIT_SECONDS)
+
+
+async def watch_database(conninfo: str) -> None:
+    """Return once the database stops answering (checked every DATABASE_CHECK_SECONDS)."""
+    try:
+        connection = await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS
+        )
+    except psycopg.Error:
+        return
+    try:
+        while True:
+            await asyncio.sleep(DATABASE_CHECK_SECONDS)
+            try:
+                await asyncio.wait_for(connection.execute("SELECT 1"), CONNECT_TIMEOUT_SECONDS)
+            except (psycopg.Error, TimeoutError):
+                return
+    finally:
+        with contextlib.suppress(Exception):
+            await connection.close()
+
+
+async def wait_for_database(conninfo: str, stopping: asyncio.Event) -> bool:
+    """Poll until PostgreSQL accepts a connection (True) or a stop is asked (False)."""
+    delay = RESTART_FIRST_DELAY
+    while not stopping.is_set():
+        try:
+            connection = await psycopg.AsyncConnection.connect(
+                conninfo, connect_timeout=CONNECT_TIMEOUT_SECONDS
+            )
+        except psycopg.Error as error:
+            logger.warning("database unreachable (%s); retrying in %.1f s", error, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, RESTART_MAX_DELAY)
+            continue
+        await connection.close()
+        return True
+    return False
 
 
 if __name__ == "__main__":
