@@ -354,3 +354,20 @@ def test_html_pages_carry_a_strict_policy_and_no_inline_script(client, path):
 def test_json_responses_are_not_given_the_html_policy(client):
     response = client.get("/api/openapi.json")
     assert "X-Frame-Options" not in response.headers
+
+
+# --- the OpenAPI document says what is sent ------------------------------------------
+
+
+def test_the_document_declares_x_pagination_as_json_and_the_known_kinds(client, verified_user):
+    spec = client.get("/api/openapi.json").get_json()
+    header = spec["components"]["headers"]["PAGINATION"]
+    assert "schema" not in header
+    assert header["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/PaginationMetadata"
+    }
+    sent = client.get("/api/jobs/", headers=bearer(verified_user)).headers["X-Pagination"]
+    declared = spec["components"]["schemas"]["PaginationMetadata"]["properties"]
+    assert set(json.loads(sent)) <= set(declared)
+    kinds = spec["components"]["schemas"]["JobIn"]["properties"]["kind"]["enum"]
+    assert {"echo", "sleep", "wordcount", "checksum", "flaky", "report"} <= set(kinds)
