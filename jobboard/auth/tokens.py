@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
+from flask import g
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -47,13 +48,17 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
         user, jti_revoked = token_state(payload)
+        # Kept for `load_user`, which flask-jwt-extended calls next: no second query.
+        g.jobboard_token_user = user
         if user is None:
             return False  # the user lookup that follows answers "no longer exists"
         return jti_revoked or payload.get(GENERATION_CLAIM, 0) != user.token_generation
 
     @jwt.user_lookup_loader
     def load_user(_header: dict, payload: dict) -> User | None:
-        # `is_revoked` ran first and loaded the user: the identity map answers, no query.
+        user = g.pop("jobboard_token_user", None)
+        if user is not None and user.id == int(payload["sub"]):
+            return user
         return db.session.get(User, int(payload["sub"]))
 
     def unauthorized(message: str):
