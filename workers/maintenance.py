@@ -38,7 +38,7 @@ def purge_expired_auth_records(timestamp: int) -> dict[str, int]:
     return purged
 
 
-@task_app.periodic(cron="41 * * * *", periodic_id="hourly")
+@task_app.periodic(cron="*/10 * * * *", periodic_id="unverified-every-10-min")
 @task_app.task(name=UNVERIFIED_TASK, queue=QUEUE_MAINTENANCE, queueing_lock=UNVERIFIED_TASK)
 def delete_stale_unverified_accounts(timestamp: int) -> int:
     """Delete accounts still unverified UNVERIFIED_ACCOUNT_DAYS after registration (their
