@@ -257,3 +257,21 @@ def test_behind_one_trusted_proxy_the_client_is_the_last_forwarded_address(
     assert attempt("192.0.2.7", DEFAULT_PASSWORD) == 429
     with proxied_app.app_context():
         assert counted(f"login-failures-email-ip:{user.email}|192.0.2.7") == 10
+
+
+def test_a_wrong_current_password_counts_as_a_failed_login(client, verified_user, auth_headers):
+    """A stolen access token is no way around the login limits to guess the password."""
+    headers = auth_headers(verified_user)
+
+    def change(old_password: str) -> int:
+        return client.post(
+            "/api/me/password/",
+            json={"old_password": old_password, "new_password": "a brand new secret"},
+            headers=headers,
+            **from_ip("10.0.7.1"),
+        ).status_code
+
+    assert [change(WRONG) for _ in range(10)] == [400] * 10
+    assert change(DEFAULT_PASSWORD) == 429
+    assert login(client, verified_user.email, ip="10.0.7.1").status_code == 429
+    assert login(client, verified_user.email, ip="10.0.7.2").status_code == 200

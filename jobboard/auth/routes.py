@@ -251,10 +251,14 @@ class MePassword(MethodView):
     @blp.response(204)
     @error(400, "The current password is wrong.")
     @error(401, "Missing, invalid, expired or revoked access token.")
+    @limited(
+        "Too many failed logins for this account from the client IP, or from the client "
+        "IP: a wrong current password counts as a failed login. " + LIMITS_README
+    )
     def post(self, data: dict[str, Any]) -> None:
         """Change the password; the old one stops working at once.
 
         Every access and refresh token issued before, this one included, is revoked: the
         client logs in again with the new password.
         """
-        service.change_password(caller(), data["old_password"], data["new_password"])
+        service.change_password(caller(), data["old_password"], data["new_password"], client_ip())

@@ -491,6 +491,13 @@ def issue_tokens(user: User, generation: int | None = None) -> TokenPair:
     )
 
 
+def _login_failure_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]:
+    return [
+        (LOGIN_FAILURES_PER_EMAIL_IP, f"{normalize_email(email)}|{client_ip}"),
+        (LOGIN_FAILURES_PER_IP, client_ip),
+    ]
+
+
 def log_in(
     email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
 ) -> TokenPair:
@@ -503,10 +510,7 @@ def log_in(
     IP even with the right password, until the window passes."""
     now = now or now_utc()
     email = normalize_email(email)
-    reservation = ratelimit.reserve(
-        [(LOGIN_FAILURES_PER_EMAIL_IP, f"{email}|{client_ip}"), (LOGIN_FAILURES_PER_IP, client_ip)],
-        now,
-    )
+    reservation = ratelimit.reserve(_login_failure_limits(email, client_ip), now)
     user = find_user_by_email(email)
     if user is None:
         password_matches(_decoy_password_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
@@ -585,12 +589,19 @@ def _distinct_skills(skills: list[str]) -> list[str]:
     return distinct
 
 
-def change_password(user: User, old_password: str, new_password: str) -> None:
-    if not password_matches(user.password_hash, old_password):
-        raise BadRequest("The current password is wrong.")
+def change_password(
+    user: User, old_password: str, new_password: str, client_ip: str = UNKNOWN_IP
+) -> None:
+    """Set a new password and revoke every token issued before. A wrong current password
+    counts as a failed login (the same limits): a stolen access token is no way around
+    them to guess the password."""
     problem = password_weakness(new_password, user.email)
     if problem is not None:
         raise Unprocessable(problem, errors={"json": {"new_password": [problem]}})
+    reservation = ratelimit.reserve(_login_failure_limits(user.email, client_ip))
+    if not password_matches(user.password_hash, old_password):
+        raise BadRequest("The current password is wrong.")
+    reservation.release()
     user.password_hash = hash_password(new_password)
     revoke_all_tokens(user)
     db.session.commit()
