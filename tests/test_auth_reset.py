@@ -150,6 +150,7 @@ def test_five_wrong_tries_kill_the_reset_code(client, verified_user, mailbox):
 
     assert dead.status_code == 429
     assert "no longer works" in dead.get_json()["message"]
+    assert 1 <= int(dead.headers["Retry-After"]) <= 60
     assert login(client, verified_user.email, DEFAULT_PASSWORD).status_code == 200
 
 

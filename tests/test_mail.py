@@ -290,3 +290,27 @@ def test_without_mail_server_the_worker_logs_the_code_for_the_developer(
     assert mailbox.messages == []
     verified = live_client.post("/api/verify-email/", json={"email": email, "otp": code})
     assert verified.status_code == 200
+
+
+def test_a_code_that_expires_during_an_smtp_outage_arrives_fresh(
+    live_app, live_client, start_worker, mailbox, fresh_database
+):
+    """Issue 9 / SPEC §3: the code expires while its email waits for SMTP; the retry that
+    finally gets through carries a fresh code, which verifies the address."""
+    email = "outage.expired@example.com"
+    cut_off = start_worker(MAIL_PORT=str(free_port()))
+    register(live_client, email)
+    wait_until(
+        lambda: (state := mail_job_state(fresh_database)) and state[0] == "todo" and state[1] >= 1
+    )
+    cut_off.stop()
+    with live_app.app_context():
+        expire_codes(email)
+
+    start_worker()
+    message = mailbox.wait_for(lambda m: m["To"] == email, timeout=40)
+
+    verified = live_client.post(
+        "/api/verify-email/", json={"email": email, "otp": code_in(message)}
+    )
+    assert verified.status_code == 200, verified.get_json()

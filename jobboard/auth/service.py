@@ -353,7 +353,10 @@ def _check_code(user: User | None, purpose: OtpPurpose, code: str, now: datetime
         raise BadRequest(WRONG_CODE)
     if otp.consumed_at is not None:
         if otp.failed_attempts >= max_tries:
-            raise TooManyRequests(DEAD_CODE)
+            # Retrying is pointless until a new code can be requested.
+            wait = otp.created_at + current_app.config["OTP_RESEND_COOLDOWN"] - now
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise TooManyRequests(DEAD_CODE, headers={"Retry-After": str(seconds)})
         raise BadRequest(WRONG_CODE)
     if otp.expires_at <= now:
         raise BadRequest(EXPIRED_CODE)
