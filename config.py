@@ -32,6 +32,11 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
 def sqlalchemy_url(url: str) -> str:
     """Normalise Heroku-style `postgres://` and plain `postgresql://` URLs to psycopg 3."""
     for prefix in ("postgres://", "postgresql://"):
@@ -79,9 +84,26 @@ class Config:
     QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
     STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)
 
-    OTP_TTL = timedelta(minutes=10)
-    OTP_MAX_TRIES = 5
-    OTP_RESEND_COOLDOWN = timedelta(seconds=60)
+    OTP_TTL = timedelta(minutes=env_int("OTP_TTL_MINUTES", 10))
+    OTP_MAX_TRIES = env_int("OTP_MAX_TRIES", 5)
+    # Between two codes of one purpose (verification, password reset) for one address.
+    OTP_RESEND_COOLDOWN = timedelta(seconds=env_int("OTP_RESEND_COOLDOWN_SECONDS", 60))
+    UNVERIFIED_ACCOUNT_DAYS = env_int("UNVERIFIED_ACCOUNT_DAYS", 7)
+
+    # Rate limits (jobboard/ratelimit.py): at most N events per sliding window of S seconds.
+    LOGIN_FAILURES_PER_EMAIL_IP = env_int("LOGIN_FAILURES_PER_EMAIL_IP", 10)
+    LOGIN_FAILURES_PER_EMAIL_IP_WINDOW = env_int("LOGIN_FAILURES_PER_EMAIL_IP_WINDOW", 900)
+    LOGIN_FAILURES_PER_IP = env_int("LOGIN_FAILURES_PER_IP", 100)
+    LOGIN_FAILURES_PER_IP_WINDOW = env_int("LOGIN_FAILURES_PER_IP_WINDOW", 3600)
+    CODES_SENT_PER_IP = env_int("CODES_SENT_PER_IP", 20)
+    CODES_SENT_PER_IP_WINDOW = env_int("CODES_SENT_PER_IP_WINDOW", 3600)
+    CODES_SENT_PER_ADDRESS = env_int("CODES_SENT_PER_ADDRESS", 5)
+    CODES_SENT_PER_ADDRESS_WINDOW = env_int("CODES_SENT_PER_ADDRESS_WINDOW", 3600)
+    CODE_CHECK_FAILURES_PER_IP = env_int("CODE_CHECK_FAILURES_PER_IP", 30)
+    CODE_CHECK_FAILURES_PER_IP_WINDOW = env_int("CODE_CHECK_FAILURES_PER_IP_WINDOW", 3600)
+    # Proxies in front of the app that append to X-Forwarded-For (Heroku: 1). 0 trusts none:
+    # the client IP is the socket's peer.
+    TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
     API_TITLE = "jobboard"
     API_VERSION = "1.0"

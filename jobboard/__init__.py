@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment, sqlalchemy_url
 from jobboard.edges import register_edges
@@ -22,6 +23,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(resolve_database_url(config_class))
     configure_logging(app)
     register_edges(app)
+    trust_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
@@ -35,6 +37,16 @@ def resolve_database_url(config_class: type[Config]) -> str:
     from jobboard import embedded_db
 
     return embedded_db.database_url()
+
+
+def trust_proxies(app: Flask) -> None:
+    """With TRUSTED_PROXIES=N, the client IP is the N-th address from the right of
+    X-Forwarded-For (what the N proxies in front of us appended); with 0 the header is
+    ignored and the client IP is the socket's peer. Only X-Forwarded-For is honoured: no
+    response depends on X-Forwarded-Host or the Host header."""
+    proxies = int(app.config["TRUSTED_PROXIES"])
+    if proxies > 0:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=0, x_host=0)  # type: ignore[method-assign]
 
 
 def configure_logging(app: Flask) -> None:

@@ -49,7 +49,14 @@ class TimestampMixin:
 
 class User(TimestampMixin, db.Model):
     __tablename__ = "users"
-    __table_args__ = (Index("uq_users_email_lower", func.lower(text("email")), unique=True),)
+    __table_args__ = (
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        Index(
+            "ix_users_unverified_created",
+            "created_at",
+            postgresql_where=text("NOT is_email_verified"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
@@ -60,6 +67,9 @@ class User(TimestampMixin, db.Model):
     bio: Mapped[str | None] = mapped_column(Text)
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(50)), default=list, server_default="{}")
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Tokens carry the generation they were issued under; bumping it (password change or
+    # reset, logout from everywhere) revokes every token issued before.
+    token_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
@@ -67,6 +77,7 @@ class User(TimestampMixin, db.Model):
 
 class OtpPurpose(enum.StrEnum):
     VERIFY_EMAIL = "verify_email"
+    RESET_PASSWORD = "reset_password"
 
 
 class EmailOtp(db.Model):
@@ -113,6 +124,19 @@ class RevokedToken(db.Model):
     revoked_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=now_utc, server_default=func.now()
     )
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class RateLimitHits(db.Model):
+    """The recent events counted by one rate limit for one subject (jobboard/ratelimit.py):
+    their times, oldest first, within the limit's sliding window."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_expires_at", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(Text, primary_key=True)
+    hits: Mapped[list[datetime]] = mapped_column(ARRAY(DateTime(timezone=True)))
+    # When the newest hit leaves the window: the row counts nothing after it.
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from flask import request
 from flask.views import MethodView
 from flask_smorest import Blueprint, Page
 from flask_smorest.error_handler import ErrorSchema
@@ -14,6 +15,7 @@ from sqlalchemy import Select, func, select
 from config import Config
 from jobboard.auth.tokens import verified_required
 from jobboard.extensions import db
+from jobboard.ratelimit import UNKNOWN_IP
 
 NOT_VERIFIED = "Email address not verified."
 MAX_OFFSET = 2**63 - 1
@@ -29,6 +31,12 @@ class VerifiedUserView(MethodView):
     sending."""
 
     decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+
+
+def client_ip() -> str:
+    """The caller's IP address: the socket's peer, or with TRUSTED_PROXIES=N the N-th
+    address from the right of X-Forwarded-For (ProxyFix, set up in create_app)."""
+    return request.remote_addr or UNKNOWN_IP
 
 
 def documented_error(

@@ -82,8 +82,12 @@ def deliver_code(mailbox: Mailbox, email: str) -> str:
     return code_in(message)
 
 
-def register(client: FlaskClient, email: str, password: str = DEFAULT_PASSWORD):
-    return client.post("/api/register/", json={"email": email, "password": password})
+def register(
+    client: FlaskClient, email: str, password: str = DEFAULT_PASSWORD, ip: str | None = None
+):
+    """POST /api/register/, from the socket peer `ip` when given."""
+    extra = {"environ_base": {"REMOTE_ADDR": ip}} if ip else {}
+    return client.post("/api/register/", json={"email": email, "password": password}, **extra)
 
 
 def register_and_get_code(

@@ -13,15 +13,18 @@ def spec(client) -> dict:
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/api/register/", "post", {"201", "409", "422"}),
+        ("/api/register/", "post", {"201", "409", "422", "429"}),
         ("/api/verify-email/", "post", {"200", "400", "409", "422", "429"}),
         ("/api/resend-otp/", "post", {"202", "409", "422", "429"}),
-        ("/api/login/", "post", {"200", "401", "403", "422"}),
+        ("/api/login/", "post", {"200", "401", "403", "422", "429"}),
         ("/api/token/refresh/", "post", {"200", "401"}),
         ("/api/logout/", "post", {"204", "401", "422"}),
         ("/api/me/", "get", {"200", "401"}),
         ("/api/me/", "patch", {"200", "401", "422"}),
         ("/api/me/password/", "post", {"204", "400", "401", "422"}),
+        ("/api/password/forgot/", "post", {"202", "422", "429"}),
+        ("/api/password/reset/", "post", {"204", "400", "422", "429"}),
+        ("/api/logout/all/", "post", {"204", "401"}),
     ],
 )
 def test_every_auth_endpoint_documents_its_answers(spec, path, method, statuses):
@@ -39,6 +42,7 @@ def test_every_auth_endpoint_documents_its_answers(spec, path, method, statuses)
         ("/api/me/", "get"),
         ("/api/me/", "patch"),
         ("/api/me/password/", "post"),
+        ("/api/logout/all/", "post"),
     ],
 )
 def test_protected_endpoints_declare_bearer_auth(spec, path, method):
@@ -53,3 +57,30 @@ def test_the_documented_decisions_are_in_the_document(spec):
     resend = spec["paths"]["/api/resend-otp/"]["post"]
     assert "Retry-After" in resend["responses"]["429"]["headers"]
     assert "same 202" in resend["description"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/register/",
+        "/api/verify-email/",
+        "/api/resend-otp/",
+        "/api/login/",
+        "/api/password/forgot/",
+        "/api/password/reset/",
+    ],
+)
+def test_every_limited_call_documents_its_429_with_retry_after(spec, path):
+    refused = spec["paths"][path]["post"]["responses"]["429"]
+
+    assert "Retry-After" in refused["headers"]
+    assert "README" in refused["description"] or "cooldown" in refused["description"]
+
+
+def test_the_takeover_rules_are_in_the_document(spec):
+    register = spec["paths"]["/api/register/"]["post"]["responses"]["409"]["description"]
+    assert "POST /api/password/forgot/" in register
+    forgot = spec["paths"]["/api/password/forgot/"]["post"]["description"]
+    assert "same 202" in forgot
+    reset = spec["paths"]["/api/password/reset/"]["post"]["description"]
+    assert "verified" in reset and "revoked" in reset

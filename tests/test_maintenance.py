@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 
 from jobboard.auth.service import purge_expired_otps, purge_expired_revoked_tokens
 from jobboard.extensions import db
-from jobboard.models import EmailOtp, OtpPurpose, RevokedToken, User, now_utc
+from jobboard.models import EmailOtp, OtpPurpose, RateLimitHits, RevokedToken, User, now_utc
 from tests.conftest import wait_until
 from workers.app import QUEUE_MAINTENANCE, task_app
 from workers.maintenance import PURGE_TASK, purge_expired_auth_records
@@ -73,19 +73,33 @@ def test_purge_deletes_only_revocations_of_expired_tokens(app):
     assert remaining_revocations() == {"live-jti"}
 
 
-def test_the_periodic_task_purges_both_as_of_its_tick(app, make_user):
+def add_rate_limit_counter(key: str, *, expires_in: timedelta) -> None:
+    now = now_utc()
+    db.session.add(RateLimitHits(key=key, hits=[now], expires_at=now + expires_in))
+    db.session.commit()
+
+
+def remaining_rate_limit_counters() -> set[str]:
+    return set(db.session.scalars(select(RateLimitHits.key)))
+
+
+def test_the_periodic_task_purges_codes_revocations_and_counters_as_of_its_tick(app, make_user):
     add_code(make_user(verified=False), expires_in=timedelta(seconds=-1))
     add_code(make_user(verified=False), expires_in=timedelta(minutes=5))
     add_revocation("old", expires_in=timedelta(seconds=-1))
+    add_rate_limit_counter("login-failures-ip:10.0.0.1", expires_in=timedelta(seconds=-1))
+    add_rate_limit_counter("login-failures-ip:10.0.0.2", expires_in=timedelta(minutes=10))
 
     result = purge_expired_auth_records(timestamp=int(now_utc().timestamp()) + 1)
 
-    assert result == {"otps": 1, "revoked_tokens": 1}
+    assert result == {"otps": 1, "revoked_tokens": 1, "rate_limits": 1}
     assert len(remaining_codes()) == 1 and remaining_revocations() == set()
+    assert remaining_rate_limit_counters() == {"login-failures-ip:10.0.0.2"}
     # Safe to re-run.
     assert purge_expired_auth_records(timestamp=int(now_utc().timestamp()) + 1) == {
         "otps": 0,
         "revoked_tokens": 0,
+        "rate_limits": 0,
     }
 
 

@@ -17,7 +17,7 @@ import procrastinate
 from flask import current_app
 from flask_mail import Connection, Message
 
-from jobboard.auth.service import verification_email
+from jobboard.auth.service import password_reset_email, verification_email
 from workers.app import QUEUE_MAIL, task_app
 from workers.context import app_context
 
@@ -85,7 +85,8 @@ def send_email(to: str, subject: str, body: str) -> None:
 
 @task_app.task(name="send_verification_code", queue=QUEUE_MAIL, retry=SMTP_RETRY)
 def send_verification_code(otp_id: int, sealed_code: str) -> None:
-    """Email the code of OTP `otp_id`, unless that code is no longer live.
+    """Email the code of OTP `otp_id`, unless that code is no longer wanted; a code that
+    expired while waiting is replaced by a fresh one first (never a dead code by mail).
 
     The code travels sealed (Fernet, keyed from SECRET_KEY): the queue's table never holds
     it in plaintext.
@@ -94,3 +95,14 @@ def send_verification_code(otp_id: int, sealed_code: str) -> None:
         email = verification_email(otp_id, sealed_code)
         if email is not None:
             deliver(email.to, email.subject, email.body)
+
+
+@task_app.task(name="send_password_reset_code", queue=QUEUE_MAIL, retry=SMTP_RETRY)
+def send_password_reset_code(email: str) -> None:
+    """Issue a password reset code for the account of `email`, if there is one, and email
+    it. Issued at sending time, so it is fresh whatever the queue's delay; each run (a
+    retry after an SMTP failure included) replaces the previous reset code."""
+    with app_context():
+        outgoing = password_reset_email(email)
+        if outgoing is not None:
+            deliver(outgoing.to, outgoing.subject, outgoing.body)

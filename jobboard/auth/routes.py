@@ -14,6 +14,8 @@ from jobboard.auth.schemas import (
     LogoutIn,
     MessageOut,
     PasswordChangeIn,
+    PasswordForgotIn,
+    PasswordResetIn,
     ProfileOut,
     ProfilePatchIn,
     RegisteredUserOut,
@@ -25,7 +27,7 @@ from jobboard.auth.schemas import (
 from jobboard.auth.tokens import caller, login_required
 from jobboard.edges import Blueprint
 from jobboard.models import User
-from jobboard.views import documented_error
+from jobboard.views import client_ip, documented_error
 
 blp = Blueprint(
     "auth",
@@ -42,6 +44,28 @@ BEARER = [{"bearerAuth": []}]
 
 error = partial(documented_error, blp)
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds until the refused call may succeed.",
+        "schema": {"type": "integer"},
+    }
+}
+LIMITS_README = "The limits and their environment variables are in the README (Rate limits)."
+CODES_SENT_LIMITS = (
+    "Too many codes requested: per client IP and per email address within a sliding "
+    f"window (the message names the limit). {LIMITS_README}"
+)
+CODE_CHECK_LIMITS = (
+    "Too many failed code checks from the client IP within a sliding window, or the code "
+    "was killed by too many wrong tries (every further try, even with the right code, is "
+    f"refused until a new code is requested). The message says which. {LIMITS_README}"
+)
+
+
+def limited(description: str):
+    """Document a 429 answer with its Retry-After header."""
+    return error(429, description, headers=RETRY_AFTER)
+
 
 @blp.route("/register/")
 class Register(MethodView):
@@ -49,9 +73,13 @@ class Register(MethodView):
     @blp.response(201, RegisteredUserOut)
     @error(
         409,
-        "An account with this email address (in any letter case) already exists. An account "
-        "still waiting for verification gets a new code from POST /api/resend-otp/.",
+        "An account with this email address (in any letter case) already exists, verified "
+        "or not. For an account still waiting for verification, the message points to POST "
+        "/api/password/forgot/: whoever owns the mailbox sets a new password there, which "
+        "verifies the address, and whoever registered it first loses it. Unverified "
+        "accounts are deleted a number of days after registration (README).",
     )
+    @limited(CODES_SENT_LIMITS)
     def post(self, data: dict[str, Any]) -> User:
         """Create an account and email it a verification code.
 
@@ -59,7 +87,7 @@ class Register(MethodView):
         With no MAIL_SERVER configured, the worker writes the email, code included, to its
         log. 422 for an invalid address or a weak password (under `errors.json.password`).
         """
-        return service.register_user(data["email"], data["password"])
+        return service.register_user(data["email"], data["password"], client_ip())
 
 
 @blp.route("/verify-email/")
@@ -69,18 +97,14 @@ class VerifyEmail(MethodView):
     @error(
         400,
         "The code is wrong, or it has expired (the message says which). An unknown email "
-        "address gets the same answer as a wrong code. Each wrong try counts; the 5th "
-        "wrong try kills the code.",
+        "address gets the same answer as a wrong code. Each wrong try counts; the last "
+        "allowed one (OTP_MAX_TRIES, README) kills the code.",
     )
     @error(409, "The address is already verified.")
-    @error(
-        429,
-        "The code was killed by 5 wrong tries: every further try, even with the right "
-        "code, is refused until a new code is requested (POST /api/resend-otp/).",
-    )
+    @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/resend-otp/.")
     def post(self, data: dict[str, Any]) -> User:
         """Verify the email address with the code from the email."""
-        return service.verify_email(data["email"], data["otp"])
+        return service.verify_email(data["email"], data["otp"], client_ip())
 
 
 @blp.route("/resend-otp/")
@@ -88,22 +112,16 @@ class ResendOtp(MethodView):
     @blp.arguments(ResendOtpIn)
     @blp.response(202, MessageOut)
     @error(409, "The address is already verified.")
-    @error(
-        429,
-        "A code was sent less than 60 seconds ago.",
-        headers={
-            "Retry-After": {
-                "description": "Seconds until a new code may be requested.",
-                "schema": {"type": "integer"},
-            }
-        },
+    @limited(
+        "A code was sent to this address less than OTP_RESEND_COOLDOWN_SECONDS ago, or "
+        + CODES_SENT_LIMITS
     )
     def post(self, data: dict[str, Any]) -> dict[str, str]:
         """Email a new verification code, invalidating the previous ones.
 
         An address without an account gets the same 202 and no email.
         """
-        return {"message": service.resend_verification_code(data["email"])}
+        return {"message": service.resend_verification_code(data["email"], client_ip())}
 
 
 @blp.route("/login/")
@@ -112,9 +130,15 @@ class Login(MethodView):
     @blp.response(200, TokenPairOut)
     @error(401, "Wrong email or password; both give the same answer.")
     @error(403, "The email address is not verified yet.")
+    @limited(
+        "Too many failed logins: for this email address from the client IP (then the "
+        "address is refused from that IP even with the right password, until the window "
+        "passes; other IPs are unaffected), or from the client IP for any addresses. "
+        "The message names the limit. " + LIMITS_README
+    )
     def post(self, data: dict[str, Any]) -> service.TokenPair:
         """Exchange email and password for an access and a refresh token."""
-        return service.log_in(data["email"], data["password"])
+        return service.log_in(data["email"], data["password"], client_ip())
 
 
 @blp.route("/token/refresh/")
@@ -141,6 +165,62 @@ class Logout(MethodView):
         Revocations are stored in the database, so they survive restarts.
         """
         service.log_out(get_jwt(), data["refresh_token"])
+
+
+@blp.route("/logout/all/")
+class LogoutAll(MethodView):
+    @login_required
+    @blp.doc(security=BEARER)
+    @blp.response(204)
+    @error(401, "Missing, invalid, expired or revoked access token.")
+    def post(self) -> None:
+        """Revoke every access and refresh token of the caller issued so far.
+
+        Every device is signed out, this one included; logging in again works at once.
+        """
+        service.log_out_everywhere(caller())
+
+
+@blp.route("/password/forgot/")
+class PasswordForgot(MethodView):
+    @blp.arguments(PasswordForgotIn)
+    @blp.response(202, MessageOut)
+    @limited(
+        "A password reset code was requested for this address less than "
+        "OTP_RESEND_COOLDOWN_SECONDS ago (its own cooldown, apart from verification "
+        "codes), or " + CODES_SENT_LIMITS
+    )
+    def post(self, data: dict[str, Any]) -> dict[str, str]:
+        """Email a 6-digit password reset code to the address, if it has an account.
+
+        Known or not, the address gets the same 202, after the same work, and counts
+        against the same limits; only an address with an account (verified or not) is
+        emailed. The code follows the rules of verification codes (single use, expires,
+        a few tries) and replaces any earlier reset code. It is created when the email
+        is sent, so it never arrives already expired.
+        """
+        return {"message": service.request_password_reset(data["email"], client_ip())}
+
+
+@blp.route("/password/reset/")
+class PasswordReset(MethodView):
+    @blp.arguments(PasswordResetIn)
+    @blp.response(204)
+    @error(
+        400,
+        "The code is wrong, or it has expired (the message says which). An unknown email "
+        "address gets the same answer as a wrong code. The last allowed wrong try "
+        "(OTP_MAX_TRIES, README) kills the code.",
+    )
+    @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/password/forgot/.")
+    def post(self, data: dict[str, Any]) -> None:
+        """Set a new password with the reset code from the email.
+
+        The code proves the mailbox: the address becomes verified, every other live code
+        of the account dies, and every access and refresh token issued before is revoked.
+        422 for a weak password (under `errors.json.new_password`).
+        """
+        service.reset_password(data["email"], data["otp"], data["new_password"], client_ip())
 
 
 @blp.route("/me/")
@@ -171,6 +251,14 @@ class MePassword(MethodView):
     @blp.response(204)
     @error(400, "The current password is wrong.")
     @error(401, "Missing, invalid, expired or revoked access token.")
+    @limited(
+        "Too many failed logins for this account from the client IP, or from the client "
+        "IP: a wrong current password counts as a failed login. " + LIMITS_README
+    )
     def post(self, data: dict[str, Any]) -> None:
-        """Change the password; the old one stops working at once."""
-        service.change_password(caller(), data["old_password"], data["new_password"])
+        """Change the password; the old one stops working at once.
+
+        Every access and refresh token issued before, this one included, is revoked: the
+        client logs in again with the new password.
+        """
+        service.change_password(caller(), data["old_password"], data["new_password"], client_ip())

@@ -67,9 +67,8 @@ class RegisteredUserOut(Schema):
     is_email_verified = fields.Boolean(dump_only=True)
 
 
-class VerifyEmailIn(Schema):
-    email = email_field()
-    otp = fields.String(
+def otp_field() -> fields.String:
+    return fields.String(
         required=True,
         validate=validate.Regexp(r"^[0-9]{6}$", error="The code is 6 digits, as a string."),
         metadata={
@@ -77,6 +76,11 @@ class VerifyEmailIn(Schema):
             "example": "042917",
         },
     )
+
+
+class VerifyEmailIn(Schema):
+    email = email_field()
+    otp = otp_field()
 
 
 class ResendOtpIn(Schema):
@@ -151,3 +155,21 @@ class ProfilePatchIn(Schema):
 class PasswordChangeIn(Schema):
     old_password = password_field("The current password.")
     new_password = password_field(NEW_PASSWORD_RULES)
+
+
+class PasswordForgotIn(Schema):
+    email = email_field()
+
+
+class PasswordResetIn(Schema):
+    email = email_field()
+    otp = otp_field()
+    new_password = password_field(NEW_PASSWORD_RULES)
+
+    @validates_schema(skip_on_field_errors=False)
+    def refuse_weak_password(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "new_password" not in data:
+            return
+        problem = password_weakness(data["new_password"], data.get("email"))
+        if problem is not None:
+            raise ValidationError(problem, field_name="new_password")

@@ -14,6 +14,13 @@ Verification codes (OTPs):
 - Checking a code locks the user row, then the code row, so two concurrent tries cannot
   both pass, and a resend cannot race a verification (resend locks the user row first
   too: one lock order, no deadlock).
+- Purposes: `verify_email` (registration, resend-otp) and `reset_password` (password
+  forgot/reset), each with its own live code and its own cooldown.
+
+Abuse limits (failed logins, codes sent, failed code checks) are counted through
+jobboard.ratelimit, per client IP and per address; the client IP is passed in by the view.
+Revoking every token of a user (password change or reset, logout everywhere) bumps the
+user's token generation (jobboard.auth.tokens).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -34,13 +41,13 @@ from flask import current_app
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
 from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
-from jobboard import queue
+from jobboard import queue, ratelimit
 from jobboard.auth.passwords import hash_password, password_matches
-from jobboard.auth.tokens import revoke_token_once
+from jobboard.auth.tokens import GENERATION_CLAIM, revoke_all_tokens, revoke_token_once
 from jobboard.errors import (
     BadRequest,
     Conflict,
@@ -50,16 +57,32 @@ from jobboard.errors import (
     Unprocessable,
 )
 from jobboard.extensions import db
-from jobboard.models import EmailOtp, OtpPurpose, RevokedToken, User, now_utc
+from jobboard.models import Bid, EmailOtp, Job, OtpPurpose, RevokedToken, User, now_utc
+from jobboard.ratelimit import (
+    CODE_CHECK_FAILURES_PER_IP,
+    CODES_SENT_PER_ADDRESS,
+    CODES_SENT_PER_IP,
+    LOGIN_FAILURES_PER_EMAIL_IP,
+    LOGIN_FAILURES_PER_IP,
+    RESET_CODE_COOLDOWN,
+    UNKNOWN_IP,
+    Limit,
+)
 from workers.app import QUEUE_MAIL
 
 logger = logging.getLogger(__name__)
 
 SEND_VERIFICATION_CODE_TASK = "send_verification_code"
+SEND_PASSWORD_RESET_CODE_TASK = "send_password_reset_code"
 OTP_DIGITS = 6
 MIN_PASSWORD_LENGTH = 8
 
 EMAIL_TAKEN = "An account with this email address already exists."
+EMAIL_TAKEN_UNVERIFIED = (
+    "An account with this email address already exists and is waiting for verification. "
+    "If the address is yours, set a new password with POST /api/password/forgot/: the "
+    "code it emails you verifies the address too."
+)
 WRONG_CODE = "The code is wrong."
 EXPIRED_CODE = "The code has expired. Request a new one."
 LAST_WRONG_TRY = (
@@ -73,6 +96,7 @@ REVOKED = "Token has been revoked"
 RESEND_ACCEPTED = (
     "If this address belongs to an account waiting for verification, a new code is on its way."
 )
+RESET_ACCEPTED = "If this address belongs to an account, a password reset code is on its way."
 
 
 # --- emails and passwords ------------------------------------------------------------------
@@ -149,10 +173,9 @@ def _latest_code(user: User, purpose: str, *, for_update: bool = False) -> Email
     return db.session.scalars(statement).one_or_none()
 
 
-def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
-    """Replace any live code of `user` with a new one and queue its email on the current
-    transaction (sent only if the caller commits)."""
-    purpose = OtpPurpose.VERIFY_EMAIL.value
+def _new_code(user: User, purpose: str, now: datetime) -> tuple[EmailOtp, str]:
+    """Replace any live code of `user` for `purpose` with a new one (on the current
+    transaction); returns it with its plaintext, which is never stored."""
     db.session.execute(
         update(EmailOtp)
         .where(
@@ -172,6 +195,13 @@ def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
     )
     db.session.add(otp)
     db.session.flush()
+    return otp, code
+
+
+def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
+    """Replace any live verification code of `user` with a new one and queue its email on
+    the current transaction (sent only if the caller commits)."""
+    otp, code = _new_code(user, OtpPurpose.VERIFY_EMAIL.value, now)
     queue.defer(
         SEND_VERIFICATION_CODE_TASK,
         queue=QUEUE_MAIL,
@@ -188,21 +218,21 @@ class OutgoingEmail:
     body: str
 
 
-def verification_email(
-    otp_id: int, sealed_code: str, now: datetime | None = None
-) -> OutgoingEmail | None:
-    """The email carrying the code of OTP `otp_id`, or None when that code is no longer
-    live (used, replaced, burnt, expired or deleted): re-running the mail task is safe."""
-    now = now or now_utc()
-    otp = db.session.get(EmailOtp, otp_id)
-    if otp is None or otp.consumed_at is not None or otp.expires_at <= now:
-        logger.info("verification code %s is no longer live; not sending it", otp_id)
-        return None
-    code = unseal_code(sealed_code)
-    if code is None:
-        logger.error("verification code %s was sealed under another SECRET_KEY", otp_id)
-        return None
+def _code_email(otp: EmailOtp, code: str) -> OutgoingEmail:
     minutes = int(current_app.config["OTP_TTL"].total_seconds() // 60)
+    if otp.purpose == OtpPurpose.RESET_PASSWORD:
+        return OutgoingEmail(
+            to=otp.user.email,
+            subject=f"Your jobboard password reset code: {code}",
+            body=(
+                f"Your jobboard password reset code is {code}\n\n"
+                f"It expires in {minutes} minutes and works once. Send it with your email "
+                "address and a new password to POST /api/password/reset/. Resetting the "
+                "password also verifies this address and signs out every session.\n\n"
+                "If you did not ask for it, ignore this message: your password stays as "
+                "it is.\n"
+            ),
+        )
     return OutgoingEmail(
         to=otp.user.email,
         subject=f"Your jobboard verification code: {code}",
@@ -215,14 +245,88 @@ def verification_email(
     )
 
 
+def verification_email(
+    otp_id: int, sealed_code: str, now: datetime | None = None
+) -> OutgoingEmail | None:
+    """The email carrying the code of OTP `otp_id`, or None when that code is no longer
+    wanted (used, replaced, burnt or deleted): re-running the mail task is safe.
+
+    An email never carries a dead code. A code that expired while its email waited (SMTP
+    down, retries with backoff) gets a fresh value and a fresh lifetime before sending,
+    in place: same row, so it is still the user's one live code. So does a code refreshed
+    by an earlier run whose email then failed, since that value reached nobody."""
+    now = now or now_utc()
+    otp = db.session.get(EmailOtp, otp_id)
+    if otp is None:
+        logger.info("code %s no longer exists; not sending it", otp_id)
+        return None
+    # The lock order of every code check: the user row, then the code row.
+    find_user_by_email(otp.user.email, for_update=True)
+    otp = db.session.scalars(
+        select(EmailOtp)
+        .where(EmailOtp.id == otp_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one_or_none()
+    if otp is None or otp.consumed_at is not None:
+        logger.info("code %s is no longer live; not sending it", otp_id)
+        db.session.commit()
+        return None
+    code = unseal_code(sealed_code)
+    if code is None:
+        logger.error("code %s was sealed under another SECRET_KEY", otp_id)
+        db.session.commit()
+        return None
+    current = hmac.compare_digest(otp.code_hash, hash_code(otp.user_id, otp.purpose, code))
+    if otp.expires_at <= now or not current:
+        code = generate_code()
+        otp.code_hash = hash_code(otp.user_id, otp.purpose, code)
+        otp.expires_at = now + current_app.config["OTP_TTL"]
+        otp.failed_attempts = 0
+        logger.info("code %s expired before its email went out; sending a fresh one", otp_id)
+    email = _code_email(otp, code)
+    db.session.commit()
+    return email
+
+
+def password_reset_email(email: str, now: datetime | None = None) -> OutgoingEmail | None:
+    """Issue a password reset code for the account of `email` and return its email, or
+    None when no account has that address. Runs in the worker, at sending time: the
+    request (`request_password_reset`) does the same work for every address, and the
+    code cannot expire while waiting for SMTP (a retry issues a new one)."""
+    now = now or now_utc()
+    user = find_user_by_email(email, for_update=True)
+    if user is None:
+        db.session.commit()
+        return None
+    otp, code = _new_code(user, OtpPurpose.RESET_PASSWORD.value, now)
+    outgoing = _code_email(otp, code)
+    db.session.commit()
+    return outgoing
+
+
 # --- registration and verification ----------------------------------------------------------
 
 
-def register_user(email: str, password: str, now: datetime | None = None) -> User:
+def _email_taken(existing: User | None) -> Conflict:
+    if existing is not None and not existing.is_email_verified:
+        return Conflict(EMAIL_TAKEN_UNVERIFIED)
+    return Conflict(EMAIL_TAKEN)
+
+
+def _codes_sent_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]:
+    return [(CODES_SENT_PER_ADDRESS, email), (CODES_SENT_PER_IP, client_ip)]
+
+
+def register_user(
+    email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> User:
     now = now or now_utc()
     email = normalize_email(email)
-    if find_user_by_email(email) is not None:
-        raise Conflict(EMAIL_TAKEN)
+    existing = find_user_by_email(email)
+    if existing is not None:
+        raise _email_taken(existing)
+    ratelimit.take_all(_codes_sent_limits(email, client_ip), now)
     user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
     try:
@@ -231,31 +335,28 @@ def register_user(email: str, password: str, now: datetime | None = None) -> Use
         # Lost a race against a registration of the same address, in any letter case:
         # the unique index on lower(email) decided.
         db.session.rollback()
-        raise Conflict(EMAIL_TAKEN) from None
+        raise _email_taken(find_user_by_email(email)) from None
     _issue_verification_code(user, now)
     db.session.commit()
     return user
 
 
-def verify_email(email: str, code: str, now: datetime | None = None) -> User:
-    """Mark the address verified when `code` is its live, unexpired code.
-
-    An unknown address answers exactly like a wrong code. After OTP_MAX_TRIES wrong tries
-    the code is dead: every later try, even with the right code, gets 429 until a new
-    code is requested."""
-    now = now or now_utc()
-    user = find_user_by_email(email, for_update=True)
+def _check_code(user: User | None, purpose: OtpPurpose, code: str, now: datetime) -> None:
+    """Raise unless `code` is the live, unexpired code of `user` for `purpose`. The caller
+    holds the user row lock. A wrong try is counted (and committed); the last allowed one
+    burns the code, and any later try, even with the right code, gets 429."""
     if user is None:
         raise BadRequest(WRONG_CODE)
-    if user.is_email_verified:
-        raise Conflict(ALREADY_VERIFIED)
-    otp = _latest_code(user, OtpPurpose.VERIFY_EMAIL.value, for_update=True)
+    otp = _latest_code(user, purpose.value, for_update=True)
     max_tries = current_app.config["OTP_MAX_TRIES"]
     if otp is None:
         raise BadRequest(WRONG_CODE)
     if otp.consumed_at is not None:
         if otp.failed_attempts >= max_tries:
-            raise TooManyRequests(DEAD_CODE)
+            # Retrying is pointless until a new code can be requested.
+            wait = otp.created_at + current_app.config["OTP_RESEND_COOLDOWN"] - now
+            seconds = max(1, math.ceil(wait.total_seconds()))
+            raise TooManyRequests(DEAD_CODE, headers={"Retry-After": str(seconds)})
         raise BadRequest(WRONG_CODE)
     if otp.expires_at <= now:
         raise BadRequest(EXPIRED_CODE)
@@ -267,6 +368,24 @@ def verify_email(email: str, code: str, now: datetime | None = None) -> User:
             message = LAST_WRONG_TRY
         db.session.commit()
         raise BadRequest(message)
+
+
+def verify_email(
+    email: str, code: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> User:
+    """Mark the address verified when `code` is its live, unexpired code.
+
+    An unknown address answers exactly like a wrong code. After OTP_MAX_TRIES wrong tries
+    the code is dead: every later try, even with the right code, gets 429 until a new
+    code is requested. Every refused check counts against CODE_CHECK_FAILURES_PER_IP."""
+    now = now or now_utc()
+    reservation = ratelimit.reserve([(CODE_CHECK_FAILURES_PER_IP, client_ip)], now)
+    user = find_user_by_email(email, for_update=True)
+    if user is not None and user.is_email_verified:
+        raise Conflict(ALREADY_VERIFIED)
+    _check_code(user, OtpPurpose.VERIFY_EMAIL, code, now)
+    assert user is not None
+    reservation.release()
     mark_email_verified(user, now)
     db.session.commit()
     return user
@@ -283,29 +402,74 @@ def mark_email_verified(user: User, now: datetime) -> None:
     )
 
 
-def resend_verification_code(email: str, now: datetime | None = None) -> str:
+def resend_verification_code(
+    email: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> str:
     """Replace the live code with a new one and email it. Returns the message for the
-    caller; an unknown address gets the same answer and no email."""
+    caller; an unknown address gets the same answer and no email, and counts against the
+    same limits."""
     now = now or now_utc()
+    email = normalize_email(email)
     user = find_user_by_email(email, for_update=True)
-    if user is None:
-        return RESEND_ACCEPTED
-    if user.is_email_verified:
+    if user is not None and user.is_email_verified:
         raise Conflict(ALREADY_VERIFIED)
-    last = _latest_code(user, OtpPurpose.VERIFY_EMAIL.value)
-    cooldown = current_app.config["OTP_RESEND_COOLDOWN"]
-    if last is not None:
-        wait = (last.created_at + cooldown - now).total_seconds()
-        if wait > 0:
-            seconds = max(1, math.ceil(wait))
-            raise TooManyRequests(
-                f"A code was sent less than {int(cooldown.total_seconds())} s ago. "
-                f"Try again in {seconds} s.",
-                headers={"Retry-After": str(seconds)},
-            )
-    _issue_verification_code(user, now)
+    if user is not None:
+        last = _latest_code(user, OtpPurpose.VERIFY_EMAIL.value)
+        cooldown = current_app.config["OTP_RESEND_COOLDOWN"]
+        if last is not None:
+            wait = (last.created_at + cooldown - now).total_seconds()
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                raise TooManyRequests(
+                    f"A code was sent less than {int(cooldown.total_seconds())} s ago. "
+                    f"Try again in {seconds} s.",
+                    headers={"Retry-After": str(seconds)},
+                )
+    ratelimit.take_all(_codes_sent_limits(email, client_ip), now)
+    if user is not None:
+        _issue_verification_code(user, now)
     db.session.commit()
     return RESEND_ACCEPTED
+
+
+# --- password reset ----------------------------------------------------------------------------
+
+
+def request_password_reset(
+    email: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> str:
+    """Queue a password reset code for `email`. The request does the same work whatever
+    the address (limits, one queued task), so neither the answer nor its timing tells
+    whether an account exists; the worker issues and emails the code only when one does
+    (`password_reset_email`)."""
+    now = now or now_utc()
+    email = normalize_email(email)
+    ratelimit.take_all([(RESET_CODE_COOLDOWN, email), *_codes_sent_limits(email, client_ip)], now)
+    queue.defer(SEND_PASSWORD_RESET_CODE_TASK, queue=QUEUE_MAIL, email=email)
+    db.session.commit()
+    return RESET_ACCEPTED
+
+
+def reset_password(
+    email: str,
+    code: str,
+    new_password: str,
+    client_ip: str = UNKNOWN_IP,
+    now: datetime | None = None,
+) -> None:
+    """Set a new password with a reset code. The code proves the mailbox, so the address
+    becomes verified; every other live code dies and every token issued before is
+    revoked. Whoever registered the address first, perhaps not its owner, loses it."""
+    now = now or now_utc()
+    reservation = ratelimit.reserve([(CODE_CHECK_FAILURES_PER_IP, client_ip)], now)
+    user = find_user_by_email(email, for_update=True)
+    _check_code(user, OtpPurpose.RESET_PASSWORD, code, now)
+    assert user is not None
+    reservation.release()
+    user.password_hash = hash_password(new_password)
+    mark_email_verified(user, now)
+    revoke_all_tokens(user)
+    db.session.commit()
 
 
 # --- tokens --------------------------------------------------------------------------------
@@ -319,23 +483,45 @@ class TokenPair:
     token_type: str = "Bearer"
 
 
-def issue_tokens(user: User) -> TokenPair:
+def issue_tokens(user: User, generation: int | None = None) -> TokenPair:
+    """Tokens of `user`, valid while the user's token generation is `generation` (by
+    default the one loaded with the user, i.e. with the password that was checked)."""
+    claims = {GENERATION_CLAIM: user.token_generation if generation is None else generation}
     return TokenPair(
-        access_token=create_access_token(identity=user),
-        refresh_token=create_refresh_token(identity=user),
+        access_token=create_access_token(identity=user, additional_claims=claims),
+        refresh_token=create_refresh_token(identity=user, additional_claims=claims),
         expires_in=int(current_app.config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds()),
     )
 
 
-def log_in(email: str, password: str) -> TokenPair:
+def _login_failure_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]:
+    return [
+        (LOGIN_FAILURES_PER_EMAIL_IP, f"{normalize_email(email)}|{client_ip}"),
+        (LOGIN_FAILURES_PER_IP, client_ip),
+    ]
+
+
+def log_in(
+    email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> TokenPair:
     """Tokens for a verified user. An unknown address and a wrong password give the same
-    401, after the same amount of hashing work, so neither reveals which accounts exist."""
+    401, after the same amount of hashing work, so neither reveals which accounts exist.
+
+    Failed logins are limited per (address, client IP) and per client IP. The slot is
+    taken before the password is checked and given back when it was right, so concurrent
+    guesses cannot overshoot the limit; once it is full, the address is refused from that
+    IP even with the right password, until the window passes."""
+    now = now or now_utc()
+    email = normalize_email(email)
+    reservation = ratelimit.reserve(_login_failure_limits(email, client_ip), now)
     user = find_user_by_email(email)
     if user is None:
         password_matches(_decoy_password_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
         raise Unauthorized(BAD_CREDENTIALS)
     if not password_matches(user.password_hash, password):
         raise Unauthorized(BAD_CREDENTIALS)
+    reservation.release()
+    db.session.commit()
     if not user.is_email_verified:
         raise Forbidden(NOT_VERIFIED)
     return issue_tokens(user)
@@ -343,12 +529,20 @@ def log_in(email: str, password: str) -> TokenPair:
 
 def rotate_refresh_token(user: User, refresh_payload: dict[str, Any]) -> TokenPair:
     """New access and refresh tokens; the presented refresh token is revoked for good, and
-    of two requests racing with it only one gets new tokens."""
+    of two requests racing with it only one gets new tokens. The new tokens keep the
+    presented token's generation: a revocation of all tokens racing with this refresh
+    revokes them too."""
     if not revoke_token_once(refresh_payload):
         raise Unauthorized(REVOKED)
-    tokens = issue_tokens(user)
+    tokens = issue_tokens(user, generation=refresh_payload.get(GENERATION_CLAIM, 0))
     db.session.commit()
     return tokens
+
+
+def log_out_everywhere(user: User) -> None:
+    """Revoke every access and refresh token issued to `user` so far."""
+    revoke_all_tokens(user)
+    db.session.commit()
 
 
 def log_out(access_payload: dict[str, Any], refresh_token: str | None = None) -> None:
@@ -398,13 +592,21 @@ def _distinct_skills(skills: list[str]) -> list[str]:
     return distinct
 
 
-def change_password(user: User, old_password: str, new_password: str) -> None:
-    if not password_matches(user.password_hash, old_password):
-        raise BadRequest("The current password is wrong.")
+def change_password(
+    user: User, old_password: str, new_password: str, client_ip: str = UNKNOWN_IP
+) -> None:
+    """Set a new password and revoke every token issued before. A wrong current password
+    counts as a failed login (the same limits): a stolen access token is no way around
+    them to guess the password."""
     problem = password_weakness(new_password, user.email)
     if problem is not None:
         raise Unprocessable(problem, errors={"json": {"new_password": [problem]}})
+    reservation = ratelimit.reserve(_login_failure_limits(user.email, client_ip))
+    if not password_matches(user.password_hash, old_password):
+        raise BadRequest("The current password is wrong.")
+    reservation.release()
     user.password_hash = hash_password(new_password)
+    revoke_all_tokens(user)
     db.session.commit()
 
 
@@ -417,6 +619,24 @@ def purge_expired_otps(now: datetime) -> int:
     refused, and nothing is left to guess."""
     deleted = db.session.execute(
         delete(EmailOtp).where(or_(EmailOtp.expires_at <= now, EmailOtp.consumed_at.is_not(None)))
+    ).rowcount
+    db.session.commit()
+    return deleted
+
+
+def delete_unverified_accounts(now: datetime) -> int:
+    """Delete accounts still unverified UNVERIFIED_ACCOUNT_DAYS after registration, with
+    their codes and revocations (ON DELETE CASCADE); returns how many. An unverified user
+    cannot post jobs or bid; an account that somehow has jobs or bids is kept."""
+    cutoff = now - timedelta(days=current_app.config["UNVERIFIED_ACCOUNT_DAYS"])
+    deleted = db.session.execute(
+        delete(User).where(
+            User.is_email_verified.is_(False),
+            User.created_at <= cutoff,
+            ~exists().where(Job.owner_id == User.id),
+            ~exists().where(Job.assignee_id == User.id),
+            ~exists().where(Bid.bidder_id == User.id),
+        )
     ).rowcount
     db.session.commit()
     return deleted

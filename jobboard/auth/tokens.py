@@ -1,4 +1,12 @@
-"""JWT wiring: identity, persisted revocation, and errors in the flask-smorest body."""
+"""JWT wiring: identity, persisted revocation, and errors in the flask-smorest body.
+
+Two kinds of revocation, both checked by one indexed query per authenticated request
+(`token_state`): a single token by its `jti` (logout, refresh rotation), and every token
+of a user at once by generation. Each token carries the user's `token_generation` at issue
+in its `gen` claim; bumping the user's generation (password change or reset, logout from
+everywhere) makes every earlier token stale, with nothing stored per token. A counter
+rather than an "issued after" timestamp: a login in the same second as the revocation
+gets a valid token."""
 
 from __future__ import annotations
 
@@ -7,13 +15,17 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
+from flask import g
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
-from sqlalchemy import select
+from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.orm.attributes import set_committed_value
 
 from jobboard.errors import Forbidden, error_response
 from jobboard.extensions import db
 from jobboard.models import RevokedToken, User
+
+GENERATION_CLAIM = "gen"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -24,16 +36,30 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     def user_identity(user: User | int | str) -> str:
         return str(user.id if isinstance(user, User) else user)
 
-    @jwt.user_lookup_loader
-    def load_user(_header: dict, payload: dict) -> User | None:
-        return db.session.get(User, int(payload["sub"]))
+    @jwt.additional_claims_loader
+    def generation_claim(identity: User | int | str) -> dict[str, int]:
+        if isinstance(identity, User):
+            return {GENERATION_CLAIM: identity.token_generation}
+        generation = db.session.scalar(
+            select(User.token_generation).where(User.id == int(identity))
+        )
+        return {GENERATION_CLAIM: generation or 0}
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
-        return (
-            db.session.scalar(select(RevokedToken.jti).where(RevokedToken.jti == payload["jti"]))
-            is not None
-        )
+        user, jti_revoked = token_state(payload)
+        # Kept for `load_user`, which flask-jwt-extended calls next: no second query.
+        g.jobboard_token_user = user
+        if user is None:
+            return False  # the user lookup that follows answers "no longer exists"
+        return jti_revoked or payload.get(GENERATION_CLAIM, 0) != user.token_generation
+
+    @jwt.user_lookup_loader
+    def load_user(_header: dict, payload: dict) -> User | None:
+        user = g.pop("jobboard_token_user", None)
+        if user is not None and user.id == int(payload["sub"]):
+            return user
+        return db.session.get(User, int(payload["sub"]))
 
     def unauthorized(message: str):
         return error_response(401, message, headers={"WWW-Authenticate": "Bearer"})
@@ -45,6 +71,30 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     jwt.needs_fresh_token_loader(lambda _h, _p: unauthorized("Fresh token required"))
     jwt.user_lookup_error_loader(lambda _h, _p: unauthorized("Token user no longer exists"))
     jwt.token_verification_failed_loader(lambda _h, _p: unauthorized("Token rejected"))
+
+
+def token_state(payload: dict[str, Any]) -> tuple[User | None, bool]:
+    """The token's user and whether its jti is revoked: one query, two index lookups."""
+    row = db.session.execute(
+        select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
+            User.id == int(payload["sub"])
+        )
+    ).one_or_none()
+    if row is None:
+        return None, False
+    return row[0], bool(row[1])
+
+
+def revoke_all_tokens(user: User) -> None:
+    """Make every token issued to `user` so far stale (on the current transaction)."""
+    generation = db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_generation=User.token_generation + 1)
+        .returning(User.token_generation)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    set_committed_value(user, "token_generation", generation)
 
 
 def revoke_token(payload: dict[str, Any]) -> None:
