@@ -51,34 +51,37 @@ def bad_string(value: str) -> bool:
 
 
 def _refuse_constant(name: str) -> float:
-    raise ma.ValidationError(BAD_NUMBER)
+    raise ma.ValidationError({"_schema": [BAD_NUMBER]})
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise ma.ValidationError(BAD_NUMBER)
+        raise ma.ValidationError({"_schema": [BAD_NUMBER]})
     return value
 
 
 def check_json_value(data: Any) -> None:
-    """Walk a decoded JSON document (iteratively: depth is what is being checked)."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
+    """Walk a decoded JSON document (iteratively: depth is what is being checked). The
+    error names the top-level field that holds the bad value, as schema errors do."""
+    top = "_schema"
+    stack: list[tuple[Any, int, str]] = [(data, 1, top)]
     while stack:
-        value, depth = stack.pop()
+        value, depth, field = stack.pop()
         if isinstance(value, str):
             if bad_string(value):
-                raise ma.ValidationError(BAD_STRING)
+                raise ma.ValidationError({field: [BAD_STRING]})
         elif isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
-                raise ma.ValidationError(TOO_DEEP)
+                raise ma.ValidationError({field: [TOO_DEEP]})
             if isinstance(value, dict):
                 for key, item in value.items():
+                    owner = key if depth == 1 and not bad_string(key) else field
                     if bad_string(key):
-                        raise ma.ValidationError(BAD_STRING)
-                    stack.append((item, depth + 1))
+                        raise ma.ValidationError({owner: [BAD_STRING]})
+                    stack.append((item, depth + 1, owner))
             else:
-                stack.extend((item, depth + 1) for item in value)
+                stack.extend((item, depth + 1, field) for item in value)
 
 
 def load_json(raw: bytes | str) -> Any:
@@ -87,11 +90,11 @@ def load_json(raw: bytes | str) -> Any:
     try:
         data = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError:
-        raise ma.ValidationError(TOO_DEEP) from None
+        raise ma.ValidationError({"_schema": [TOO_DEEP]}) from None
     except json.JSONDecodeError:
         raise
     except ValueError:  # an integer longer than Python will convert
-        raise ma.ValidationError(BAD_NUMBER) from None
+        raise ma.ValidationError({"_schema": [BAD_NUMBER]}) from None
     check_json_value(data)
     return data
 
@@ -123,7 +126,8 @@ class SafeParser(FlaskParser):
             pairs = req.headers.items()
         for key, value in pairs:
             if bad_string(key) or bad_string(value):
-                raise ma.ValidationError(BAD_STRING)
+                field = "_schema" if bad_string(key) else key
+                raise ma.ValidationError({field: [BAD_STRING]})
         return super()._load_location_data(schema=schema, req=req, location=location)
 
 
