@@ -79,6 +79,10 @@ class Config:
     QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
     STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)
 
+    # Plans and quotas (README, "Plans, quotas and the fair queue").
+    OPEN_JOBS_RETRY_AFTER_SECONDS = int(os.environ.get("OPEN_JOBS_RETRY_AFTER_SECONDS", "30"))
+    PLAN_REMINDER_DAYS = int(os.environ.get("PLAN_REMINDER_DAYS", "3"))
+
     OTP_TTL = timedelta(minutes=10)
     OTP_MAX_TRIES = 5
     OTP_RESEND_COOLDOWN = timedelta(seconds=60)

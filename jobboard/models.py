@@ -47,9 +47,42 @@ class TimestampMixin:
     )
 
 
+FREE_PLAN = "free"
+
+
+class Plan(db.Model):
+    """A subscription plan and its limits (SPEC §9); see jobboard/quotas.py."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint(
+            "max_running_jobs >= 1 AND max_open_jobs >= 1 AND jobs_per_day >= 1"
+            " AND max_params_bytes >= 2 AND bids_per_day >= 0",
+            name="limits_positive",
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    max_running_jobs: Mapped[int] = mapped_column(Integer)
+    max_open_jobs: Mapped[int] = mapped_column(Integer)
+    jobs_per_day: Mapped[int] = mapped_column(Integer)
+    max_params_bytes: Mapped[int] = mapped_column(Integer)
+    bids_per_day: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+
+
 class User(TimestampMixin, db.Model):
     __tablename__ = "users"
-    __table_args__ = (Index("uq_users_email_lower", func.lower(text("email")), unique=True),)
+    __table_args__ = (
+        Index("uq_users_email_lower", func.lower(text("email")), unique=True),
+        Index(
+            "ix_users_plan_ends_at",
+            "plan_ends_at",
+            postgresql_where=text("plan_ends_at IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
@@ -60,6 +93,12 @@ class User(TimestampMixin, db.Model):
     bio: Mapped[str | None] = mapped_column(Text)
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(50)), default=list, server_default="{}")
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    plan_name: Mapped[str] = mapped_column(
+        String(50), ForeignKey("plans.name"), default=FREE_PLAN, server_default=FREE_PLAN
+    )
+    # End of a subscription to a plan other than free; None on free (it never ends).
+    plan_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    plan_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
@@ -239,6 +278,7 @@ class Bid(TimestampMixin, db.Model):
             postgresql_where=text("status = 'accepted'"),
         ),
         Index("ix_bids_bidder_status", "bidder_id", "status"),
+        Index("ix_bids_bidder_created", "bidder_id", "created_at"),
         Index("ix_bids_job_status", "job_id", "status"),
     )
 

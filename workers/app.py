@@ -40,7 +40,10 @@ def _conninfo() -> str:
 
 
 task_app = App(
-    connector=TransactionalPsycopgConnector(conninfo=_conninfo()),
-    import_paths=["workers.mail", "workers.jobs", "workers.maintenance"],
+    # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
+    # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
+    # pool past psycopg_pool's default of 4 when they need it.
+    connector=TransactionalPsycopgConnector(conninfo=_conninfo(), max_size=10),
+    import_paths=["workers.mail", "workers.jobs", "workers.maintenance", "workers.plans"],
 )
 app = task_app  # `procrastinate --app=workers.app.app ...` finds it under the usual name
