@@ -98,6 +98,8 @@ AS $$
 DECLARE
     found_jobs procrastinate_jobs;
     candidate_id bigint;
+    candidate_at timestamp with time zone;
+    passed_id bigint;
     ready record;
 BEGIN
     -- 1. Entries of nobody (mail, maintenance): Procrastinate's own rule.
@@ -155,7 +157,7 @@ BEGIN
          ORDER BY o.next_at, o.owner_id
          FOR UPDATE SKIP LOCKED
     LOOP
-        SELECT jobs.id INTO candidate_id
+        SELECT jobs.id, jobs.scheduled_at INTO candidate_id, candidate_at
             FROM procrastinate_jobs AS jobs
             WHERE jobs.status = 'todo'
                 AND jobs.args ? 'owner_id'
@@ -168,6 +170,23 @@ BEGIN
             ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
             FOR UPDATE OF jobs SKIP LOCKED;
         IF candidate_id IS NOT NULL THEN
+            -- This start uses the user's earliest turn. When priority chose a job that came
+            -- due later, the job it passed takes over the chosen one's (later, already due)
+            -- time: a user's jobs take the turns their due times give them, and priority
+            -- only decides which of them fills each turn.
+            IF candidate_at IS NOT NULL THEN
+                SELECT jobs.id INTO passed_id
+                    FROM procrastinate_jobs AS jobs
+                    WHERE jobs.status = 'todo'
+                        AND jobs.args ? 'owner_id'
+                        AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                        AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at < candidate_at)
+                    ORDER BY jobs.scheduled_at NULLS FIRST LIMIT 1
+                    FOR UPDATE OF jobs SKIP LOCKED;
+                IF passed_id IS NOT NULL THEN
+                    UPDATE procrastinate_jobs SET scheduled_at = candidate_at WHERE id = passed_id;
+                END IF;
+            END IF;
             UPDATE procrastinate_jobs
                 SET status = 'doing', worker_id = p_worker_id
                 WHERE id = candidate_id
