@@ -363,3 +363,34 @@ def test_the_fetch_function_still_answers_like_procrastinates(app, queues):
         {"q": queues},
     ).one()
     assert row.id is None
+
+
+def test_sigterm_lets_running_jobs_finish_before_the_worker_process_exits(
+    live_app, live_client, make_live_user, start_worker
+):
+    make_live_user(email="graceful@example.com")
+    owner_id = user_id_of(live_app, "graceful@example.com")
+    with live_app.app_context():
+        headers = bearer(owner_id)
+    worker = start_worker()
+    job = post_job(
+        live_client,
+        headers,
+        now_utc() + timedelta(seconds=0.5),
+        kind="sleep",
+        params={"seconds": 2},
+    )
+    wait_until(lambda: read_job(live_app, job["id"]).status == JobStatus.IN_PROGRESS)
+
+    worker.stop()
+
+    assert worker.process.returncode == 0
+    finished = read_job(live_app, job["id"])
+    assert finished.status == JobStatus.COMPLETED and finished.attempts == 1
+    # The queue entry was finished too, not cut off and left for the stalled-job check.
+    with live_app.app_context():
+        entry = db.session.scalar(
+            text("SELECT status::text FROM procrastinate_jobs WHERE id = :id"),
+            {"id": finished.queue_job_id},
+        )
+    assert entry == "succeeded"

@@ -71,9 +71,15 @@ async def run_workers(workers: list[dict[str, Any]]) -> None:
             for options in workers
         ]
 
+        stopping: set[asyncio.Task[None]] = set()
+
         def stop_all() -> None:
+            # Cancelled once, a Procrastinate worker stops gracefully: it takes no new job
+            # and waits for its running ones. A second cancel would abort them.
             for task in running:
-                task.cancel()  # a cancelled Procrastinate worker stops gracefully
+                if task not in stopping and not task.done():
+                    stopping.add(task)
+                    task.cancel()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_all)
