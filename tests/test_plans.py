@@ -429,3 +429,14 @@ def test_the_periodic_task_reminds_once_three_days_before_and_ends_subscriptions
     db.session.expire_all()
     assert db.session.get(User, soon.id).plan_name == FREE_PLAN
     assert ("soon@example.com", "Your jobboard pro plan has ended") in queued_emails()
+
+
+def test_changed_params_are_held_to_the_owners_plan_too(app, verified_user):
+    """`check_job_params` is the size rule alone, for changing a job's params."""
+    from jobboard.errors import Unprocessable
+    from jobboard.quotas import check_job_params
+
+    on_plan(verified_user, make_plan("small-edit", max_params_bytes=16))
+    check_job_params(verified_user.id, {"t": "x" * 8})  # 16 bytes
+    with pytest.raises(Unprocessable, match="max_params_bytes"):
+        check_job_params(verified_user.id, {"t": "x" * 9})

@@ -3,19 +3,18 @@
 -- by how long their oldest due job has waited. See README, "Plans, quotas and the fair queue".
 --
 -- A queue entry belongs to a user when its args carry "owner_id" (process_job entries).
--- queue_owners keeps, per user, the number of running entries, the plan's limit and the
--- time the user's earliest waiting entry is due; triggers keep it current, under the
--- owner's row lock, so the fetch reads one small indexed table instead of scanning the
--- backlog of users who are at their limit.
+-- queue_owners keeps, per user with waiting entries, the time the earliest of them is due
+-- and the plan's limit. Triggers keep it current whenever an entry enters or leaves
+-- `todo` (never when a running entry finishes, so finishing jobs never contend with the
+-- fetch); the fetch reads it in due order instead of scanning anybody's backlog.
 
 CREATE TABLE queue_owners (
     owner_id bigint PRIMARY KEY,
-    running integer NOT NULL DEFAULT 0,
     max_running integer NOT NULL DEFAULT 1,
     next_at timestamp with time zone
 );
-CREATE INDEX queue_owners_ready_idx ON queue_owners (next_at, owner_id)
-    WHERE running < max_running AND next_at IS NOT NULL;
+CREATE INDEX queue_owners_next_at_idx ON queue_owners (next_at, owner_id)
+    WHERE next_at IS NOT NULL;
 
 CREATE INDEX jobboard_queue_owned_todo_idx ON procrastinate_jobs
     (((args->>'owner_id')::bigint), priority DESC, id)
@@ -34,15 +33,10 @@ CREATE FUNCTION jobboard_refresh_queue_owner(p_owner bigint) RETURNS void
 AS $$
 BEGIN
     INSERT INTO queue_owners (owner_id) VALUES (p_owner) ON CONFLICT (owner_id) DO NOTHING;
-    -- Serialise the recounts of one owner: the UPDATE below is a new statement, so it sees
+    -- Serialise the updates of one owner: the UPDATE below is a new statement, so it sees
     -- every change committed by whoever held the lock before us.
     PERFORM 1 FROM queue_owners WHERE owner_id = p_owner FOR UPDATE;
     UPDATE queue_owners SET
-        running = (
-            SELECT count(*) FROM procrastinate_jobs j
-             WHERE j.status = 'doing' AND j.args ? 'owner_id'
-               AND (j.args->>'owner_id')::bigint = p_owner
-        ),
         max_running = COALESCE(
             (SELECT p.max_running_jobs FROM users u JOIN plans p ON p.name = u.plan_name
               WHERE u.id = p_owner),
@@ -74,16 +68,17 @@ $$;
 
 CREATE TRIGGER jobboard_queue_owner_inserted
     AFTER INSERT ON procrastinate_jobs
-    FOR EACH ROW WHEN (NEW.args ? 'owner_id')
+    FOR EACH ROW WHEN (NEW.args ? 'owner_id' AND NEW.status = 'todo')
     EXECUTE FUNCTION jobboard_queue_owner_changed();
 CREATE TRIGGER jobboard_queue_owner_updated
     AFTER UPDATE OF status, scheduled_at ON procrastinate_jobs
-    FOR EACH ROW WHEN (NEW.args ? 'owner_id' AND (
-        OLD.status IS DISTINCT FROM NEW.status OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at))
+    FOR EACH ROW WHEN (NEW.args ? 'owner_id' AND (OLD.status = 'todo' OR NEW.status = 'todo')
+        AND (OLD.status IS DISTINCT FROM NEW.status
+             OR OLD.scheduled_at IS DISTINCT FROM NEW.scheduled_at))
     EXECUTE FUNCTION jobboard_queue_owner_changed();
 CREATE TRIGGER jobboard_queue_owner_deleted
     AFTER DELETE ON procrastinate_jobs
-    FOR EACH ROW WHEN (OLD.args ? 'owner_id' AND OLD.status IN ('todo', 'doing'))
+    FOR EACH ROW WHEN (OLD.args ? 'owner_id' AND OLD.status = 'todo')
     EXECUTE FUNCTION jobboard_queue_owner_changed();
 
 -- Procrastinate's fetch, with the fairness rule for entries that belong to a user.
@@ -100,6 +95,8 @@ DECLARE
     candidate_id bigint;
     candidate_at timestamp with time zone;
     passed_id bigint;
+    running bigint;
+    waited boolean := false;
     ready record;
 BEGIN
     -- 1. Entries of nobody (mail, maintenance): Procrastinate's own rule.
@@ -130,7 +127,9 @@ BEGIN
                 )
                 AND jobs.status = 'todo'
                 AND NOT (jobs.args ? 'owner_id')
-                AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                -- `|| ''` keeps the planner on the small index of unowned entries instead
+                -- of the index of every entry of these queues, finished ones included.
+                AND (target_queue_names IS NULL OR jobs.queue_name || '' = ANY( target_queue_names ))
                 AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
             ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
             FOR UPDATE OF jobs SKIP LOCKED
@@ -144,19 +143,37 @@ BEGIN
         RETURN found_jobs;
     END IF;
 
-    -- 2. Users' entries (the jobs queue only). The user below their running limit whose
-    -- earliest due entry has waited longest goes first; their own highest-priority due
-    -- entry starts. The owner's row stays locked until this fetch commits, so two workers
-    -- never both take a user's last free place.
+    -- 2. Users' entries (the jobs queue only). The user whose earliest due entry has
+    -- waited longest, among those running fewer than their plan's max_running_jobs, goes
+    -- first; their own highest-priority due entry starts. The user's row is locked until
+    -- this fetch commits and the count is taken again under the lock, so two workers never
+    -- both take a user's last place. Only the first lock is waited for (its holders are
+    -- short: another fetch, or a transaction queueing or cancelling that user's job); the
+    -- others are skipped when busy, so a fetch never waits while holding a lock.
     IF target_queue_names IS NOT NULL AND NOT ('jobs' = ANY(target_queue_names)) THEN
         RETURN found_jobs;
     END IF;
     FOR ready IN
-        SELECT o.owner_id FROM queue_owners AS o
-         WHERE o.running < o.max_running AND o.next_at <= now()
+        SELECT o.owner_id, o.max_running FROM queue_owners AS o
+         WHERE o.next_at <= now()
          ORDER BY o.next_at, o.owner_id
-         FOR UPDATE SKIP LOCKED
     LOOP
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        CONTINUE WHEN running >= ready.max_running;
+        IF waited THEN
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE SKIP LOCKED;
+        ELSE
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE;
+            waited := true;
+        END IF;
+        CONTINUE WHEN NOT FOUND;
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        CONTINUE WHEN running >= ready.max_running;
+        candidate_id := NULL;
         SELECT jobs.id, jobs.scheduled_at INTO candidate_id, candidate_at
             FROM procrastinate_jobs AS jobs
             WHERE jobs.status = 'todo'
@@ -175,6 +192,7 @@ BEGIN
             -- time: a user's jobs take the turns their due times give them, and priority
             -- only decides which of them fills each turn.
             IF candidate_at IS NOT NULL THEN
+                passed_id := NULL;
                 SELECT jobs.id INTO passed_id
                     FROM procrastinate_jobs AS jobs
                     WHERE jobs.status = 'todo'
@@ -206,4 +224,4 @@ UPDATE procrastinate_jobs AS q
    AND NOT (q.args ? 'owner_id') AND (q.args->>'job_id')::bigint = j.id;
 SELECT jobboard_refresh_queue_owner(owner_id)
   FROM (SELECT DISTINCT (args->>'owner_id')::bigint AS owner_id FROM procrastinate_jobs
-         WHERE args ? 'owner_id' AND status IN ('todo', 'doing')) AS owners;
+         WHERE args ? 'owner_id' AND status = 'todo') AS owners;
