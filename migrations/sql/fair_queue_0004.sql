@@ -25,7 +25,7 @@ CREATE INDEX jobboard_queue_owned_due_idx ON procrastinate_jobs
 CREATE INDEX jobboard_queue_owned_doing_idx ON procrastinate_jobs
     (((args->>'owner_id')::bigint))
     WHERE status = 'doing' AND args ? 'owner_id';
-CREATE INDEX jobboard_queue_unowned_todo_idx ON procrastinate_jobs (priority DESC, id)
+CREATE INDEX jobboard_queue_unowned_todo_idx ON procrastinate_jobs (queue_name, priority DESC, id)
     WHERE status = 'todo' AND NOT (args ? 'owner_id');
 
 CREATE FUNCTION jobboard_refresh_queue_owner(p_owner bigint) RETURNS void
@@ -127,9 +127,7 @@ BEGIN
                 )
                 AND jobs.status = 'todo'
                 AND NOT (jobs.args ? 'owner_id')
-                -- `|| ''` keeps the planner on the small index of unowned entries instead
-                -- of the index of every entry of these queues, finished ones included.
-                AND (target_queue_names IS NULL OR jobs.queue_name || '' = ANY( target_queue_names ))
+                AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
                 AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
             ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
             FOR UPDATE OF jobs SKIP LOCKED
