@@ -105,6 +105,10 @@ class Config:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
+    # Plans and quotas (README, "Plans, quotas and the fair queue").
+    OPEN_JOBS_RETRY_AFTER_SECONDS = env_int("OPEN_JOBS_RETRY_AFTER_SECONDS", 30)
+    PLAN_REMINDER_DAYS = env_int("PLAN_REMINDER_DAYS", 3)
+
     API_TITLE = "jobboard"
     API_VERSION = "1.0"
     OPENAPI_VERSION = "3.0.3"

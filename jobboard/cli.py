@@ -37,8 +37,9 @@ demo_cli = AppGroup("demo", help="Fill the database with realistic demo data.")
 
 def register_cli(app: Flask) -> None:
     from jobboard.jobs.cli import jobs_cli
+    from jobboard.plans.cli import plans_cli
 
-    for group in (users_cli, otp_cli, jobs_cli, demo_cli):
+    for group in (users_cli, otp_cli, jobs_cli, demo_cli, plans_cli):
         app.cli.add_command(group)
 
 

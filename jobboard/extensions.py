@@ -25,9 +25,10 @@ class Base(DeclarativeBase):
 
 
 def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
-    """Keep Procrastinate's own tables out of autogenerate; its schema has its own revisions."""
+    """Keep Procrastinate's own tables out of autogenerate; its schema has its own revisions.
+    `queue_owners` is the fair fetch's bookkeeping, written in SQL (revision 0004)."""
     if type_ == "table" and name is not None:
-        return not name.startswith("procrastinate_")
+        return not (name.startswith("procrastinate_") or name == "queue_owners")
     return True
 
 

@@ -47,6 +47,32 @@ class TimestampMixin:
     )
 
 
+FREE_PLAN = "free"
+
+
+class Plan(db.Model):
+    """A subscription plan and its limits (SPEC §9); see jobboard/quotas.py."""
+
+    __tablename__ = "plans"
+    __table_args__ = (
+        CheckConstraint(
+            "max_running_jobs >= 1 AND max_open_jobs >= 1 AND jobs_per_day >= 1"
+            " AND max_params_bytes >= 2 AND bids_per_day >= 0",
+            name="limits_positive",
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    max_running_jobs: Mapped[int] = mapped_column(Integer)
+    max_open_jobs: Mapped[int] = mapped_column(Integer)
+    jobs_per_day: Mapped[int] = mapped_column(Integer)
+    max_params_bytes: Mapped[int] = mapped_column(Integer)
+    bids_per_day: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+
+
 class User(TimestampMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
@@ -55,6 +81,11 @@ class User(TimestampMixin, db.Model):
             "ix_users_unverified_created",
             "created_at",
             postgresql_where=text("NOT is_email_verified"),
+        ),
+        Index(
+            "ix_users_plan_ends_at",
+            "plan_ends_at",
+            postgresql_where=text("plan_ends_at IS NOT NULL"),
         ),
     )
 
@@ -70,6 +101,12 @@ class User(TimestampMixin, db.Model):
     # Tokens carry the generation they were issued under; bumping it (password change or
     # reset, logout from everywhere) revokes every token issued before.
     token_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    plan_name: Mapped[str] = mapped_column(
+        String(50), ForeignKey("plans.name"), default=FREE_PLAN, server_default=FREE_PLAN
+    )
+    # End of a subscription to a plan other than free; None on free (it never ends).
+    plan_ends_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    plan_reminded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"<User {self.id} {self.email}>"
@@ -263,6 +300,7 @@ class Bid(TimestampMixin, db.Model):
             postgresql_where=text("status = 'accepted'"),
         ),
         Index("ix_bids_bidder_status", "bidder_id", "status"),
+        Index("ix_bids_bidder_created", "bidder_id", "created_at"),
         Index("ix_bids_job_status", "job_id", "status"),
     )
 

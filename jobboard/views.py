@@ -25,6 +25,14 @@ PAGE_SIZES: dict[str, int] = {
 }
 
 
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+
+
 class VerifiedUserView(MethodView):
     """A view for verified users only. Authentication runs before flask-smorest parses
     the arguments: strangers get 401/403, never a 422 about a body they had no business

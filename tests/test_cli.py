@@ -392,7 +392,7 @@ def test_pending_and_in_progress_jobs_are_really_queued(runner):
     for job in unfinished:
         entry = entries[job.queue_job_id]
         assert (entry.queue_name, entry.task_name, entry.status) == ("jobs", "process_job", "todo")
-        assert entry.args == {"job_id": job.id}
+        assert entry.args == {"job_id": job.id, "owner_id": job.owner_id}
         if job.status == JobStatus.PENDING:
             assert entry.scheduled_at == job.scheduled_time
         else:

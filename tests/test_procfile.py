@@ -90,7 +90,8 @@ def test_release_web_and_worker_run_from_environment_only(production_env):
             with psycopg.connect(conninfo) as conn:
                 return conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]
 
-        assert wait_until(worker_registered, timeout=30) == 1
+        # One process, two Procrastinate workers: jobs, and mail + maintenance.
+        assert wait_until(lambda: worker_registered() == 2, timeout=30)
     finally:
         for process in (web, worker):
             os.killpg(process.pid, 15)

@@ -196,7 +196,7 @@ def test_cancel_racing_the_pickup_either_cancels_or_runs_never_both(api, start_w
 
 def test_report_emails_the_owner(api, start_worker, mailbox):
     start_worker()
-    job = api.create(now_utc() + timedelta(seconds=0.2), kind="report")
+    job = api.create(now_utc() + timedelta(seconds=1), kind="report")
 
     done = api.wait_for_status(job["id"], "completed")
     message = mailbox.wait_for(lambda m: "owner@example.com" in m["To"])

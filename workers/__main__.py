@@ -1,8 +1,15 @@
-"""`python -m workers`: the Procrastinate worker on every queue, periodic tasks included.
+"""`python -m workers`: the Procrastinate workers on every queue, periodic tasks included.
+
+One process runs two Procrastinate workers side by side, so mail and maintenance never
+wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, the other
+`mail` and `maintenance` with MAIL_WORKER_CONCURRENCY slots that jobs cannot take. Sync
+tasks run on the event loop's default executor, sized to the sum of both, so every slot
+really runs at once (asyncio's own default is min(32, cpus + 4) threads).
 
 Settings come from the environment, as everything in a Procfile deployment:
 | variable | default | meaning |
 | WORKER_CONCURRENCY | 8 | jobs run at once by this process |
+| MAIL_WORKER_CONCURRENCY | 2 | mail and maintenance tasks run at once, apart from jobs |
 | WORKER_POLL_INTERVAL | 0.1 | seconds between polls for jobs that became due (see README) |
 | WORKER_HEARTBEAT_INTERVAL | 10 | seconds between this worker's heartbeats |
 | STALLED_WORKER_SECONDS | 30 | a worker silent this long is dead; its jobs are retried |
@@ -15,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -45,6 +53,22 @@ def worker_options() -> dict[str, float | int]:
     }
 
 
+def worker_set() -> list[dict[str, Any]]:
+    """The Procrastinate workers of one process: each one's queues and options."""
+    from workers.app import QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE
+
+    common = worker_options()
+    return [
+        {**common, "name": "jobs", "queues": [QUEUE_JOBS]},
+        {
+            **common,
+            "name": "mail+maintenance",
+            "queues": [QUEUE_MAIL, QUEUE_MAINTENANCE],
+            "concurrency": int(os.environ.get("MAIL_WORKER_CONCURRENCY", "2")),
+        },
+    ]
+
+
 class QuietRoutineChecks(logging.Filter):
     """The stalled-job check runs every 5 s; three INFO lines each time would bury what
     people read the worker's log for (mail in development, job outcomes)."""
@@ -54,31 +78,7 @@ class QuietRoutineChecks(logging.Filter):
         return not routine
 
 
-def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(QuietRoutineChecks())
-    # Resolve the database (the embedded one in development) before anything imports
-    # the queue app, whose connector reads DATABASE_URL.
-    from config import config_for_environment, libpq_url
-    from jobboard import resolve_database_url
-
-    os.environ["DATABASE_URL"] = libpq_url(resolve_database_url(config_for_environment()))
-
-    from workers.app import task_app
-    from workers.context import flask_app
-
-    flask_app()  # built before tasks start, not on first use
-    options = worker_options()
-    logger.info("starting worker: all queues, %s", options)
-    asyncio.run(supervise(task_app, os.environ["DATABASE_URL"], options))
-
-
-async def supervise(task_app: Any, conninfo: str, options: dict[str, Any]) -> None:
+async def supervise(task_app: Any, conninfo: str, workers: list[dict[str, Any]]) -> None:
     """Run Procrastinate's worker until SIGTERM/SIGINT, through database outages.
 
     When PostgreSQL goes away, Procrastinate 3.10's LISTEN connection dies and its worker
@@ -88,6 +88,8 @@ async def supervise(task_app: Any, conninfo: str, options: dict[str, Any]) -> No
     soon as the database answers again (polled with a short, capped backoff) a new loop
     starts on a fresh pool. Jobs cut off mid-run are retried by the stalled-job check."""
     loop = asyncio.get_running_loop()
+    slots = sum(int(options["concurrency"]) for options in workers)
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=slots, thread_name_prefix="task"))
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
@@ -97,7 +99,7 @@ async def supervise(task_app: Any, conninfo: str, options: dict[str, Any]) -> No
             break
         started = loop.time()
         try:
-            reason = await run_worker_once(task_app, conninfo, options, stopping)
+            reason = await run_workers_once(task_app, conninfo, workers, stopping)
         except Exception as error:  # opening the pool failed: the database left again
             reason = repr(error)
         if stopping.is_set():
@@ -114,38 +116,45 @@ async def supervise(task_app: Any, conninfo: str, options: dict[str, Any]) -> No
 _retiring: set[asyncio.Task[Any]] = set()  # old loops winding down in the background
 
 
-async def run_worker_once(
-    task_app: Any, conninfo: str, options: dict[str, Any], stopping: asyncio.Event
+async def run_workers_once(
+    task_app: Any, conninfo: str, workers: list[dict[str, Any]], stopping: asyncio.Event
 ) -> str:
-    """One worker loop on a connector (and pool) of its own, until it ends, the database
-    becomes unreachable, or a stop is asked. Returns why it ended."""
-    from workers.app import TransactionalPsycopgConnector
+    """One loop of the process's workers on a connector (and pool) of their own, until one
+    of them ends, the database becomes unreachable, or a stop is asked. Returns why."""
+    from workers.app import new_connector
 
-    connector = TransactionalPsycopgConnector(conninfo=conninfo)
+    connector = new_connector(conninfo)
     with task_app.replace_connector(connector):
         await connector.open_async()
-        run = asyncio.create_task(
-            task_app.run_worker_async(queues=None, install_signal_handlers=False, **options)
-        )
+        running = [
+            asyncio.create_task(
+                task_app.run_worker_async(install_signal_handlers=False, **options),
+                name=str(options["name"]),
+            )
+            for options in workers
+        ]
         watch = asyncio.create_task(watch_database(conninfo))
         stop = asyncio.create_task(stopping.wait())
-        await asyncio.wait({run, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({*running, watch, stop}, return_when=asyncio.FIRST_COMPLETED)
         for task in (watch, stop):
             task.cancel()
-        if run.done():
+        ended = [task for task in running if task.done()]
+        # Cancelled once, a Procrastinate worker stops gracefully: it takes no new job and
+        # waits for its running ones. A second cancel would abort them.
+        for task in running:
+            if not task.done():
+                task.cancel()
+        if ended or stopping.is_set():
+            await asyncio.gather(*running, return_exceptions=True)
             await close_quietly(connector)
-            error = run.exception()
-            return repr(error) if error else "returned"
-        run.cancel()  # stop fetching; running jobs finish (or fail) first
-        if stopping.is_set():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await run
-            await close_quietly(connector)
-            return "stop requested"
+            if stopping.is_set():
+                return "stop requested"
+            error = ended[0].exception() if not ended[0].cancelled() else None
+            return f"worker {ended[0].get_name()} ended: {error!r}"
     # The database is gone. The old loop and its pool wind down in the background (its
     # pool would otherwise reconnect with a backoff that doubles without bound), while
     # the next loop starts on a new pool as soon as the database answers.
-    retiring = asyncio.create_task(retire(run, connector))
+    retiring = asyncio.create_task(retire(running, connector))
     _retiring.add(retiring)
     retiring.add_done_callback(_retiring.discard)
     return "database unreachable"
@@ -156,10 +165,12 @@ async def close_quietly(connector: Any) -> None:
         await asyncio.wait_for(connector.close_async(), SHUTDOWN_WAIT_SECONDS)
 
 
-async def retire(run: asyncio.Task[Any], connector: Any) -> None:
+async def retire(running: list[asyncio.Task[Any]], connector: Any) -> None:
     await close_quietly(connector)  # whatever waits on the old pool fails at once
     with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(run, SHUTDOWN_WAIT_SECONDS)
+        await asyncio.wait_for(
+            asyncio.gather(*running, return_exceptions=True), SHUTDOWN_WAIT_SECONDS
+        )
 
 
 async def watch_database(conninfo: str) -> None:
@@ -199,6 +210,31 @@ async def wait_for_database(conninfo: str, stopping: asyncio.Event) -> bool:
         await connection.close()
         return True
     return False
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietRoutineChecks())
+    # Resolve the database (the embedded one in development) before anything imports
+    # the queue app, whose connector reads DATABASE_URL.
+    from config import libpq_url
+    from jobboard import resolve_database_url
+
+    os.environ["DATABASE_URL"] = libpq_url(resolve_database_url(config_for_environment()))
+
+    from workers.app import task_app
+    from workers.context import flask_app
+
+    flask_app()  # built before tasks start, not on first use
+    workers = worker_set()
+    for options in workers:
+        logger.info("starting worker %s", options)
+    asyncio.run(supervise(task_app, os.environ["DATABASE_URL"], workers))
 
 
 if __name__ == "__main__":

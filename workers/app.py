@@ -39,8 +39,15 @@ def _conninfo() -> str:
     return libpq_url(os.environ.get("DATABASE_URL", ""))
 
 
+def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
+    # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
+    # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
+    # pool past psycopg_pool's default of 4 when they need it.
+    return TransactionalPsycopgConnector(conninfo=conninfo, max_size=10)
+
+
 task_app = App(
-    connector=TransactionalPsycopgConnector(conninfo=_conninfo()),
-    import_paths=["workers.mail", "workers.jobs", "workers.maintenance"],
+    connector=new_connector(_conninfo()),
+    import_paths=["workers.mail", "workers.jobs", "workers.maintenance", "workers.plans"],
 )
 app = task_app  # `procrastinate --app=workers.app.app ...` finds it under the usual name

@@ -51,8 +51,9 @@ class InfrastructureRetry(BaseRetryStrategy):
 @task_app.task(
     name=PROCESS_JOB_TASK, queue=QUEUE_JOBS, pass_context=True, retry=InfrastructureRetry()
 )
-def process_job(context: JobContext, job_id: int) -> str:
-    """Run the next attempt of job `job_id` (see jobboard.jobs.processing)."""
+def process_job(context: JobContext, job_id: int, owner_id: int | None = None) -> str:
+    """Run the next attempt of job `job_id` (see jobboard.jobs.processing). `owner_id` is
+    for the queue's fair fetch only; the job row is the truth."""
     with app_context():
         return run_attempt(job_id, queue_job_id=context.job.id, should_abort=context.should_abort)
 

@@ -23,6 +23,7 @@ from jobboard.extensions import api
 from jobboard.models import Bid
 from jobboard.views import (
     PAGE_SIZES,
+    RETRY_AFTER,
     SelectPage,
     VerifiedUserView,
     documented_error,
@@ -78,6 +79,12 @@ class JobBids(VerifiedUserView):
     @error(404, JOB_NOT_VISIBLE)
     @error(409, "The job is not open for bids, or you already have a pending bid on it.")
     @error(422, "A fee <= 0, not a number or with 3+ decimals; a past deadline; unknown currency.")
+    @error(
+        429,
+        "Over your plan's bids_per_day (GET /api/me/plan/); Retry-After: seconds to the next "
+        "UTC day.",
+        headers=RETRY_AFTER,
+    )
     def post(self, new_bid: dict[str, Any], job_id: int) -> Bid:
         """Bid on somebody else's job."""
         return service.place_bid(job_id, caller(), **new_bid)

@@ -26,6 +26,7 @@ from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
+from jobboard import quotas
 from jobboard.errors import Conflict, Forbidden, NotFound
 from jobboard.extensions import db
 from jobboard.mailer import queue_email
@@ -146,6 +147,7 @@ def place_bid(
     _require_open(job)
     if _pending_bid_of(job, bidder) is not None:
         raise Conflict("You already have a pending bid on this job; edit or withdraw it.")
+    quotas.check_new_bid(bidder.id)
     bid = Bid(
         job_id=job.id,
         bidder_id=bidder.id,

@@ -18,6 +18,7 @@ from jobboard.jobs.schemas import (
 )
 from jobboard.views import (
     PAGE_SIZES,
+    RETRY_AFTER,
     SelectPage,
     VerifiedUserView,
     documented_error,
@@ -55,7 +56,18 @@ class Jobs(VerifiedUserView):
     @blp.arguments(JobIn)
     @blp.arguments(IdempotencyHeaders, location="headers")
     @blp.response(201, JobOut)
-    @error(422, "Invalid field, past scheduled_time, unknown kind, bad params")
+    @error(
+        422,
+        "Invalid field, past scheduled_time, unknown kind, bad params, or params larger "
+        "than your plan's max_params_bytes (as compact UTF-8 JSON)",
+    )
+    @error(
+        429,
+        "Over a quota of your plan (GET /api/me/plan/), named in the message: max_open_jobs "
+        "(pending + in progress; Retry-After is a suggested wait, see README) or jobs_per_day "
+        "(Retry-After: seconds to the next UTC day).",
+        headers=RETRY_AFTER,
+    )
     def post(self, data: dict[str, Any], headers: dict[str, Any]):
         """Create a job, queued for its scheduled time"""
         job, created = service.create_job(caller(), data, headers.get("idempotency_key"))

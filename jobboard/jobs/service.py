@@ -19,7 +19,7 @@ from sqlalchemy import Select, false, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute
 
-from jobboard import queue
+from jobboard import queue, quotas
 from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc
@@ -68,6 +68,7 @@ def create_job(
             "scheduled_time must be in the future.",
             errors={"json": {"scheduled_time": ["Must be in the future."]}},
         )
+    quotas.check_new_job(owner_id, data["params"])
 
     job = Job(
         owner_id=owner_id,
@@ -124,6 +125,9 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
         queueing_lock=job_lock(job.id),
         priority=job.priority,
         job_id=job.id,
+        # Whose entry it is: the queue's fetch applies the owner's running limit and orders
+        # by `priority` only among the owner's own entries (migrations/sql/fair_queue_0004.sql).
+        owner_id=job.owner_id,
     )
     return job.queue_job_id
 

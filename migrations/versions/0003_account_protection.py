@@ -1,6 +1,6 @@
 """account protection: password reset codes, token generations, rate limits
 
-Revision ID: 0003
+Revision ID: 0003_account_protection
 Revises: 0002_accounts_jobs_bids
 Create Date: 2026-11-28 07:00:00.000000
 
@@ -11,7 +11,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 # revision identifiers, used by Alembic.
-revision = "0003"
+revision = "0003_account_protection"
 down_revision = "0002_accounts_jobs_bids"
 branch_labels = None
 depends_on = None

@@ -1,0 +1,154 @@
+"""Quotas under concurrency: two requests of one user at the limit, each on its own
+database connection, provably running at the same time (both queued behind a lock on the
+user's row held from a third connection). Exactly one may pass."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
+from config import libpq_url
+from jobboard.extensions import db
+from jobboard.models import Bid, Job, Plan, User
+from tests.conftest import bearer, lock_waiters, wait_until
+from tests.helpers_bids import bid_payload, make_live_job
+from tests.helpers_jobs import payload
+
+
+@pytest.fixture
+def database_url(live_app) -> str:
+    return live_app.config["DATABASE_URL_FOR_WORKER"]
+
+
+def put_on_plan(live_app: Flask, user: User, **limits: int) -> dict[str, str]:
+    with live_app.app_context():
+        values = {
+            "max_running_jobs": 2,
+            "max_open_jobs": 100,
+            "jobs_per_day": 1000,
+            "max_params_bytes": 65536,
+            "bids_per_day": 50,
+            **limits,
+        }
+        name = f"race-{user.id}"
+        db.session.add(Plan(name=name, **values))
+        db.session.get(User, user.id).plan_name = name
+        db.session.commit()
+        return bearer(user)
+
+
+def race(
+    live_app: Flask,
+    database_url: str,
+    user_id: int,
+    calls: list[Callable[[FlaskClient], TestResponse]],
+) -> list[TestResponse]:
+    barrier = threading.Barrier(len(calls) + 1)
+    outcomes: list[TestResponse | BaseException | None] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[FlaskClient], TestResponse]) -> None:
+        try:
+            client = live_app.test_client()
+            barrier.wait(timeout=10)
+            outcomes[index] = call(client)
+        except BaseException as error:
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
+    with psycopg.connect(libpq_url(database_url)) as lock_holder:
+        lock_holder.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
+        for thread in threads:
+            thread.start()
+        barrier.wait(timeout=10)
+        wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
+        lock_holder.rollback()
+    for thread in threads:
+        thread.join(timeout=30)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes  # type: ignore[return-value]
+
+
+def count(live_app: Flask, model, **where) -> int:
+    with live_app.app_context():
+        query = select(func.count()).select_from(model)
+        for column, value in where.items():
+            query = query.where(getattr(model, column) == value)
+        return db.session.scalar(query)
+
+
+def create(headers: dict[str, str]) -> Callable[[FlaskClient], TestResponse]:
+    return lambda client: client.post("/api/jobs/", json=payload(), headers=headers)
+
+
+def test_two_creates_racing_for_the_last_open_job_let_exactly_one_through(
+    live_app, live_client, database_url, make_live_user
+):
+    owner = make_live_user()
+    headers = put_on_plan(live_app, owner, max_open_jobs=3)
+    for _ in range(2):
+        assert live_client.post("/api/jobs/", json=payload(), headers=headers).status_code == 201
+
+    responses = race(live_app, database_url, owner.id, [create(headers), create(headers)])
+
+    assert sorted(r.status_code for r in responses) == [201, 429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "max_open_jobs" in refused.get_json()["message"]
+    assert count(live_app, Job, owner_id=owner.id) == 3
+
+
+def test_two_creates_racing_for_the_last_job_of_the_day_let_exactly_one_through(
+    live_app, live_client, database_url, make_live_user
+):
+    owner = make_live_user()
+    headers = put_on_plan(live_app, owner, jobs_per_day=2)
+    assert live_client.post("/api/jobs/", json=payload(), headers=headers).status_code == 201
+
+    responses = race(live_app, database_url, owner.id, [create(headers), create(headers)])
+
+    assert sorted(r.status_code for r in responses) == [201, 429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "jobs_per_day" in refused.get_json()["message"]
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert count(live_app, Job, owner_id=owner.id) == 2
+
+
+def test_two_bids_racing_for_the_last_bid_of_the_day_let_exactly_one_through(
+    live_app, database_url, make_live_user
+):
+    poster = make_live_user()
+    bidder = make_live_user()
+    headers = put_on_plan(live_app, bidder, bids_per_day=1)
+    jobs = [make_live_job(live_app, poster) for _ in range(2)]
+
+    def place(job_id: int) -> Callable[[FlaskClient], TestResponse]:
+        return lambda client: client.post(
+            f"/api/jobs/{job_id}/bids/", json=bid_payload(), headers=headers
+        )
+
+    responses = race(live_app, database_url, bidder.id, [place(jobs[0].id), place(jobs[1].id)])
+
+    assert sorted(r.status_code for r in responses) == [201, 429]
+    assert count(live_app, Bid, bidder_id=bidder.id) == 1
+
+
+def test_another_users_create_is_not_held_by_a_users_quota_lock(
+    live_app, live_client, database_url, make_live_user
+):
+    owner = make_live_user()
+    other = make_live_user()
+    with live_app.app_context():
+        headers = bearer(other)
+    with psycopg.connect(libpq_url(database_url)) as lock_holder:
+        lock_holder.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (owner.id,))
+        response = live_client.post("/api/jobs/", json=payload(), headers=headers)
+        lock_holder.rollback()
+    assert response.status_code == 201
