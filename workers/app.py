@@ -41,6 +41,6 @@ def _conninfo() -> str:
 
 task_app = App(
     connector=TransactionalPsycopgConnector(conninfo=_conninfo()),
-    import_paths=["workers.mail", "workers.jobs", "workers.maintenance"],
+    import_paths=["workers.mail", "workers.jobs", "workers.maintenance", "workers.deadlines"],
 )
 app = task_app  # `procrastinate --app=workers.app.app ...` finds it under the usual name
