@@ -24,7 +24,17 @@ ONE_REVIEW_INDEX = "uq_reviews_job_reviewer"
 def create_review(reviewer: User, job_id: int, rating: int, comment: str | None) -> Review:
     """The caller reviews the other party of completed job `job_id`. 404 unless the caller
     is a party; 409 unless the job is completed, or when already reviewed."""
-    job = db.session.get(Job, job_id) if in_id_range(job_id) else None
+    # FOR SHARE: a review never meets a half-done release or delivery of the job.
+    job = (
+        db.session.scalar(
+            select(Job)
+            .where(Job.id == job_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+        if in_id_range(job_id)
+        else None
+    )
     if job is None or not is_party(reviewer, job):
         raise NotFound(f"Job {job_id} not found.")
     if job.status != JobStatus.COMPLETED:
