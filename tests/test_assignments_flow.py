@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from email.message import Message
 
+from sqlalchemy import text
+
+from jobboard.extensions import db
 from tests.conftest import Mailbox, body_of, wait_until
-from tests.helpers_bids import BidsApi, in_days
+from tests.helpers_bids import BidsApi, in_days, live_headers
 from tests.test_bids_flow import sign_up
 
 
@@ -145,3 +148,46 @@ def test_a_job_given_back_is_queued_again_and_the_owner_told(live_client, start_
     )
     final = client.get(f"/api/jobs/{timed['id']}/", headers=paula).get_json()
     assert final["attempts"] == 1
+
+
+def test_the_worker_sends_the_deadline_notices_when_they_come_due(
+    live_app, live_client, start_worker, mailbox, make_live_user
+):
+    """The scheduled deferrals, brought forward (their time moved to now, and the due date
+    to the past for the overdue notice) so the real worker runs them through real SMTP."""
+    paula = make_live_user(email="owner@example.com", display_name="Paula")
+    bob = make_live_user(email="doer@example.com", display_name="Bob")
+    owner, doer = live_headers(live_app, paula), live_headers(live_app, bob)
+    api = BidsApi(live_client)
+    job_id = live_client.post(
+        "/api/jobs/", json={"name": "Late work", "kind": "manual"}, headers=owner
+    ).get_json()["id"]
+    bid = api.place(doer, job_id, proposed_deadline=in_days(4).isoformat()).get_json()
+    assert api.accept(owner, job_id, bid["id"]).status_code == 200
+    start_worker()
+
+    with live_app.app_context():
+        db.session.execute(
+            text(
+                "UPDATE procrastinate_jobs SET scheduled_at = now()"
+                " WHERE task_name = 'send_due_reminder' AND status = 'todo'"
+            )
+        )
+        db.session.commit()
+    reminder = one_email(mailbox, "doer@example.com", "Reminder")
+    assert f'"Late work" is due {in_days(4).isoformat()}' in reminder["Subject"]
+
+    past = in_days(-3).isoformat()
+    with live_app.app_context():
+        db.session.execute(text("UPDATE jobs SET due_date = :past"), {"past": past})
+        db.session.execute(
+            text(
+                "UPDATE procrastinate_jobs SET scheduled_at = now(),"
+                " args = jsonb_set(args, '{due_date}', to_jsonb(CAST(:past AS text)))"
+                " WHERE task_name = 'send_overdue_notice' AND status = 'todo'"
+            ),
+            {"past": past},
+        )
+        db.session.commit()
+    overdue = one_email(mailbox, "owner@example.com", "is overdue")
+    assert "Bob has not delivered" in body_of(overdue)
