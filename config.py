@@ -83,6 +83,8 @@ class Config:
     JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0)
     QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
     STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)
+    # A delivery's output, as compact JSON, is refused above this size (422).
+    MAX_DELIVERY_OUTPUT_BYTES = int(os.environ.get("MAX_DELIVERY_OUTPUT_BYTES", str(256 * 1024)))
 
     OTP_TTL = timedelta(minutes=env_int("OTP_TTL_MINUTES", 10))
     OTP_MAX_TRIES = env_int("OTP_MAX_TRIES", 5)

@@ -81,8 +81,9 @@ def register_blueprints(app: Flask) -> None:
     from jobboard.dashboard.routes import pages as dashboard_pages
     from jobboard.jobs.routes import blp as jobs_blp
     from jobboard.plans.routes import blp as plans_blp
+    from jobboard.reviews.routes import blp as reviews_blp
 
-    for blueprint in (auth_blp, jobs_blp, bids_blp, dashboard_blp, plans_blp):
+    for blueprint in (auth_blp, jobs_blp, bids_blp, dashboard_blp, plans_blp, reviews_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
 

@@ -540,7 +540,9 @@ class DemoJobFactory:
             return [
                 DemoBid(b, rng.choice((BidStatus.REJECTED, BidStatus.WITHDRAWN))) for b in bidders
             ]
-        assign_chance = 0.7 if status in (JobStatus.COMPLETED, JobStatus.FAILED) else 0.4
+        # Only completed jobs were handed to a person (awarded, then delivered): an assigned
+        # job is never pending or failed, and the demo's in-progress jobs are the queue's.
+        assign_chance = 0.7 if status == JobStatus.COMPLETED else 0.0
         if rng.random() < assign_chance:
             winner, *losers = bidders
             return [DemoBid(winner, BidStatus.ACCEPTED)] + [

@@ -222,6 +222,12 @@ class Job(TimestampMixin, db.Model):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The Procrastinate job (procrastinate_jobs.id) that will run the next attempt.
     queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    # A job handed to a person: the accepted bid's proposed_deadline, and the queue entries
+    # of the reminder before it and the overdue notice after it (cancelled on delivery or
+    # release). See jobboard.jobs.transitions.
+    due_date: Mapped[date | None] = mapped_column(Date)
+    reminder_queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
+    overdue_queue_job_id: Mapped[int | None] = mapped_column(BigInteger)
 
     owner: Mapped[User] = relationship(foreign_keys=[owner_id])
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id])
@@ -252,6 +258,8 @@ class JobResult(db.Model):
     error_message: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[int] = mapped_column(Integer)
+    # The assignee's note with a delivery; None for a processor's result.
+    note: Mapped[str | None] = mapped_column(Text)
 
     job: Mapped[Job] = relationship(back_populates="result")
 
@@ -317,3 +325,25 @@ class Bid(TimestampMixin, db.Model):
 
     job: Mapped[Job] = relationship()
     bidder: Mapped[User] = relationship()
+
+
+class Review(db.Model):
+    """A party's review of the other party of a completed job: once per reviewer and job."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+        CheckConstraint("reviewer_id <> reviewee_id", name="not_self"),
+        Index("uq_reviews_job_reviewer", "job_id", "reviewer_id", unique=True),
+        Index("ix_reviews_reviewee", "reviewee_id", "rating"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    reviewee_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )

@@ -30,6 +30,7 @@ JOB_FIELDS = {
     "started_at",
     "finished_at",
     "last_error",
+    "due_date",
 }
 
 

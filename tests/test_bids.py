@@ -52,14 +52,19 @@ def place_ok(api: BidsApi, headers: dict[str, str], job_id: int, **fields: Any) 
     return response.get_json()
 
 
-def queued_emails() -> list[dict[str, Any]]:
+def queued_emails(include_bid_notices: bool = False) -> list[dict[str, Any]]:
+    """Queued emails; without the owner's "New bid on ..." notices unless asked for (the
+    accept tests count the emails about accepting)."""
     rows = db.session.execute(
         text(
             "SELECT queue_name, args FROM procrastinate_jobs "
             "WHERE task_name = 'send_email' ORDER BY id"
         )
     )
-    return [{"queue": queue, **args} for queue, args in rows]
+    emails = [{"queue": queue, **args} for queue, args in rows]
+    if include_bid_notices:
+        return emails
+    return [email for email in emails if not email["subject"].startswith("New bid on")]
 
 
 def assert_error(response, status: int) -> dict[str, Any]:
@@ -92,10 +97,14 @@ def test_place_bid_returns_the_bid_with_the_bidders_public_profile(api, job, bid
     assert bid["currency"] == "USD"
     assert bid["proposed_deadline"] == in_days(7).isoformat()
     assert bid["comment"] == "Native speaker, done in a week."
+    # The public profile of SPEC §5 (bio included), never the email.
     assert bid["bidder"] == {
         "id": bidder.id,
         "display_name": "Bob Bidder",
+        "bio": "Private-ish bio",
         "skills": ["french", "qa"],
+        "rating": {"average": None, "count": 0},
+        "completed_jobs": 0,
     }
     assert bid["created_at"].endswith("+00:00")
     stored = db.session.get(Bid, bid["id"])
@@ -108,8 +117,33 @@ def test_bid_output_never_exposes_private_fields(api, job, bidder, auth_headers)
     text_of_bid = json.dumps(bid)
     assert bidder.email not in text_of_bid
     assert "password" not in text_of_bid
-    assert "Private-ish bio" not in text_of_bid
-    assert set(bid["bidder"]) == {"id", "display_name", "skills"}
+    assert set(bid["bidder"]) == {
+        "id",
+        "display_name",
+        "bio",
+        "skills",
+        "rating",
+        "completed_jobs",
+    }
+
+
+def test_placing_a_bid_queues_an_email_to_the_owner(api, job, poster, bidder, auth_headers):
+    bid = place_ok(api, auth_headers(bidder), job.id, fee="42.50", comment="Quick and careful.")
+
+    (notice,) = queued_emails(include_bid_notices=True)
+    assert notice["queue"] == "mail"
+    assert notice["to"] == poster.email
+    assert notice["subject"] == f'New bid on "{job.name}"'
+    assert "Bob Bidder" in notice["body"]
+    assert "42.50 USD" in notice["body"]
+    assert "Quick and careful." in notice["body"]
+    assert f"/api/jobs/{job.id}/bids/{bid['id']}/accept/" in notice["body"]
+    assert bidder.email not in notice["body"]
+
+
+def test_a_refused_bid_queues_no_email(api, job, poster, auth_headers):
+    assert api.place(auth_headers(poster), job.id).status_code == 403
+    assert queued_emails(include_bid_notices=True) == []
 
 
 @pytest.mark.parametrize(

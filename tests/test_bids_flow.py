@@ -9,7 +9,7 @@ from email.message import Message
 
 from flask.testing import FlaskClient
 
-from tests.conftest import DEFAULT_PASSWORD, Mailbox, body_of
+from tests.conftest import DEFAULT_PASSWORD, Mailbox, body_of, wait_until
 from tests.helpers_bids import BidsApi, in_days
 
 CODE_PATTERN = re.compile(r"\b(\d{6})\b")
@@ -110,7 +110,10 @@ def test_three_users_post_bid_compare_accept_and_hear_about_it(live_client, star
     assert "/api/jobs/assigned/" in body_of(won)
     lost = mailbox.wait_for(addressed_to("rita@example.com", "not selected"))
     assert "Translate our landing page" in body_of(lost)
-    assert not mailbox.sent_to("paula@example.com")[1:]  # only her verification code
+    # Paula heard of each bid as it came in (and of nothing else).
+    wait_until(lambda: len(mailbox.sent_to("paula@example.com")) >= 3)
+    notices = [m["Subject"] for m in mailbox.sent_to("paula@example.com")[1:]]
+    assert notices == ['New bid on "Translate our landing page"'] * 2
 
     # Bob now has the job: assigned to him, readable by him, no longer open to anyone.
     assigned = client.get("/api/jobs/assigned/", headers=bob).get_json()

@@ -46,11 +46,13 @@ def assignee_of(live_app, job_id: int) -> int | None:
 
 
 def queued_email_recipients(live_app) -> list[tuple[str, str]]:
+    """Queued emails about accepting (the owner's "New bid on" notices left out)."""
     with live_app.app_context():
         rows = db.session.execute(
             text(
                 "SELECT args->>'to', args->>'subject' FROM procrastinate_jobs "
-                "WHERE task_name = 'send_email' ORDER BY id"
+                "WHERE task_name = 'send_email' AND args->>'subject' NOT LIKE 'New bid on %' "
+                "ORDER BY id"
             )
         )
         return [(to, subject) for to, subject in rows]

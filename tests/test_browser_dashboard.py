@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from flask import Flask
@@ -23,6 +23,7 @@ Object.fromEntries(
 )
 """
 XSS_NAME = '<img src=x onerror="document.body.dataset.pwned = 1">'
+DUE_DATES = (date(2031, 3, 14), date(2031, 1, 2))
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,8 @@ def people(live_app: Flask) -> None:
             )
         make_job(member.id, JobStatus.PENDING, name=XSS_NAME, created_at=now_utc())
         theirs = [make_job(client.id, status) for status in JobStatus]
+        theirs[0].due_date = DUE_DATES[0]
+        theirs[2].due_date = DUE_DATES[1]
         make_bid(theirs[0], member.id, BidStatus.ACCEPTED)
         make_bid(theirs[2], member.id, BidStatus.ACCEPTED)
         make_bid(theirs[1], member.id, BidStatus.PENDING)
@@ -100,6 +103,13 @@ def api_view(client, email: str) -> tuple[dict, list[int]]:
     recent = client.get("/api/jobs/?page_size=10", headers=headers)
     assert recent.status_code == 200
     return dashboard.get_json(), [job["id"] for job in recent.get_json()]
+
+
+def member_headers(client) -> dict[str, str]:
+    login = client.post(
+        "/api/login/", json={"email": "member@example.com", "password": DEFAULT_PASSWORD}
+    )
+    return {"Authorization": f"Bearer {login.get_json()['access_token']}"}
 
 
 def sign_in(browser: Browser, server: LiveServer, email: str, password: str) -> str:
@@ -163,6 +173,22 @@ def test_member_signs_in_and_sees_the_api_numbers_with_a_chart(
     )
     assert shown_ids == recent_ids and len(shown_ids) == 10
     assert "of 15" in browser.evaluate("document.getElementById('recent-total').textContent")
+    # The jobs assigned to the member, listed with their due dates as the API gives them.
+    assigned = live_client.get(
+        "/api/jobs/assigned/?page_size=10", headers=member_headers(live_client)
+    ).get_json()
+    assert sorted(job["due_date"] for job in assigned) == sorted(d.isoformat() for d in DUE_DATES)
+    shown_assigned = browser.evaluate(
+        "Array.from(document.querySelectorAll('[data-testid=assigned-job]')).map(row => "
+        "[Number(row.dataset.jobId), row.querySelector('[data-testid=assigned-due]')"
+        ".dataset.dueDate, row.querySelector('[data-testid=assigned-due]').textContent])"
+    )
+    assert [[job_id, due] for job_id, due, _text in shown_assigned] == [
+        [job["id"], job["due_date"]] for job in assigned
+    ]
+    # Shown as the calendar date, whatever the browser's time zone.
+    assert any("2031" in text and "14" in text for _id, _due, text in shown_assigned)
+    assert browser.evaluate("document.getElementById('assigned-empty').hidden") is True
     # A job name is text, never markup.
     assert browser.evaluate("document.body.dataset.pwned") is None
     assert XSS_NAME in browser.evaluate(

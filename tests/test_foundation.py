@@ -121,12 +121,14 @@ def test_migrations_upgrade_twice_and_downgrade_fully(live_app: Flask):
 
 
 def test_validation_errors_use_the_smorest_body_with_a_message(client, verified_user, auth_headers):
-    response = client.post("/api/jobs/", json={"name": 5}, headers=auth_headers(verified_user))
+    response = client.post(
+        "/api/jobs/", json={"name": 5, "priority": "x"}, headers=auth_headers(verified_user)
+    )
     assert response.status_code == 422
     body = response.get_json()
     assert body["code"] == 422
     assert body["status"] == "Unprocessable Entity"
-    assert body["message"] == "Invalid input: json.name, json.scheduled_time"
+    assert body["message"] == "Invalid input: json.name, json.priority"
     assert body["errors"]["json"]["name"] == ["Not a valid string."]
 
 

@@ -150,11 +150,12 @@ def test_create_job_refuses_bad_input_with_422(
     assert job_count() == 0
 
 
-def test_create_job_requires_name_and_scheduled_time(client, verified_user, auth_headers):
+def test_create_job_requires_a_name_only(client, verified_user, auth_headers):
     response = client.post("/api/jobs/", json={}, headers=auth_headers(verified_user))
 
     assert response.status_code == 422
-    assert {"name", "scheduled_time"} <= set(response.get_json()["errors"]["json"])
+    # scheduled_time is optional (omitted = now, SPEC §4).
+    assert set(response.get_json()["errors"]["json"]) == {"name"}
 
 
 def test_params_errors_name_the_param(client, verified_user, auth_headers):
@@ -386,7 +387,15 @@ def test_result_of_a_completed_job(client, verified_user, auth_headers):
 
     assert response.status_code == 200
     result = response.get_json()
-    assert set(result) == {"job_id", "output", "error_message", "completed_at", "duration_ms"}
+    assert set(result) == {
+        "job_id",
+        "output",
+        "error_message",
+        "completed_at",
+        "duration_ms",
+        "note",
+    }
+    assert result["note"] is None  # only a person's delivery carries a note
     assert result["job_id"] == job.id
     assert result["output"]["words"] == 3
     assert result["error_message"] is None

@@ -48,6 +48,12 @@ def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
 
 task_app = App(
     connector=new_connector(_conninfo()),
-    import_paths=["workers.mail", "workers.jobs", "workers.maintenance", "workers.plans"],
+    import_paths=[
+        "workers.mail",
+        "workers.jobs",
+        "workers.maintenance",
+        "workers.plans",
+        "workers.deadlines",
+    ],
 )
 app = task_app  # `procrastinate --app=workers.app.app ...` finds it under the usual name

@@ -66,6 +66,8 @@ class Processor:
     function: ProcessorFunction
     schema: Schema
     description: str = ""
+    # False for a kind done by a person (`manual`): never deferred to the queue.
+    runs_in_queue: bool = True
 
     def load_params(self, params: Any) -> dict[str, Any]:
         """The params as the kind's schema loads them; raises ValidationError."""
@@ -94,6 +96,8 @@ def register(
     function: ProcessorFunction,
     schema: Schema | type[Schema] | None = None,
     description: str | None = None,
+    *,
+    runs_in_queue: bool = True,
 ) -> Processor:
     """Add (or replace) the processor of `kind`."""
     if not kind or len(kind) > 50:
@@ -102,7 +106,13 @@ def register(
         schema = AnyObjectParams
     schema_instance = schema() if isinstance(schema, type) else schema
     summary = description if description is not None else (function.__doc__ or "").strip()
-    entry = Processor(kind, function, schema_instance, summary.splitlines()[0] if summary else "")
+    entry = Processor(
+        kind,
+        function,
+        schema_instance,
+        summary.splitlines()[0] if summary else "",
+        runs_in_queue=runs_in_queue,
+    )
     with _registry_lock:
         if kind in _registry and _registry[kind].function is not function:
             logger.warning("processor %r replaced by %s", kind, _qualified_name(function))
@@ -308,5 +318,17 @@ def report(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     return {"emailed": owner.email, "counts": counts}
 
 
+class PersonDoesIt(Exception):
+    """Raised if a `manual` job ever reached a worker: the queue never runs one."""
+
+
+def manual(params: dict[str, Any], run: JobRun) -> Any:
+    """Done by a person: waits for an accepted bid; the assignee's delivery is the output."""
+    raise PersonDoesIt("a manual job is done by its assignee, never by the queue")
+
+
+register("manual", manual, AnyObjectParams, runs_in_queue=False)
+
+
 def builtin_kinds() -> Iterable[str]:
-    return ("echo", "sleep", "wordcount", "checksum", "flaky", "report")
+    return ("echo", "sleep", "wordcount", "checksum", "flaky", "report", "manual")

@@ -42,8 +42,11 @@ blp = Blueprint(
         "for bids (not cancelled or finished, nobody assigned); and, whatever happens to it "
         "later, to everyone who ever bid on it. To anybody else it answers 404, as does a "
         "bid that is not the caller's (or, for the job's owner, not on their job). "
+        "Placing a bid emails the job's owner through the queue. "
         "Accepting is one transaction under the job's row lock: the bid becomes accepted, "
-        "its bidder the job's assignee, every other pending bid rejected; the winner and the "
+        "the job is handed to its bidder (in_progress, assignee_id and due_date set, its "
+        "queue entry cancelled: the queue never runs it; only a pending job can be handed "
+        "over), every other pending bid rejected; the winner and the "
         "rejected bidders are emailed through the queue only if it commits. Of two accepts "
         "racing on one job, exactly one succeeds. Bids that were pending when a job closed "
         "without an assignee stay pending (a failed job can be retried and take bids "
@@ -86,7 +89,7 @@ class JobBids(VerifiedUserView):
         headers=RETRY_AFTER,
     )
     def post(self, new_bid: dict[str, Any], job_id: int) -> Bid:
-        """Bid on somebody else's job."""
+        """Bid on somebody else's job; its owner is emailed."""
         return service.place_bid(job_id, caller(), **new_bid)
 
 

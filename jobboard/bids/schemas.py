@@ -6,11 +6,13 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, pre_dump, validates_schema
 from marshmallow.validate import Length, OneOf
 
 from jobboard.bids.currencies import DEFAULT_CURRENCY, ISO_4217_CURRENCY_CODES
 from jobboard.models import BidStatus
+from jobboard.reviews.schemas import PublicProfileOut
+from jobboard.reviews.service import public_profiles
 
 CENT = Decimal("0.01")
 MAX_FEE = Decimal("999999999.99")
@@ -151,14 +153,6 @@ class BidUpdateIn(Schema):
             )
 
 
-class BidderProfileOut(Schema):
-    """The bidder's public profile: what an owner needs to choose, nothing private."""
-
-    id = fields.Integer()
-    display_name = fields.String(allow_none=True)
-    skills = fields.List(fields.String())
-
-
 class BidJobOut(Schema):
     id = fields.Integer()
     name = fields.String()
@@ -168,7 +162,11 @@ class BidJobOut(Schema):
 class BidOut(Schema):
     id = fields.Integer()
     job_id = fields.Integer()
-    bidder = fields.Nested(BidderProfileOut)
+    bidder = fields.Nested(
+        PublicProfileOut,
+        attribute="bidder_profile",
+        metadata={"description": "The bidder's public profile (GET /api/users/<id>/)."},
+    )
     comment = fields.String(allow_none=True)
     proposed_deadline = fields.Date()
     fee = Money(metadata={"example": "80.00"})
@@ -176,6 +174,16 @@ class BidOut(Schema):
     status = fields.String(metadata={"enum": list(BID_STATUS_CHOICES)})
     created_at = fields.AwareDateTime(format="iso")
     updated_at = fields.AwareDateTime(format="iso")
+
+    @pre_dump(pass_collection=True)
+    def attach_bidder_profiles(self, data: Any, many: bool, **kwargs: Any) -> Any:
+        """Every bid of the page gets its bidder's public profile, the ratings of all the
+        page's bidders counted in one query."""
+        bids = list(data) if many else [data]
+        profiles = public_profiles({bid.bidder for bid in bids})
+        for bid in bids:
+            bid.bidder_profile = profiles.get(bid.bidder_id)
+        return data
 
 
 class MyBidOut(BidOut):

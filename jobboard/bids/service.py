@@ -26,9 +26,10 @@ from sqlalchemy import Select, exists, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from jobboard import quotas
+from jobboard import notices, quotas
 from jobboard.errors import Conflict, Forbidden, NotFound
 from jobboard.extensions import db
+from jobboard.jobs.transitions import award
 from jobboard.mailer import queue_email
 from jobboard.models import Bid, BidStatus, Job, User, now_utc
 
@@ -161,6 +162,7 @@ def place_bid(
     _flush_or_conflict(
         {LIVE_BID_INDEX: "You already have a pending bid on this job; edit or withdraw it."}
     )
+    notices.bid_placed(job, bid)
     db.session.commit()
     return bid
 
@@ -186,8 +188,9 @@ def withdraw_bid(job_id: int, bid_id: int, bidder: User) -> Bid:
 
 
 def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
-    """The owner picks a bid: it wins, its bidder becomes the job's assignee and every
-    other pending bid is rejected, all in one transaction under the job's row lock.
+    """The owner picks a bid: it wins, the job is handed to its bidder (`award`: in
+    progress, queue entry cancelled) and every other pending bid is rejected, all in one
+    transaction under the job's row lock.
     The winner and the rejected bidders are emailed through the queue, on the same
     transaction, so nobody hears of an accept that did not commit."""
     # The owner in the WHERE clause: nobody else's request ever takes this lock.
@@ -211,7 +214,7 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
     _require_pending(bid, "accepted")
 
     bid.status = BidStatus.ACCEPTED
-    job.assignee_id = bid.bidder_id
+    award(job, bid)  # in progress, assignee set, queue entry cancelled, deadlines scheduled
     _flush_or_conflict({ONE_ACCEPTED_BID_INDEX: "This job already has an accepted bid."})
     rejected_bidder_ids = db.session.scalars(
         update(Bid)

@@ -52,7 +52,7 @@ def retry_delay(failed_attempt: int) -> timedelta:
 _START_PENDING = text(
     "UPDATE jobs SET status = 'in_progress', attempts = attempts + 1,"
     " started_at = :now, updated_at = :now"
-    " WHERE id = :job_id AND status = 'pending'"
+    " WHERE id = :job_id AND status = 'pending' AND assignee_id IS NULL"
     " AND (queue_job_id IS NULL OR CAST(:queue_job_id AS bigint) IS NULL"
     "      OR queue_job_id = :queue_job_id)"
     " RETURNING attempts, owner_id, kind, params, max_attempts, scheduled_time"
@@ -135,6 +135,11 @@ def _run_attempt_locked(
     if queue_job_id is not None and job.queue_job_id not in (None, queue_job_id):
         db.session.rollback()
         return Outcome.SUPERSEDED
+    if job.assignee_id is not None:
+        # Handed to a person (an accepted bid) while this entry waited for the row lock:
+        # the assignee does the job, the queue never runs it.
+        db.session.rollback()
+        return Outcome.SKIPPED
     if job.status == JobStatus.IN_PROGRESS:
         # Only the stalled-job check re-queues an entry whose attempt had started: the
         # worker running it stopped heartbeating. That attempt counts as failed.

@@ -7,14 +7,16 @@ from typing import Any
 
 from jobboard.auth.tokens import caller
 from jobboard.edges import Blueprint
-from jobboard.jobs import service
+from jobboard.jobs import service, transitions
 from jobboard.jobs.schemas import (
+    DeliveryIn,
     IdempotencyHeaders,
     JobIn,
     JobOpenOut,
     JobOut,
     JobQueryArgs,
     JobResultOut,
+    JobUpdateIn,
 )
 from jobboard.views import (
     PAGE_SIZES,
@@ -33,7 +35,9 @@ blp = Blueprint(
         "Jobs run by the queue at their scheduled time. Status: pending -> in_progress -> "
         "completed | failed, pending -> cancelled. A failed attempt with attempts left goes "
         "back to pending with `last_error` and is retried after 2 s, 4 s, 8 s, ... "
-        "Somebody else's job answers 404."
+        "A job handed to a person (an accepted bid) goes pending -> in_progress on award, "
+        "-> completed on delivery, back to pending on release; the queue never runs it, "
+        "nor a `manual` job. Somebody else's job answers 404."
     ),
 )
 
@@ -108,6 +112,16 @@ class JobById(VerifiedUserView):
         return service.get_visible_job(caller(), job_id)
 
     @authenticated
+    @blp.arguments(JobUpdateIn)
+    @blp.response(200, JobOut)
+    @error(404, "No such job, or not yours")
+    @error(409, "The job is not pending, or it is assigned")
+    @error(422, "Invalid field, past scheduled_time, params that do not fit the kind")
+    def patch(self, changes: dict[str, Any], job_id: int):
+        """Edit or reschedule your pending, unassigned job; its queue entry moves with it"""
+        return transitions.reschedule(caller(), job_id, changes)
+
+    @authenticated
     @blp.response(200, JobOut)
     @error(403, "You are the assignee, not the owner")
     @error(404, "No such job, or not yours")
@@ -138,3 +152,27 @@ class JobRetry(VerifiedUserView):
     def post(self, job_id: int):
         """Retry a failed job now, with a fresh round of max_attempts"""
         return service.retry_failed_job(caller(), job_id)
+
+
+@blp.route("/jobs/<int:job_id>/deliver/")
+class JobDelivery(VerifiedUserView):
+    @authenticated
+    @blp.arguments(DeliveryIn)
+    @blp.response(200, JobOut)
+    @error(404, "No such job, or you are not its assignee")
+    @error(409, "The job is not in progress")
+    @error(422, "output not a JSON object, too large, or holding text PostgreSQL cannot store")
+    def post(self, delivery: dict[str, Any], job_id: int):
+        """Deliver the job assigned to you: it is completed, the owner emailed"""
+        return transitions.deliver(caller(), job_id, delivery["output"], delivery["note"])
+
+
+@blp.route("/jobs/<int:job_id>/release/")
+class JobRelease(VerifiedUserView):
+    @authenticated
+    @blp.response(200, JobOut)
+    @error(404, "No such job, or you are neither its owner nor its assignee")
+    @error(409, "The job is not in progress with an assignee")
+    def post(self, job_id: int):
+        """Give the job back (assignee) or take it away (owner): pending and open again"""
+        return transitions.release(caller(), job_id)

@@ -34,15 +34,20 @@ class JobIn(Schema):
         load_default=None, allow_none=True, validate=validate.Length(max=10_000)
     )
     scheduled_time = UtcDateTime(
-        required=True,
-        metadata={"description": "When to run it: ISO 8601 with an offset, in the future."},
+        load_default=None,
+        allow_none=True,
+        metadata={
+            "description": "When to run it: ISO 8601 with an offset, in the future. "
+            "Omitted or null: now (a free worker takes it at once)."
+        },
     )
     kind = fields.String(
         load_default="echo",
         validate=_known_kind,
         metadata={
             "description": "The processor: echo, sleep, wordcount, checksum, flaky, "
-            "report, or a kind added by a plugin.",
+            "report, or a kind added by a plugin; or `manual`: done by a person, never by "
+            "the queue (the job waits, open for bids, until a bid is accepted).",
             "enum": kinds(),
         },
     )
@@ -125,6 +130,14 @@ class JobOpenOut(Schema):
 
 class JobOut(JobOpenOut):
     params = fields.Raw()
+    due_date = fields.Date(
+        allow_none=True,
+        metadata={
+            "description": "For a job handed to a person: the accepted bid's "
+            "proposed_deadline. The assignee is reminded a day before; the owner is told "
+            "when it passes undelivered (at its end in UTC-12)."
+        },
+    )
     last_error = fields.String(
         allow_none=True,
         metadata={"description": "Error of the latest failed attempt; kept after a later success."},
@@ -136,7 +149,64 @@ class JobResultOut(Schema):
     output = fields.Raw(allow_none=True, metadata={"description": "The processor's return value."})
     error_message = fields.String(allow_none=True)
     completed_at = fields.AwareDateTime(format="iso")
-    duration_ms = fields.Integer(metadata={"description": "Duration of the final attempt."})
+    duration_ms = fields.Integer(
+        metadata={
+            "description": "Duration of the final attempt; for a delivery, from the award "
+            "to the delivery."
+        }
+    )
+    note = fields.String(
+        allow_none=True, metadata={"description": "The assignee's note with a delivery."}
+    )
+
+
+MAX_NOTE_LENGTH = 10_000
+
+
+class DeliveryIn(Schema):
+    output = fields.Dict(
+        keys=fields.String(),
+        required=True,
+        metadata={
+            "description": "The work, as a JSON object: it becomes the job's result output "
+            "(GET /api/jobs/<id>/result/). Its size as JSON is limited by "
+            "MAX_DELIVERY_OUTPUT_BYTES (see README)."
+        },
+    )
+    note = fields.String(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=MAX_NOTE_LENGTH),
+        metadata={"description": "A note to the owner, sent with the delivery email."},
+    )
+
+
+class JobUpdateIn(Schema):
+    """Every field optional; at least one. `kind` cannot change; `params` are checked
+    against the job's kind."""
+
+    name = fields.String(validate=validate.Length(min=1, max=200))
+    description = fields.String(allow_none=True, validate=validate.Length(max=10_000))
+    scheduled_time = UtcDateTime(
+        allow_none=True,
+        metadata={
+            "description": "The new time, in the future; null: now. The queue entry moves "
+            "with it, in the same transaction."
+        },
+    )
+    params = fields.Dict(keys=fields.String())
+    priority = fields.Integer(
+        strict=True, validate=validate.Range(min=-MAX_PRIORITY, max=MAX_PRIORITY)
+    )
+    max_attempts = fields.Integer(strict=True, validate=validate.Range(min=1, max=10))
+
+    @validates_schema
+    def require_a_change(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if not data:
+            raise ValidationError(
+                "Give at least one of: name, description, scheduled_time, params, priority, "
+                "max_attempts."
+            )
 
 
 def _aware(description: str) -> UtcDateTime:

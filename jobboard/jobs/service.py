@@ -2,6 +2,7 @@
 that go with it. No request access here; every change commits explicitly.
 
 Status machine: pending -> in_progress -> completed | failed, and pending -> cancelled.
+A job done by a person moves through `jobboard.jobs.transitions` (award, deliver, release).
 A failed attempt with attempts left goes back to pending (see `jobboard.jobs.processing`).
 Cancelling is allowed only while pending, under the job row's lock, which the worker also
 takes before it starts an attempt: whoever locks first wins, never both.
@@ -22,8 +23,10 @@ from sqlalchemy.orm import InstrumentedAttribute
 from jobboard import queue, quotas
 from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
 from jobboard.extensions import db
+from jobboard.jobs.policy import is_party
 from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc
 from workers.app import QUEUE_JOBS
+from workers.processors import get_processor
 
 PROCESS_JOB_TASK = "process_job"
 
@@ -62,8 +65,9 @@ def create_job(
         if replayed is not None:
             return replayed, False
     # Checked after the replay lookup: repeating a request whose time has passed since must
-    # still return the job it created.
-    if data["scheduled_time"] <= now_utc():
+    # still return the job it created. No scheduled_time means now.
+    run_now = data.get("scheduled_time") is None
+    if not run_now and data["scheduled_time"] <= now_utc():
         raise Unprocessable(
             "scheduled_time must be in the future.",
             errors={"json": {"scheduled_time": ["Must be in the future."]}},
@@ -77,13 +81,14 @@ def create_job(
         kind=data["kind"],
         params=data["params"],
         # In UTC, as the database returns it: the response renders this object as it is.
-        scheduled_time=data["scheduled_time"].astimezone(UTC),
+        scheduled_time=now_utc() if run_now else data["scheduled_time"].astimezone(UTC),
         priority=data["priority"],
         max_attempts=data["max_attempts"],
     )
     db.session.add(job)
     db.session.flush()
-    schedule_job(job, job.scheduled_time)
+    if runs_in_queue(job.kind):  # a manual job waits for a person, never for the queue
+        schedule_job(job, None if run_now else job.scheduled_time)
 
     if idempotency_key is not None:
         # ON CONFLICT DO NOTHING waits for a concurrent request holding the same key to
@@ -110,6 +115,12 @@ def create_job(
     finally:
         session.expire_on_commit = True
     return job, True
+
+
+def runs_in_queue(kind: str) -> bool:
+    """False for a kind done by a person (`manual`), which is never deferred."""
+    processor = get_processor(kind)
+    return processor is None or processor.runs_in_queue
 
 
 def schedule_job(job: Job, at: datetime | None = None) -> int:
@@ -168,7 +179,7 @@ def get_visible_job(user: User, job_id: int) -> Job:
 
 
 def _can_see(user: User, job: Job) -> bool:
-    return user.is_admin or job.owner_id == user.id or job.assignee_id == user.id
+    return user.is_admin or is_party(user, job)
 
 
 def get_result(user: User, job_id: int) -> JobResult:

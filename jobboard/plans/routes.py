@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from functools import partial
 
-from flask_smorest import Blueprint
-
 from jobboard.auth.tokens import caller
+from jobboard.edges import Blueprint
 from jobboard.plans import service
 from jobboard.plans.schemas import PlanStatusOut
 from jobboard.views import VerifiedUserView, documented_error, verified_user_doc

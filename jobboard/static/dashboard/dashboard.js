@@ -200,6 +200,40 @@
       total !== undefined ? `(latest ${jobs.length} of ${numberFormat.format(total)})` : "";
   }
 
+  function formatDate(isoDate) {
+    if (!isoDate) return "—";
+    // A due date is a calendar date: shown as it is, never shifted by the viewer's zone.
+    return new Date(`${isoDate}T00:00:00Z`).toLocaleDateString(undefined, {
+      dateStyle: "medium",
+      timeZone: "UTC",
+    });
+  }
+
+  function renderAssignedJobs(jobs, pagination) {
+    const body = $("assigned-jobs").querySelector("tbody");
+    body.replaceChildren();
+    for (const job of jobs) {
+      const row = element("tr", { "data-testid": "assigned-job", "data-job-id": String(job.id) });
+      const status = element("td");
+      status.append(element("span", { class: `badge status-${job.status}` }, label(job.status)));
+      row.append(
+        element("td", { class: "name" }, job.name),
+        status,
+        element(
+          "td",
+          { "data-testid": "assigned-due", "data-due-date": job.due_date || "" },
+          formatDate(job.due_date),
+        ),
+        element("td", {}, `#${job.owner_id}`),
+      );
+      body.append(row);
+    }
+    $("assigned-empty").hidden = jobs.length > 0;
+    const total = pagination && pagination.total;
+    $("assigned-total").textContent =
+      total !== undefined ? `(latest ${jobs.length} of ${numberFormat.format(total)})` : "";
+  }
+
   function formatAge(seconds) {
     if (seconds === null || seconds === undefined) return "none waiting";
     if (seconds < 60) return `${seconds.toFixed(1)} s`;
@@ -265,9 +299,10 @@
   async function loadDashboard() {
     setState("loading");
     try {
-      const [dashboard, recent] = await Promise.all([
+      const [dashboard, recent, assigned] = await Promise.all([
         authorized("GET", "/api/dashboard/"),
         authorized("GET", "/api/jobs/?page_size=10").catch((error) => ({ error })),
+        authorized("GET", "/api/jobs/assigned/?page_size=10").catch((error) => ({ error })),
       ]);
       renderCounts("jobs", dashboard.body.jobs, JOB_STATUSES);
       renderCounts("assigned", dashboard.body.assigned, JOB_STATUSES);
@@ -284,6 +319,13 @@
       } else {
         const pagination = JSON.parse(recent.headers.get("X-Pagination") || "null");
         renderRecentJobs(recent.body, pagination);
+      }
+      if (assigned.error) {
+        renderAssignedJobs([], null);
+        $("assigned-empty").textContent = `Assigned jobs unavailable: ${assigned.error.message}`;
+      } else {
+        const pagination = JSON.parse(assigned.headers.get("X-Pagination") || "null");
+        renderAssignedJobs(assigned.body, pagination);
       }
       $("load-error").hidden = true;
       $("updated-at").textContent = new Date().toLocaleTimeString();

@@ -1,0 +1,1 @@
+"""Reviews between the parties of a completed job, and public user profiles."""

@@ -1,0 +1,95 @@
+"""Helpers for the tests of jobs done by people: a job awarded through the real API, the
+queue rows and emails that go with it."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from flask.testing import FlaskClient
+from sqlalchemy import text
+
+from jobboard.extensions import db
+from jobboard.models import User
+from tests.conftest import bearer
+from tests.helpers_bids import bid_payload
+from tests.helpers_jobs import payload
+
+
+def post_job(client: FlaskClient, owner: User, **overrides: Any) -> dict[str, Any]:
+    response = client.post("/api/jobs/", json=payload(**overrides), headers=bearer(owner))
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def place_bid(client: FlaskClient, bidder: User, job_id: int, **overrides: Any) -> dict[str, Any]:
+    response = client.post(
+        f"/api/jobs/{job_id}/bids/", json=bid_payload(**overrides), headers=bearer(bidder)
+    )
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def accept(client: FlaskClient, owner: User, job_id: int, bid_id: int) -> dict[str, Any]:
+    response = client.post(f"/api/jobs/{job_id}/bids/{bid_id}/accept/", headers=bearer(owner))
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()
+
+
+def awarded_job(
+    client: FlaskClient,
+    owner: User,
+    assignee: User,
+    *,
+    deadline: date | None = None,
+    **job_fields: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A job posted by `owner`, `assignee`'s bid on it accepted: (job, bid) as the API
+    returns them after the accept."""
+    job = post_job(client, owner, **job_fields)
+    deadline = deadline or date.today() + timedelta(days=7)
+    bid = place_bid(client, assignee, job["id"], proposed_deadline=deadline.isoformat())
+    accept(client, owner, job["id"], bid["id"])
+    job = client.get(f"/api/jobs/{job['id']}/", headers=bearer(owner)).get_json()
+    return job, bid
+
+
+def deliver(client: FlaskClient, user: User, job_id: int, body: Any = None, **kwargs: Any) -> Any:
+    if body is None:
+        body = {"output": {"text": "Bonjour"}, "note": "Done."}
+    return client.post(f"/api/jobs/{job_id}/deliver/", json=body, headers=bearer(user), **kwargs)
+
+
+def release(client: FlaskClient, user: User, job_id: int) -> Any:
+    return client.post(f"/api/jobs/{job_id}/release/", headers=bearer(user))
+
+
+def review(client: FlaskClient, user: User, job_id: int, body: Any = None) -> Any:
+    if body is None:
+        body = {"rating": 5, "comment": "Great."}
+    return client.post(f"/api/jobs/{job_id}/reviews/", json=body, headers=bearer(user))
+
+
+def queue_entries(task_name: str, job_id: int | None = None) -> list[dict[str, Any]]:
+    """Queue rows of `task_name` (of job `job_id`), oldest first."""
+    rows = db.session.execute(
+        text(
+            "SELECT id, status::text AS status, args, scheduled_at, priority, queue_name"
+            " FROM procrastinate_jobs WHERE task_name = :task"
+            " AND (CAST(:job_id AS integer) IS NULL OR (args->>'job_id')::int = :job_id)"
+            " ORDER BY id"
+        ),
+        {"task": task_name, "job_id": job_id},
+    ).mappings()
+    return [dict(row) for row in rows]
+
+
+def queued_emails_to(address: str) -> list[dict[str, Any]]:
+    rows = db.session.execute(
+        text(
+            "SELECT args FROM procrastinate_jobs WHERE task_name = 'send_email'"
+            " AND args->>'to' = :to ORDER BY id"
+        ),
+        {"to": address},
+    )
+    return [args for (args,) in rows]

@@ -1,0 +1,35 @@
+"""Deadline notices of jobs handed to a person, deferred on award for their time and
+cancelled on delivery or release. Each re-checks the job before sending: safe to re-run,
+and a stale one sends nothing."""
+
+from __future__ import annotations
+
+from jobboard.notices import (
+    DUE_REMINDER_TASK,
+    OVERDUE_NOTICE_TASK,
+    due_reminder_email,
+    overdue_email,
+)
+from workers.app import QUEUE_MAIL, task_app
+from workers.context import app_context
+from workers.mail import SMTP_RETRY, deliver
+
+
+@task_app.task(name=DUE_REMINDER_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
+def send_due_reminder(job_id: int, due_date: str) -> bool:
+    """Remind the assignee of job `job_id` that it is due on `due_date`, in a day."""
+    with app_context():
+        email = due_reminder_email(job_id, due_date)
+        if email is not None:
+            deliver(email.to, email.subject, email.body)
+        return email is not None
+
+
+@task_app.task(name=OVERDUE_NOTICE_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
+def send_overdue_notice(job_id: int, due_date: str) -> bool:
+    """Tell the owner of job `job_id` that `due_date` passed without a delivery."""
+    with app_context():
+        email = overdue_email(job_id, due_date)
+        if email is not None:
+            deliver(email.to, email.subject, email.body)
+        return email is not None
