@@ -1,13 +1,13 @@
 """people do the jobs they win: due dates, delivery notes, reviews
 
-Revision ID: 0005_assignments_deliveries_reviews
+Revision ID: 0005_assignments_reviews
 Revises: 0004_plans_fair_queue
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005_assignments_deliveries_reviews"
+revision = "0005_assignments_reviews"
 down_revision = "0004_plans_fair_queue"
 branch_labels = None
 depends_on = None
