@@ -75,7 +75,9 @@ class Arm:
 
     key = ""
     label = ""
+    queued_by = ""  # how prepare() queues its jobs
     warmup = 0  # set by Drain before prepare()
+    queue_seconds = math.nan  # how long prepare() took to queue them
 
     def __init__(self, bench: Bench) -> None:
         self.bench = bench
@@ -116,11 +118,12 @@ class Arm:
 class RawArm(Arm):
     key = "raw"
     label = "raw Procrastinate, no-op"
+    queued_by = "batch_defer"
 
     def prepare(self, count: int, number: int) -> None:
         started = time.perf_counter()
         ids = asyncio.run(defer_noops(self.bench.database.url, count))
-        self.defer_seconds = time.perf_counter() - started
+        self.queue_seconds = time.perf_counter() - started
         self.first_id, self.last_id = min(ids), max(ids)
 
     def start(self, database_url: str | None = None) -> None:
@@ -151,6 +154,7 @@ class RawArm(Arm):
 class EndToEndArm(Arm):
     key = "e2e"
     label = "jobboard end to end, echo"
+    queued_by = "create_job, one by one"
 
     def prepare(self, count: int, number: int) -> None:
         bench = self.bench
@@ -166,7 +170,7 @@ class EndToEndArm(Arm):
                         "scheduled_time": (bench.now() + SCHEDULE_MARGIN).isoformat(),
                     }
                 )
-        self.create_seconds = time.perf_counter() - started
+        self.queue_seconds = time.perf_counter() - started
         self.wait_until_due()
 
     def wait_until_due(self) -> None:
@@ -240,6 +244,7 @@ class BacklogArm(EndToEndArm):
 class CeleryArm(Arm):
     key = "celery"
     label = "Celery + Redis, no-op (prefork x4)"
+    queued_by = "send_task, one by one"
 
     def __init__(self, bench: Bench) -> None:
         import redis
@@ -266,7 +271,7 @@ class CeleryArm(Arm):
                     queue=self.queue,
                     producer=producer,
                 )
-        self.defer_seconds = time.perf_counter() - started
+        self.queue_seconds = time.perf_counter() - started
 
     def start(self, database_url: str | None = None) -> None:
         env = {
@@ -327,7 +332,12 @@ class CeleryArm(Arm):
         self.clear()
 
     def close(self) -> None:
-        self.clear()
+        import redis
+
+        try:
+            self.clear()
+        except redis.RedisError as exc:  # Redis gone: nothing left to clear there
+            logger.warning("could not clear the Celery arm's Redis keys: %r", exc)
         self.redis.close()
 
 
@@ -379,6 +389,7 @@ class Drain:
         result: dict[str, Any] = {
             "round": number,
             "jobs": self.count,
+            "queued_per_second": self.count / arm.queue_seconds if arm.queue_seconds else math.nan,
             "completed": arm.completed(),
             "warmup": self.warmup,
             "measured_jobs": measured,
