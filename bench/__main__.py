@@ -25,6 +25,18 @@ from config import PROJECT_ROOT
 
 logger = logging.getLogger("bench")
 
+SUMMARY_KEYS = (
+    "raw_jobs_per_s",
+    "e2e_jobs_per_s",
+    "celery_jobs_per_s",
+    "e2e_per_raw",
+    "e2e_per_celery",
+    "round_trips_per_job",
+    "get_jobs_statements",
+    "post_jobs_statements",
+    "backlog_large_per_small",
+)
+
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -222,6 +234,8 @@ def run(arguments: argparse.Namespace) -> Report:
     for old_log in log_dir.glob("*.log"):
         old_log.unlink()  # the logs of the last run only
     report = Report()
+    # Every headline figure is in the summary; null when its scenario did not run.
+    report.summary = dict.fromkeys(SUMMARY_KEYS)
     report.environment = machine()
     with ExitStack() as cleanup:
         logger.info("preparing database %r", arguments.database)

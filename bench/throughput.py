@@ -43,8 +43,11 @@ logger = logging.getLogger("bench")
 
 # How often a drain's progress is read. The readings only bound the CPU and round-trip
 # windows (divided by the completions counted at the same readings), not the rates,
-# which come from the jobs' own timestamps; polling faster would load the machine.
+# which come from the jobs' own timestamps; polling faster would load the machine. The
+# end of the warm-up is watched more closely (it is short), so that the window starts
+# near it even when the rest of the drain is short.
 POLL_SECONDS = 0.1
+WARMUP_POLL_SECONDS = 0.01
 SCHEDULE_MARGIN = timedelta(seconds=2)
 
 
@@ -372,7 +375,11 @@ class Drain:
         bench.analyze()
         arm.start(self.wire.url if self.wire else None)
         try:
-            self.wait("warm-up", lambda: arm.completed() >= self.warmup or arm.finished(target))
+            self.wait(
+                "warm-up",
+                lambda: arm.completed() >= self.warmup or arm.finished(target),
+                WARMUP_POLL_SECONDS,
+            )
             meter = arm.meter().start()
             extra_before = arm.extra_counts()
             wire_before = self.wire.counts() if self.wire else None
@@ -416,7 +423,9 @@ class Drain:
         arm.cleanup()
         return result
 
-    def wait(self, what: str, predicate: Callable[[], bool]) -> None:
+    def wait(
+        self, what: str, predicate: Callable[[], bool], interval: float = POLL_SECONDS
+    ) -> None:
         deadline = time.monotonic() + self.timeout
         while not predicate():
             self.check()
@@ -424,4 +433,4 @@ class Drain:
                 self.arm.worker.check_running()
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.arm.label} {what}: not done in {self.timeout:.0f} s")
-            time.sleep(POLL_SECONDS)
+            time.sleep(interval)

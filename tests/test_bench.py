@@ -41,7 +41,7 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
     }
     arguments = {
         "--scenarios": "1,2",
-        "--jobs": "12",
+        "--jobs": "30",
         "--rounds": "2",
         "--warmup": "2",
         "--round-trip-jobs": "8",
@@ -81,7 +81,8 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
     assert "Celery + Redis, no-op (prefork x4): jobs/s" in finished.stdout
     figures = json.loads(results.read_text())
     summary = figures["summary"]
-    assert summary.keys() >= SUMMARY_KEYS - {"get_jobs_statements", "post_jobs_statements"}
+    assert summary.keys() >= SUMMARY_KEYS
+    assert summary["get_jobs_statements"] is None  # scenario 4 did not run
     assert summary["celery_jobs_per_s"] is None
     assert summary["e2e_per_celery"] is None
     assert (
@@ -95,15 +96,17 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
         figures_of_arm = summary["arms"][arm]
         assert len(figures_of_arm["rounds"]) == 2
         assert figures_of_arm["min"] <= figures_of_arm["median"] <= figures_of_arm["max"]
-        assert summary["cpu_ms_per_job"][arm]["worker"] > 0
     # Each job costs a few round trips at least (fetch, finish), whatever the code does.
     assert summary["raw_round_trips_per_job"] >= 2
     assert summary["round_trips_per_job"] >= 2
     rounds = figures["details"]["1_throughput"]["rounds"]
     for arm in ("raw", "e2e"):
         for run in rounds[arm]:
-            assert run["completed"] == 12
-            assert run["measured_jobs"] == 10  # the warm-up left out
+            assert run["completed"] == 30
+            assert run["measured_jobs"] == 28  # the warm-up left out
+        # CPU is read at the end of the warm-up and of the drain (unmeasurable only when
+        # every job finished between two readings).
+        assert any(run["cpu_ms_per_job"].get("worker", 0) > 0 for run in rounds[arm])
     assert summary["backlog_small"] == 20 and summary["backlog_large"] == 60
     assert summary["backlog_large_per_small"] > 0
 
