@@ -34,6 +34,14 @@ def summary(values: Sequence[float]) -> dict[str, float | int]:
     }
 
 
+def shown_spread(figures: dict[str, Any], digits: int = 1) -> str:
+    """`median (min-max)` of a figure measured over several rounds."""
+    median, low, high = figures["median"], figures["min"], figures["max"]
+    if math.isnan(median):
+        return "n/a"
+    return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
+
+
 @dataclass
 class Row:
     scenario: str
@@ -69,6 +77,7 @@ class Report:
     settings: dict[str, Any] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
     finished_at: str = ""
 
     def add(self, *args: Any, **kwargs: Any) -> Row:
@@ -112,16 +121,23 @@ class Report:
             "finished_at": self.finished_at,
             "environment": self.environment,
             "settings": self.settings,
+            "summary": self.summary,
             "results": [asdict(row) for row in self.rows],
             "details": self.details,
         }
-        path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+        text = json.dumps(_without_nan(payload), indent=2, default=str, allow_nan=False)
+        path.write_text(text + "\n")
 
 
-def _json_default(value: Any) -> Any:
+def _without_nan(value: Any) -> Any:
+    """NaN (a figure that could not be measured) as JSON null."""
     if isinstance(value, float) and math.isnan(value):
         return None
-    return str(value)
+    if isinstance(value, dict):
+        return {str(key): _without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nan(item) for item in value]
+    return value
 
 
 def machine() -> dict[str, Any]:

@@ -1,8 +1,7 @@
-"""The five scenarios of issue 6, run against the processes `bench.system` started."""
+"""The scenarios of `python -m bench`, run against the processes `bench.system` started."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import math
@@ -19,11 +18,30 @@ from typing import Any
 import sqlalchemy
 from flask import Flask
 
+from bench import celery_noop
 from bench.load import Client, LoadResult, run_load
-from bench.noop import defer_noops
-from bench.report import Report, summary
-from bench.smtp import SmtpSink
-from bench.system import CpuMeter, Database, Process, postmaster_pid, start_worker
+from bench.report import Report, shown_spread, summary
+from bench.smtp import SmtpSink, free_port
+from bench.system import (
+    CpuMeter,
+    Database,
+    Process,
+    log_dir_for,
+    postmaster_pid,
+    start_web,
+    start_worker,
+)
+from bench.throughput import (
+    Arm,
+    BacklogArm,
+    CeleryArm,
+    Drain,
+    EndToEndArm,
+    RawArm,
+    median_cpu,
+    spread,
+)
+from bench.wire import WireCounter
 from config import ProductionConfig, sqlalchemy_url
 
 logger = logging.getLogger("bench")
@@ -53,6 +71,13 @@ class Settings:
     scenarios: set[str]
     drain_timeout: float
     rounds: int
+    warmup: int
+    round_trip_jobs: int
+    backlog_small: int
+    backlog_large: int
+    backlog_window: int
+    backlog_rounds: int
+    statement_requests: int
 
 
 def now_utc() -> datetime:
@@ -245,31 +270,6 @@ class Bench:
             ),
         }
 
-    def cpu_while(
-        self,
-        what: str,
-        worker: Process,
-        jobs_done: Callable[[], int],
-        until: Callable[[], bool],
-    ) -> dict[str, float]:
-        """Wait for `until`, and return the CPU milliseconds per job the worker and the
-        PostgreSQL backends serving it spent meanwhile (the worker's start-up after
-        registering, such as jobboard's worker creating its Flask app on the first job,
-        is included)."""
-        done_before = jobs_done()
-        meter = CpuMeter(
-            backends=self.database_backends if self.postmaster else None,
-            worker=worker.popen.pid,
-        ).start()
-
-        def check() -> None:
-            self.check_processes()
-            worker.check_running()
-
-        wait_for(what, until, self.settings.drain_timeout, check)
-        meter.stop()
-        return meter.per_job_ms(jobs_done() - done_before)
-
     def database_backends(self) -> list[int]:
         """PostgreSQL backends serving our database, except our own connection."""
         rows = self.conn.execute(
@@ -277,11 +277,6 @@ class Bench:
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
         ).fetchall()
         return [row[0] for row in rows]
-
-    def add_cpu_row(self, scenario: str, cpu: dict[str, float]) -> None:
-        if cpu:
-            shown = ", ".join(f"{name} {value:.1f}" for name, value in cpu.items())
-            self.report.add(scenario, "CPU ms per job", shown)
 
     def unfinished_queue_entries(self, owner_id: int) -> int:
         return self.scalar(
@@ -385,151 +380,320 @@ class Bench:
         early = figures["early_starts"] + figures["engine_early_starts"]
         report.add(scenario, "jobs started early", early, "", "0", early == 0)
 
-    # --- scenario 1 ----------------------------------------------------------------------
+    # --- scenario 1: queue throughput, interleaved arms ----------------------------------
 
-    def throughput(self, run_baseline: bool, run_end_to_end: bool) -> float | None:
-        """Scenarios 1 and 2 (through the service), side by side: `rounds` times the
-        no-op drain then the echo drain, so drift on a shared machine weighs on both.
-        Returns the median no-op rate (None when scenario 1 did not run)."""
-        rounds = self.settings.rounds
-        baselines: list[dict[str, Any]] = []
-        end_to_ends: list[dict[str, Any]] = []
-        for number in range(1, rounds + 1):
-            if run_baseline:
-                baselines.append(self.queue_engine_baseline(number))
-            if run_end_to_end:
-                end_to_ends.append(self.end_to_end_service(number))
-        self.report.details["1_queue_engine"] = baselines
-        self.report.details["2_end_to_end_service"] = end_to_ends
-        median_of = "" if rounds == 1 else f", median of {rounds} rounds"
-        baseline = None
-        if baselines:
-            scenario = "1 queue engine, no-op"
-            baseline = statistics.median(b["per_second"] for b in baselines)
-            jobs = sum(b["succeeded"] for b in baselines)
-            self.report.add(scenario, f"jobs/s ({jobs} jobs{median_of})", baseline, "jobs/s")
-            self.add_cpu_row(scenario, baselines[-1]["cpu_ms_per_job"])
-            self.report.add(
-                scenario,
-                "batch_defer",
-                statistics.median(b["batch_defer_per_second"] for b in baselines),
-                "jobs/s",
+    def analyze(self) -> None:
+        """Steady state: fresh statistics after bulk inserts, as autovacuum would have
+        them later (without them each fetch sorts every queued row)."""
+        self.conn.execute("ANALYZE")
+
+    def pg_meter(self, worker: Process) -> CpuMeter:
+        """The worker's process tree; `postgres`: the backends serving the benchmark's
+        database (the work its clients cause); `postgres_shared`: the server's own
+        processes (WAL writer, checkpointer, autovacuum...), which serve every database
+        on the server, so that figure includes other users' load on a shared server."""
+        groups: dict[str, Callable[[], list[int]]] = {}
+        if self.postmaster:
+            groups = {
+                "postgres": self.database_backends,
+                "postgres_shared": self.server_processes,
+            }
+        return CpuMeter(groups, worker=worker.popen.pid)
+
+    def server_processes(self) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type <> 'client backend'"
+        ).fetchall()
+        return [row[0] for row in rows] + ([self.postmaster] if self.postmaster else [])
+
+    def clone_job(self, template_id: int, count: int) -> None:
+        """`count` copies of a job row and of its queue entry, each with its own id, its
+        own `job_id` argument and lock (the template's id in them replaced)."""
+        if count <= 0:
+            return
+        columns = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'jobs'"
+                " AND column_name NOT IN ('id', 'queue_job_id') ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        queue_columns = [
+            row[0]
+            for row in self.conn.execute(
+                "SELECT column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND table_name = 'procrastinate_jobs'"
+                " AND column_name NOT IN ('id', 'lock', 'queueing_lock', 'args')"
+                " ORDER BY ordinal_position"
+            ).fetchall()
+        ]
+        job_list = ", ".join(columns)
+        queue_list = ", ".join(queue_columns)
+        queue_copied = ", ".join(f"q.{name}" for name in queue_columns)
+        with self.conn.transaction():
+            # Two statements: the rows a data-modifying CTE inserts are invisible to the
+            # rest of its own statement.
+            clone_ids = [
+                row[0]
+                for row in self.conn.execute(
+                    f"INSERT INTO jobs ({job_list})"
+                    f" SELECT {job_list} FROM jobs, generate_series(1, %(count)s)"
+                    f" WHERE id = %(template)s RETURNING id",
+                    {"count": count, "template": template_id},
+                ).fetchall()
+            ]
+            self.conn.execute(
+                f"WITH entries AS ("
+                f"   INSERT INTO procrastinate_jobs ({queue_list}, lock, queueing_lock, args)"
+                f"   SELECT {queue_copied},"
+                f"     regexp_replace(q.lock, %(template)s::text || '$', c.id::text),"
+                f"     regexp_replace(q.queueing_lock, %(template)s::text || '$', c.id::text),"
+                f"     jsonb_set(q.args, '{{job_id}}', to_jsonb(c.id))"
+                f"   FROM unnest(%(ids)s::bigint[]) AS c(id),"
+                f"     jobs t JOIN procrastinate_jobs q ON q.id = t.queue_job_id"
+                f"   WHERE t.id = %(template)s"
+                f"   ORDER BY c.id"
+                f"   RETURNING id, (args ->> 'job_id')::bigint AS job_id)"
+                f" UPDATE jobs SET queue_job_id = e.id FROM entries e WHERE jobs.id = e.job_id",
+                {"ids": clone_ids, "template": template_id},
             )
-        if end_to_ends:
-            scenario = "2 end-to-end, service"
-            rate = statistics.median(e["per_second"] for e in end_to_ends)
-            jobs = sum(e["completed_with_result"] for e in end_to_ends)
-            self.report.add(scenario, f"jobs/s completed ({jobs} jobs{median_of})", rate, "jobs/s")
-            if baselines:
-                shares = [
-                    ratio(e["per_second"], b["per_second"])
-                    for b, e in zip(baselines, end_to_ends, strict=True)
-                ]
-                share = statistics.median(shares)
-                shown = "" if rounds == 1 else " (" + ", ".join(f"{x:.2f}" for x in shares) + ")"
-                self.report.add(
-                    scenario, f"ratio to scenario 1{shown}", share, "", ">= 0.8", share >= 0.8
-                )
-            self.add_cpu_row(scenario, end_to_ends[-1]["cpu_ms_per_job"])
-            self.report.add(
-                scenario,
-                "create_job, one by one",
-                statistics.median(e["create_per_second"] for e in end_to_ends),
-                "jobs/s",
-            )
-            self.add_missing_row(scenario, sum(e["missing"] for e in end_to_ends))
-        return baseline
 
-    def queue_engine_baseline(self, number: int) -> dict[str, Any]:
-        count = self.settings.jobs
-        # Alone: jobboard's worker listens on every queue and would take (and fail) these.
-        self.stop_worker()
-        logger.info("scenario 1 (round %d): batch-deferring %d no-op jobs", number, count)
-        started = time.perf_counter()
-        ids = asyncio.run(defer_noops(self.database.url, count))
-        defer_seconds = time.perf_counter() - started
-        first_id, last_id = min(ids), max(ids)
-        logger.info("scenario 1: draining them with the no-op worker (Procfile settings)")
-        worker = start_worker("noop-worker", "bench.noop", self.env, self.database)
+    def now(self) -> datetime:
+        return now_utc()
 
-        def finished() -> int:
-            return self.scalar(
-                "SELECT count(*) FROM procrastinate_jobs WHERE id BETWEEN %s AND %s"
-                " AND status IN ('succeeded', 'failed')",
-                first_id,
-                last_id,
-            )
-
+    def throughput(self) -> float | None:
+        """Raw Procrastinate, jobboard end to end and Celery + Redis, each drained
+        `rounds` times in rotating order, so that drift on a shared machine weighs on
+        every arm; then a counting pass for round trips. Returns the raw arm's median
+        rate, the baseline of scenario 2's HTTP variant."""
+        settings = self.settings
+        self.stop_worker()  # jobboard's worker listens on every queue: each arm runs alone
+        warmup = min(settings.warmup, settings.jobs // 4)
+        arms: list[Arm] = [RawArm(self), EndToEndArm(self)]
+        celery_reason = celery_noop.unavailable()
+        celery: CeleryArm | None = None
+        if celery_reason is None:
+            celery = CeleryArm(self)
+            arms.append(celery)
+        else:
+            logger.info("Celery + Redis arm unavailable: %s", celery_reason)
+        runs: dict[str, list[dict[str, Any]]] = {arm.key: [] for arm in arms}
         try:
-            cpu = self.cpu_while("scenario 1 drain", worker, finished, lambda: finished() >= count)
+            for number in range(1, settings.rounds + 1):
+                shift = (number - 1) % len(arms)
+                for arm in arms[shift:] + arms[:shift]:
+                    logger.info(
+                        "scenario 1 (round %d): %s, %d jobs (%d warm-up)",
+                        number,
+                        arm.label,
+                        settings.jobs,
+                        warmup,
+                    )
+                    drain = Drain(arm, settings.jobs, warmup, settings.drain_timeout, self.check)
+                    try:
+                        runs[arm.key].append(drain.run(number))
+                    except Exception as exc:
+                        if arm is not celery:
+                            raise
+                        # The anchor is optional: its failure is reported, not fatal.
+                        logger.warning("Celery + Redis arm failed: %r", exc)
+                        arm.stop()
+                        celery_reason = f"failed: {exc!r}"[:200]
+                        del runs["celery"]
+                        arms.remove(arm)
+                        continue
         finally:
-            worker.stop()
-        first_start, last_finish, succeeded = self.conn.execute(
-            "SELECT min(at) FILTER (WHERE type = 'started'),"
-            " max(at) FILTER (WHERE type = 'succeeded'),"
-            " count(*) FILTER (WHERE type = 'succeeded')"
-            " FROM procrastinate_events WHERE job_id BETWEEN %s AND %s",
-            (first_id, last_id),
-        ).fetchone()
-        seconds = (last_finish - first_start).total_seconds()
-        return {
-            "round": number,
-            "jobs": count,
-            "succeeded": succeeded,
-            "batch_defer_seconds": defer_seconds,
-            "batch_defer_per_second": count / defer_seconds,
-            "drain_seconds": seconds,
-            "per_second": ratio(succeeded, seconds),
-            "cpu_ms_per_job": cpu,
+            if celery is not None:
+                celery.close()
+        wire_runs = self.round_trips(arms[:2]) if settings.round_trip_jobs > 0 else {}
+        self.report.details["1_throughput"] = {
+            "rounds": runs,
+            "round_trip_pass": wire_runs,
+            "warmup": warmup,
+            "celery_unavailable": celery_reason,
         }
+        self.add_throughput_rows(runs, wire_runs, celery_reason)
+        raw = self.report.summary.get("raw_jobs_per_s")
+        return raw if isinstance(raw, float) and not math.isnan(raw) else None
 
-    # --- scenario 2, through the service -------------------------------------------------
+    def check(self) -> None:
+        self.check_processes()
 
-    def end_to_end_service(self, number: int) -> dict[str, Any]:
-        count = self.settings.jobs
+    def round_trips(self, arms: list[Arm]) -> dict[str, dict[str, Any]]:
+        """Each PostgreSQL arm once more, its worker talking to the database through a
+        counting proxy (`bench.wire`): round trips and statements per job. Not timed."""
+        settings = self.settings
+        count = settings.round_trip_jobs
+        warmup = min(settings.warmup, count // 4)
+        wire = WireCounter(self.database.url).start()
+        results: dict[str, dict[str, Any]] = {}
+        try:
+            for arm in arms:
+                logger.info("scenario 1: counting round trips, %s, %d jobs", arm.label, count)
+                drain = Drain(arm, count, warmup, settings.drain_timeout, self.check, wire=wire)
+                results[arm.key] = drain.run(0)
+        finally:
+            wire.stop()
+        return results
+
+    def add_throughput_rows(
+        self,
+        runs: dict[str, list[dict[str, Any]]],
+        wire_runs: dict[str, dict[str, Any]],
+        celery_reason: str | None,
+    ) -> None:
+        report, settings = self.report, self.settings
+        scenario = "1 queue throughput"
+        rates = {key: [run["per_second"] for run in arm_runs] for key, arm_runs in runs.items()}
+        arms_summary = {key: spread(values) for key, values in rates.items()}
+        arm_classes = (RawArm, EndToEndArm, CeleryArm)
+        labels = {arm.key: arm.label for arm in arm_classes}
+        queued_by = {arm.key: arm.queued_by for arm in arm_classes}
+        rounds_text = f"{settings.rounds} rounds x {settings.jobs} jobs"
+        for key, figures in arms_summary.items():
+            report.add(
+                scenario,
+                f"{labels[key]}: jobs/s, median (min-max), {rounds_text}",
+                shown_spread(figures),
+            )
+            cpu = median_cpu([run["cpu_ms_per_job"] for run in runs[key]])
+            if cpu:
+                shown = ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
+                report.add(scenario, f"{labels[key]}: CPU ms per job (median)", shown)
+            queued = statistics.median(run["queued_per_second"] for run in runs[key])
+            report.add(
+                scenario, f"{labels[key]}: queued by {queued_by[key]} (median)", queued, "jobs/s"
+            )
+            if key == "celery":
+                commands = statistics.median(run["redis_commands_per_job"] for run in runs[key])
+                report.add(scenario, f"{labels[key]}: Redis commands per job", commands)
+        if celery_reason is not None:
+            report.add(scenario, f"{labels['celery']}: jobs/s", f"n/a ({celery_reason})")
+        for key, arm_runs in runs.items():
+            missing = sum(run["jobs"] - run["completed"] for run in arm_runs)
+            if missing:
+                report.add(scenario, f"{labels[key]}: jobs not completed", missing, "", "0", False)
+
+        def paired(numerator: str, denominator: str) -> dict[str, Any]:
+            if numerator not in rates or denominator not in rates:
+                return spread([])
+            return spread(
+                [ratio(a, b) for a, b in zip(rates[numerator], rates[denominator], strict=True)]
+            )
+
+        e2e_per_raw = paired("e2e", "raw")
+        e2e_per_celery = paired("e2e", "celery")
+        for label, figures, target in (
+            ("end to end / raw, per round", e2e_per_raw, 0.9),
+            ("end to end / Celery, per round", e2e_per_celery, 1.0),
+        ):
+            median = figures["median"]
+            report.add(
+                scenario,
+                f"{label}: median (min-max)",
+                shown_spread(figures, 2) if not math.isnan(median) else "n/a",
+                "",
+                f">= {target:g}",
+                None if math.isnan(median) else median >= target,
+            )
+        for key, run in wire_runs.items():
+            target = "<= 4" if key == "e2e" else ""
+            value = run["round_trips_per_job"]
+            report.add(
+                scenario,
+                f"{labels[key]}: DB round trips per job ({run['measured_jobs']} jobs counted)",
+                value,
+                "",
+                target,
+                (value <= 4) if key == "e2e" else None,
+            )
+            report.add(scenario, f"{labels[key]}: DB statements per job", run["statements_per_job"])
+
+        def median_of(key: str) -> float:
+            return arms_summary[key]["median"] if key in arms_summary else math.nan
+
+        report.summary.update(
+            {
+                "rounds": settings.rounds,
+                "jobs_per_round": settings.jobs,
+                "warmup_jobs": min(settings.warmup, settings.jobs // 4),
+                "raw_jobs_per_s": median_of("raw"),
+                "e2e_jobs_per_s": median_of("e2e"),
+                "celery_jobs_per_s": median_of("celery") if "celery" in rates else None,
+                "celery_unavailable": celery_reason,
+                "e2e_per_raw": e2e_per_raw["median"],
+                "e2e_per_celery": e2e_per_celery["median"] if "celery" in rates else None,
+                "round_trips_per_job": wire_runs.get("e2e", {}).get("round_trips_per_job"),
+                "raw_round_trips_per_job": wire_runs.get("raw", {}).get("round_trips_per_job"),
+                "arms": {
+                    **arms_summary,
+                    "e2e_per_raw": e2e_per_raw,
+                    "e2e_per_celery": e2e_per_celery,
+                },
+                "cpu_ms_per_job": {
+                    key: median_cpu([run["cpu_ms_per_job"] for run in arm_runs])
+                    for key, arm_runs in runs.items()
+                },
+            }
+        )
+
+    # --- scenario 2: fetch cost vs backlog -------------------------------------------------
+
+    def backlog(self) -> None:
+        """The end-to-end rate with a small and with a large queued backlog: the same
+        number of completions measured, only the number of jobs waiting differs."""
+        settings = self.settings
         self.stop_worker()
-        owner_id, _token = self.make_user(f"e2e-service-{number}")
-        logger.info(
-            "scenario 2 (round %d): creating %d echo jobs through jobs.service.create_job",
-            number,
-            count,
-        )
-        started = time.perf_counter()
-        with self.job_service(owner_id) as create:
-            for index in range(count):
-                create(
-                    {
-                        "name": f"echo {index}",
-                        "kind": "echo",
-                        "params": {"index": index},
-                        "scheduled_time": (now_utc() + SCHEDULE_MARGIN).isoformat(),
-                    }
+        sizes = (settings.backlog_small, settings.backlog_large)
+        measured = min(settings.backlog_window, *sizes)
+        warmup = min(settings.warmup, measured // 4)
+        arm = BacklogArm(self)
+        runs: dict[int, list[dict[str, Any]]] = {size: [] for size in sizes}
+        for number in range(1, settings.backlog_rounds + 1):
+            for size in sizes if number % 2 else tuple(reversed(sizes)):
+                logger.info(
+                    "scenario 2 (round %d): %d echo jobs queued, measuring %d completions",
+                    number,
+                    size,
+                    measured - warmup,
                 )
-        create_seconds = time.perf_counter() - started
-        # Start the worker once every job is due, so that the drain is not paced by us.
-        last_due = self.scalar("SELECT max(scheduled_time) FROM jobs WHERE owner_id = %s", owner_id)
-        time.sleep(max(0.0, (last_due - now_utc()).total_seconds()))
-        logger.info("scenario 2: draining them with `python -m workers`")
-        self.start_worker()
-        assert self.worker is not None
-        cpu = self.cpu_while(
-            "scenario 2 drain",
-            self.worker,
-            lambda: self.completed_jobs(owner_id),
-            lambda: (
-                self.completed_jobs(owner_id) >= count
-                or self.unfinished_queue_entries(owner_id) == 0
-            ),
+                drain = Drain(
+                    arm, size, warmup, settings.drain_timeout, self.check, stop_at=measured
+                )
+                runs[size].append(drain.run(number))
+        small, large = (spread([run["per_second"] for run in runs[size]]) for size in sizes)
+        backlog_ratio = spread(
+            [
+                ratio(a["per_second"], b["per_second"])
+                for a, b in zip(runs[sizes[1]], runs[sizes[0]], strict=True)
+            ]
         )
-        missing = self.drain("scenario 2 drain", owner_id, count)
-        return {
-            "round": number,
-            **self.job_span(owner_id),
-            "missing": missing,
-            "create_seconds": create_seconds,
-            "create_per_second": count / create_seconds,
-            "cpu_ms_per_job": cpu,
-        }
+        self.report.details["2_backlog"] = {str(size): runs[size] for size in sizes}
+        scenario = "2 fetch cost vs backlog"
+        for size, figures in ((sizes[0], small), (sizes[1], large)):
+            self.report.add(
+                scenario,
+                f"end to end, {size:,} queued: jobs/s over {measured - warmup} completions",
+                shown_spread(figures),
+            )
+        self.report.add(
+            scenario,
+            f"rate at {sizes[1]:,} / rate at {sizes[0]:,}",
+            backlog_ratio["median"],
+            "",
+            ">= 0.9",
+            backlog_ratio["median"] >= 0.9,
+        )
+        self.report.summary.update(
+            {
+                "backlog_small": sizes[0],
+                "backlog_large": sizes[1],
+                "backlog_small_jobs_per_s": small["median"],
+                "backlog_large_jobs_per_s": large["median"],
+                "backlog_large_per_small": backlog_ratio["median"],
+            }
+        )
 
     # --- scenario 3, idle ------------------------------------------------------------------
 
@@ -620,7 +784,11 @@ class Bench:
             "jobs/s",
         )
         if baseline is not None:
-            self.report.add(scenario, "ratio to scenario 1", ratio(span["per_second"], baseline))
+            self.report.add(
+                scenario,
+                "ratio to raw Procrastinate (scenario 1 median)",
+                ratio(span["per_second"], baseline),
+            )
         self.report.add(
             scenario,
             f"POST /api/jobs/ while draining (c={settings.http_concurrency})",
@@ -761,6 +929,59 @@ class Bench:
                     )
         self.report.details["4_api"] = {name: result.as_dict() for name, result in results.items()}
         self.report.details["4_api"]["seeded_jobs"] = settings.api_seed
+        if settings.statement_requests > 0:
+            self.api_statements({"GET /api/jobs/": list_jobs, "POST /api/jobs/": post_job})
+
+    def api_statements(self, requests: dict[str, Callable[[int], Any]]) -> None:
+        """Statements and round trips per request, counted by a proxy (`bench.wire`) in
+        front of a gunicorn of its own (one worker) that only these requests reach,
+        one at a time after a warm-up."""
+        settings = self.settings
+        wire = WireCounter(self.database.url).start()
+        port = free_port()
+        env = {**self.env, "DATABASE_URL": wire.url}
+        counted: dict[str, dict[str, float]] = {}
+        try:
+            web = start_web(env, port, 1, log_dir_for(self.database.name), name="web-counted")
+            try:
+                for name, factory in requests.items():
+                    run_load(port, factory, 3, 1)  # first-request work, pool connections
+                    before, texts_before = wire.counts(), wire.statement_texts()
+                    result = run_load(port, factory, settings.statement_requests, 1)
+                    delta = wire.counts() - before
+                    texts = wire.statement_texts() - texts_before
+                    counted[name] = {
+                        "requests": result.requests,
+                        "statements": {
+                            text: count / result.requests for text, count in texts.most_common()
+                        },
+                        "statements_per_request": delta.statements / result.requests,
+                        "round_trips_per_request": delta.round_trips / result.requests,
+                        "new_connections": delta.connections,
+                    }
+            finally:
+                web.stop()
+        finally:
+            wire.stop()
+        self.report.details["4_api_statements"] = counted
+        for name, target, key in (
+            ("GET /api/jobs/", 3, "get_jobs_statements"),
+            ("POST /api/jobs/", 4, "post_jobs_statements"),
+        ):
+            figures = counted[name]
+            value = figures["statements_per_request"]
+            self.report.add(
+                f"4 API {name}",
+                f"SQL statements per request ({figures['requests']} requests)",
+                value,
+                "",
+                f"<= {target}",
+                value <= target,
+            )
+            self.report.add(
+                f"4 API {name}", "DB round trips per request", figures["round_trips_per_request"]
+            )
+            self.report.summary[key] = value
 
     # --- scenario 5 ------------------------------------------------------------------------
 

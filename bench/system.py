@@ -182,10 +182,12 @@ def wait_until_ready(process: Process, ready: Callable[[], bool], what: str) -> 
         raise
 
 
-def start_web(env: dict[str, str], port: int, workers: int, log_dir: Path) -> Process:
+def start_web(
+    env: dict[str, str], port: int, workers: int, log_dir: Path, name: str = "web"
+) -> Process:
     """The Procfile's web entry, bound to loopback."""
     process = Process(
-        "web",
+        name,
         [
             str(BIN / "gunicorn"),
             "wsgi:app",
@@ -266,26 +268,28 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 class CpuMeter:
-    """CPU seconds spent between `start()` and `stop()` by named process trees, and by
-    the PostgreSQL backends serving our database (`backends()` lists their pids; the
-    server's shared processes and other databases' backends are not counted)."""
+    """CPU seconds (utime + stime, as /proc/<pid>/stat has them, read through psutil)
+    spent between `start()` and `stop()` by named process trees, and by named groups of
+    single processes listed anew at each reading (`groups`, e.g. the PostgreSQL backends
+    serving our database); a process of a group that exits in between loses its count."""
 
-    def __init__(self, backends: Callable[[], list[int]] | None = None, **pids: int | None) -> None:
+    def __init__(
+        self, groups: dict[str, Callable[[], list[int]]] | None = None, **pids: int | None
+    ) -> None:
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
-        self.backends = backends
+        self.groups = groups or {}
         self._start: dict[str, float | None] = {}
-        self._backends_start: dict[int, float] = {}
+        self._groups_start: dict[str, dict[int, float]] = {}
         self.seconds: dict[str, float] = {}
 
-    def _backend_times(self) -> dict[int, float]:
-        assert self.backends is not None
-        times = {pid: process_cpu_seconds(pid) for pid in self.backends()}
+    @staticmethod
+    def _times(pids: list[int]) -> dict[int, float]:
+        times = {pid: process_cpu_seconds(pid) for pid in pids}
         return {pid: value for pid, value in times.items() if value is not None}
 
     def start(self) -> CpuMeter:
         self._start = {name: tree_cpu_seconds(pid) for name, pid in self.pids.items()}
-        if self.backends is not None:
-            self._backends_start = self._backend_times()
+        self._groups_start = {name: self._times(list_()) for name, list_ in self.groups.items()}
         return self
 
     def stop(self) -> dict[str, float]:
@@ -293,10 +297,10 @@ class CpuMeter:
             before, after = self._start.get(name), tree_cpu_seconds(pid)
             if before is not None and after is not None:
                 self.seconds[name] = after - before
-        if self.backends is not None:
-            self.seconds["postgres"] = sum(
-                value - self._backends_start.get(pid, 0.0)
-                for pid, value in self._backend_times().items()
+        for name, list_ in self.groups.items():
+            started = self._groups_start.get(name, {})
+            self.seconds[name] = sum(
+                value - started.get(pid, 0.0) for pid, value in self._times(list_()).items()
             )
         return self.seconds
 

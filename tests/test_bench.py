@@ -1,51 +1,143 @@
-"""Smoke test of the benchmark harness (`python -m bench`): it runs, drains, reports and
-cleans up. No timing is asserted; the figures themselves are for the benchmark to show."""
+"""Smoke tests of the benchmark harness (`python -m bench`): it runs its arms, drains,
+reports and cleans up, and its round-trip counter counts what a client sends. No timing
+is asserted; the figures themselves are for the benchmark to show."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 
 import psycopg
 
+from bench.throughput import spread, window
+from bench.wire import WireCounter
 from config import PROJECT_ROOT
+from jobboard.embedded_db import drop_database, with_database
+
+SUMMARY_KEYS = {
+    "raw_jobs_per_s",
+    "e2e_jobs_per_s",
+    "celery_jobs_per_s",
+    "e2e_per_raw",
+    "e2e_per_celery",
+    "round_trips_per_job",
+    "get_jobs_statements",
+    "post_jobs_statements",
+}
 
 
-def test_bench_runs_the_queue_engine_scenario_end_to_end(database_server, tmp_path):
+def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp_path):
     name = f"jbtest_{os.getpid()}_bench"
     results = tmp_path / "bench.json"
-    env = {**os.environ, "DATABASE_URL": database_server.admin_url}
+    # Nothing listens on port 1: the Celery arm must report itself unavailable, not fail
+    # (and it does the same where celery is not installed).
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_server.admin_url,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    arguments = {
+        "--scenarios": "1,2",
+        "--jobs": "30",
+        "--rounds": "2",
+        "--warmup": "2",
+        "--round-trip-jobs": "8",
+        "--small-backlog": "20",
+        "--backlog": "60",
+        "--backlog-window": "10",
+        "--http-jobs": "6",
+        "--timed-jobs": "3",
+        "--timed-ahead": "1,2",
+        "--database": name,
+        "--json": str(results),
+    }
+    argv = [sys.executable, "-m", "bench", *(part for item in arguments.items() for part in item)]
+    try:
+        finished = subprocess.run(
+            [*argv, "--keep-database"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        with psycopg.connect(with_database(database_server.admin_url, name)) as conn:
+            queued = conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
+            ).fetchone()[0]
+            backlog_jobs_left = conn.execute(
+                "SELECT count(*) FROM jobs WHERE status = 'pending'"
+            ).fetchone()[0]
+    finally:
+        drop_database(database_server.admin_url, name)
 
-    finished = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench",
-            "--scenarios",
-            "1",
-            "--jobs",
-            "20",
-            "--database",
-            name,
-            "--json",
-            str(results),
-        ],
-        cwd=PROJECT_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-    assert finished.returncode == 0, finished.stderr[-3000:]
-    assert "1 queue engine, no-op" in finished.stdout
+    assert queued == 0, "the backlog's leftover queue entries are deleted"
+    assert backlog_jobs_left == 0
+    assert "1 queue throughput" in finished.stdout
+    assert "Celery + Redis, no-op (prefork x4): jobs/s" in finished.stdout
     figures = json.loads(results.read_text())
-    assert figures["details"]["1_queue_engine"][0]["succeeded"] == 20
-    assert figures["environment"]["cpu_count"] >= 1
-    metrics = {row["metric"] for row in figures["results"]}
-    assert "jobs/s (20 jobs)" in metrics
-    with psycopg.connect(database_server.admin_url, autocommit=True) as conn:
-        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-    assert left is None, "the benchmark database is dropped afterwards"
+    summary = figures["summary"]
+    assert summary.keys() >= SUMMARY_KEYS
+    assert summary["get_jobs_statements"] is None  # scenario 4 did not run
+    assert summary["celery_jobs_per_s"] is None
+    assert summary["e2e_per_celery"] is None
+    assert (
+        "redis://127.0.0.1:1/0" in summary["celery_unavailable"]
+        or "not installed" in (summary["celery_unavailable"])
+    )
+    assert summary["raw_jobs_per_s"] > 0
+    assert summary["e2e_jobs_per_s"] > 0
+    assert summary["e2e_per_raw"] > 0
+    for arm in ("raw", "e2e"):
+        figures_of_arm = summary["arms"][arm]
+        assert len(figures_of_arm["rounds"]) == 2
+        assert figures_of_arm["min"] <= figures_of_arm["median"] <= figures_of_arm["max"]
+    # Each job costs a few round trips at least (fetch, finish), whatever the code does.
+    assert summary["raw_round_trips_per_job"] >= 2
+    assert summary["round_trips_per_job"] >= 2
+    rounds = figures["details"]["1_throughput"]["rounds"]
+    for arm in ("raw", "e2e"):
+        for run in rounds[arm]:
+            assert run["completed"] == 30
+            assert run["measured_jobs"] == 28  # the warm-up left out
+        # CPU is read at the end of the warm-up and of the drain (unmeasurable only when
+        # every job finished between two readings).
+        assert any(run["cpu_ms_per_job"].get("worker", 0) > 0 for run in rounds[arm])
+    assert summary["backlog_small"] == 20 and summary["backlog_large"] == 60
+    assert summary["backlog_large_per_small"] > 0
+
+
+def test_wire_counter_counts_round_trips_and_statements(database_server):
+    wire = WireCounter(database_server.admin_url).start()
+    try:
+        with psycopg.connect(wire.url) as conn:
+            before = wire.counts()
+            with conn.transaction():
+                conn.execute("SELECT %s::int", (1,)).fetchone()
+                conn.execute("SELECT 2").fetchone()
+            counted = wire.counts() - before
+            texts = wire.statement_texts()
+        with psycopg.connect(wire.url, autocommit=True) as conn:
+            before = wire.counts()
+            conn.execute("SELECT 3").fetchone()
+            autocommitted = wire.counts() - before
+    finally:
+        wire.stop()
+    # BEGIN, two SELECTs, COMMIT: one statement and one round trip each.
+    assert (counted.statements, counted.round_trips) == (4, 4)
+    assert texts["BEGIN"] == 1 and texts["COMMIT"] == 1 and texts["SELECT 2"] == 1
+    assert (autocommitted.statements, autocommitted.round_trips) == (1, 1)
+    assert counted.connections == 0 and wire.counts().connections == 2
+
+
+def test_window_leaves_the_warm_up_out_and_spread_skips_missing_rounds():
+    assert window([0.0, 1.0, 2.0, 4.0], 2) == (1.0, 4.0, 2)
+    first, last, measured = window([0.0, 1.0], 2)
+    assert math.isnan(first) and math.isnan(last) and measured == 0
+    figures = spread([3.0, math.nan, 1.0, 2.0])
+    assert (figures["median"], figures["min"], figures["max"]) == (2.0, 1.0, 3.0)
+    assert math.isnan(spread([math.nan])["median"])
