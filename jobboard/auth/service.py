@@ -68,12 +68,10 @@ from jobboard.ratelimit import (
     UNKNOWN_IP,
     Limit,
 )
-from workers.app import QUEUE_MAIL
+from workers.app import QUEUE_MAIL, SEND_PASSWORD_RESET_CODE_TASK, SEND_VERIFICATION_CODE_TASK
 
 logger = logging.getLogger(__name__)
 
-SEND_VERIFICATION_CODE_TASK = "send_verification_code"
-SEND_PASSWORD_RESET_CODE_TASK = "send_password_reset_code"
 OTP_DIGITS = 6
 MIN_PASSWORD_LENGTH = 8
 

@@ -25,10 +25,8 @@ from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs.policy import is_party
 from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc
-from workers.app import QUEUE_JOBS
+from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
 from workers.processors import get_processor
-
-PROCESS_JOB_TASK = "process_job"
 
 SORT_COLUMNS = {
     "created_at": Job.created_at,
