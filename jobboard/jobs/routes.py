@@ -128,7 +128,7 @@ class JobById(VerifiedUserView):
     @error(409, "The job has started or finished")
     def delete(self, job_id: int):
         """Cancel a pending job and its queue entry"""
-        return service.cancel_job(caller(), job_id)
+        return transitions.cancel_job(caller(), job_id)
 
 
 @blp.route("/jobs/<int:job_id>/result/")
@@ -151,7 +151,7 @@ class JobRetry(VerifiedUserView):
     @error(409, "The job is not failed")
     def post(self, job_id: int):
         """Retry a failed job now, with a fresh round of max_attempts"""
-        return service.retry_failed_job(caller(), job_id)
+        return transitions.retry_failed_job(caller(), job_id)
 
 
 @blp.route("/jobs/<int:job_id>/deliver/")
