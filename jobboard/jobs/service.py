@@ -63,11 +63,7 @@ def create_job(
     # Checked after the replay lookup: repeating a request whose time has passed since must
     # still return the job it created. No scheduled_time means now.
     run_now = data.get("scheduled_time") is None
-    if not run_now and data["scheduled_time"] <= now_utc():
-        raise Unprocessable(
-            "scheduled_time must be in the future.",
-            errors={"json": {"scheduled_time": ["Must be in the future."]}},
-        )
+    scheduled_time = future_or_now(data.get("scheduled_time"))
     quotas.check_new_job(owner_id, data["params"])
 
     job = Job(
@@ -77,7 +73,7 @@ def create_job(
         kind=data["kind"],
         params=data["params"],
         # In UTC, as the database returns it: the response renders this object as it is.
-        scheduled_time=now_utc() if run_now else data["scheduled_time"].astimezone(UTC),
+        scheduled_time=scheduled_time,
         priority=data["priority"],
         max_attempts=data["max_attempts"],
     )
@@ -111,6 +107,18 @@ def create_job(
     finally:
         session.expire_on_commit = True
     return job, True
+
+
+def future_or_now(when: datetime | None) -> datetime:
+    """`when` in UTC (None: now); 422 for a time that is not in the future."""
+    if when is None:
+        return now_utc()
+    if when <= now_utc():
+        raise Unprocessable(
+            "scheduled_time must be in the future.",
+            errors={"json": {"scheduled_time": ["Must be in the future."]}},
+        )
+    return when.astimezone(UTC)
 
 
 def runs_in_queue(kind: str) -> bool:

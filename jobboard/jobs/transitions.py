@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
@@ -39,7 +39,7 @@ from jobboard import notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
-from jobboard.jobs.service import runs_in_queue, schedule_job
+from jobboard.jobs.service import future_or_now, runs_in_queue, schedule_job
 from jobboard.locking import locked, locked_rows
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, User, now_utc
 from workers.processors import get_processor
@@ -361,7 +361,7 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
         )
     run_now = "scheduled_time" in values and values["scheduled_time"] is None
     if "scheduled_time" in values:
-        values["scheduled_time"] = _future_or_now(values["scheduled_time"])
+        values["scheduled_time"] = future_or_now(values["scheduled_time"])
     moved = any(
         key in values and values[key] != getattr(job, key) for key in ("scheduled_time", "priority")
     )
@@ -386,14 +386,3 @@ def _params_for(kind: str, params: Any) -> dict[str, Any]:
         raise Unprocessable(
             "params do not fit the job's kind.", errors={"json": {"params": error.messages}}
         ) from error
-
-
-def _future_or_now(when: datetime | None) -> datetime:
-    if when is None:
-        return now_utc()
-    if when <= now_utc():
-        raise Unprocessable(
-            "scheduled_time must be in the future.",
-            errors={"json": {"scheduled_time": ["Must be in the future."]}},
-        )
-    return when.astimezone(UTC)
