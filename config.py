@@ -60,7 +60,6 @@ class Config:
     DATABASE_URL = os.environ.get("DATABASE_URL")
 
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
-    SQLALCHEMY_RECORD_QUERIES = False
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15")))
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "30")))
@@ -79,7 +78,17 @@ class Config:
     PASSWORD_HASH_METHOD = "scrypt"
     MAIL_TIMEOUT = env_float("MAIL_TIMEOUT", 30.0)
 
-    # Jobs and the queue (the worker's own options are in workers/__main__.py).
+    LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    # The embedded PostgreSQL's data folder, used when DATABASE_URL is unset.
+    JOBBOARD_PGDATA = os.environ.get("JOBBOARD_PGDATA") or str(PROJECT_ROOT / ".data" / "postgres")
+
+    # The worker process (`python -m workers`; README, "Configuration").
+    WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 8)
+    MAIL_WORKER_CONCURRENCY = env_int("MAIL_WORKER_CONCURRENCY", 2)
+    WORKER_POLL_INTERVAL = env_float("WORKER_POLL_INTERVAL", 0.1)
+    WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
+
+    # Jobs and the queue.
     JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0)
     QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
     STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)

@@ -204,7 +204,11 @@ class Supervisor:
 def run_tests(pytest_args: list[str]) -> int:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)  # tests create their own databases
-    for check in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+    for check in (
+        ["ruff", "check", "."],
+        ["ruff", "format", "--check", "."],
+        ["lint-imports", "--no-cache"],  # the layering contracts in pyproject.toml
+    ):
         say("lint: " + " ".join(check))
         if subprocess.run([str(BIN / check[0]), *check[1:]], cwd=ROOT, env=env).returncode:
             return 1

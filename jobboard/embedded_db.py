@@ -21,16 +21,15 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from config import PROJECT_ROOT, libpq_url
+from config import config_for_environment, libpq_url
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA_DIR = PROJECT_ROOT / ".data" / "postgres"
 DEFAULT_DATABASE = "jobboard"
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("JOBBOARD_PGDATA", DEFAULT_DATA_DIR)).resolve()
+    return Path(config_for_environment().JOBBOARD_PGDATA).resolve()
 
 
 def _import_pgserver():

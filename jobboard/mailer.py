@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from jobboard import queue
-from workers.app import QUEUE_MAIL
-
-SEND_EMAIL_TASK = "send_email"
+from workers.app import QUEUE_MAIL, SEND_EMAIL_TASK
 
 
 def queue_email(to: str, subject: str, body: str) -> int:

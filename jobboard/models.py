@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -18,12 +19,10 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
-    and_,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from jobboard.extensions import db
@@ -31,6 +30,13 @@ from jobboard.extensions import db
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def zero_filled(statuses: type[enum.StrEnum], rows: Iterable[Any]) -> dict[str, int]:
+    """`(status, count)` rows as a dict with every status of `statuses`, zeros included."""
+    counts = dict.fromkeys((status.value for status in statuses), 0)
+    counts.update({status: count for status, count in rows})
+    return counts
 
 
 def _values_check(column: str, enum_cls: type[enum.StrEnum]) -> str:
@@ -185,11 +191,6 @@ class JobStatus(enum.StrEnum):
     CANCELLED = "cancelled"
 
 
-FINISHED_JOB_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-# A job takes bids while it is not cancelled or finished and nobody has been assigned.
-BIDDABLE_JOB_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
-
-
 class Job(TimestampMixin, db.Model):
     __tablename__ = "jobs"
     __table_args__ = (
@@ -234,17 +235,6 @@ class Job(TimestampMixin, db.Model):
     result: Mapped[JobResult | None] = relationship(
         back_populates="job", uselist=False, cascade="all, delete-orphan"
     )
-
-    @hybrid_property
-    def is_open_for_bids(self) -> bool:
-        return self.status in BIDDABLE_JOB_STATUSES and self.assignee_id is None
-
-    @is_open_for_bids.inplace.expression
-    @classmethod
-    def _is_open_for_bids_expression(cls):
-        return and_(
-            cls.status.in_([s.value for s in BIDDABLE_JOB_STATUSES]), cls.assignee_id.is_(None)
-        )
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self.kind} {self.status}>"

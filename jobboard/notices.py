@@ -15,12 +15,10 @@ from jobboard.bids.schemas import EARLIEST_TIME_ZONE
 from jobboard.extensions import db
 from jobboard.mailer import queue_email
 from jobboard.models import Bid, Job, JobStatus, User, now_utc
-from workers.app import QUEUE_MAIL
+from workers.app import DUE_REMINDER_TASK, OVERDUE_NOTICE_TASK, QUEUE_MAIL
 
 logger = logging.getLogger(__name__)
 
-DUE_REMINDER_TASK = "send_due_reminder"
-OVERDUE_NOTICE_TASK = "send_overdue_notice"
 REMINDER_AHEAD = timedelta(days=1)
 
 

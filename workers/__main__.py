@@ -6,13 +6,10 @@ wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, the 
 tasks run on the event loop's default executor, sized to the sum of both, so every slot
 really runs at once (asyncio's own default is min(32, cpus + 4) threads).
 
-Settings come from the environment, as everything in a Procfile deployment:
-| variable | default | meaning |
-| WORKER_CONCURRENCY | 8 | jobs run at once by this process |
-| MAIL_WORKER_CONCURRENCY | 2 | mail and maintenance tasks run at once, apart from jobs |
-| WORKER_POLL_INTERVAL | 0.1 | seconds between polls for jobs that became due (see README) |
-| WORKER_HEARTBEAT_INTERVAL | 10 | seconds between this worker's heartbeats |
-| STALLED_WORKER_SECONDS | 30 | a worker silent this long is dead; its jobs are retried |
+Settings come from `config.py` (WORKER_CONCURRENCY, MAIL_WORKER_CONCURRENCY,
+WORKER_POLL_INTERVAL, WORKER_HEARTBEAT_INTERVAL, STALLED_WORKER_SECONDS, LOG_LEVEL,
+DATABASE_URL; README, "Configuration"). The queue's connector is built from that
+configuration here, when the worker starts: `workers.app` reads no environment.
 """
 
 from __future__ import annotations
@@ -20,14 +17,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
 
-from config import config_for_environment, env_float
+from config import Config, config_for_environment, libpq_url
+from jobboard import resolve_database_url
+from workers.app import (
+    QUEUE_JOBS,
+    QUEUE_MAIL,
+    QUEUE_MAINTENANCE,
+    RECOVER_STALLED_TASK,
+    new_connector,
+    task_app,
+)
+from workers.context import flask_app
 
 logger = logging.getLogger("workers")
 
@@ -44,27 +50,27 @@ CONNECT_TIMEOUT_SECONDS = 2
 SHUTDOWN_WAIT_SECONDS = 10.0
 
 
-def worker_options() -> dict[str, float | int]:
+def worker_options(config: type[Config] | None = None) -> dict[str, float | int]:
+    config = config or config_for_environment()
     return {
-        "concurrency": int(os.environ.get("WORKER_CONCURRENCY", "8")),
-        "fetch_job_polling_interval": env_float("WORKER_POLL_INTERVAL", 0.1),
-        "update_heartbeat_interval": env_float("WORKER_HEARTBEAT_INTERVAL", 10.0),
-        "stalled_worker_timeout": config_for_environment().STALLED_WORKER_SECONDS,
+        "concurrency": config.WORKER_CONCURRENCY,
+        "fetch_job_polling_interval": config.WORKER_POLL_INTERVAL,
+        "update_heartbeat_interval": config.WORKER_HEARTBEAT_INTERVAL,
+        "stalled_worker_timeout": config.STALLED_WORKER_SECONDS,
     }
 
 
-def worker_set() -> list[dict[str, Any]]:
+def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
     """The Procrastinate workers of one process: each one's queues and options."""
-    from workers.app import QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE
-
-    common = worker_options()
+    config = config or config_for_environment()
+    common = worker_options(config)
     return [
         {**common, "name": "jobs", "queues": [QUEUE_JOBS]},
         {
             **common,
             "name": "mail+maintenance",
             "queues": [QUEUE_MAIL, QUEUE_MAINTENANCE],
-            "concurrency": int(os.environ.get("MAIL_WORKER_CONCURRENCY", "2")),
+            "concurrency": config.MAIL_WORKER_CONCURRENCY,
         },
     ]
 
@@ -74,7 +80,7 @@ class QuietRoutineChecks(logging.Filter):
     people read the worker's log for (mail in development, job outcomes)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        routine = record.levelno <= logging.INFO and "recover_stalled_jobs" in record.getMessage()
+        routine = record.levelno <= logging.INFO and RECOVER_STALLED_TASK in record.getMessage()
         return not routine
 
 
@@ -121,8 +127,6 @@ async def run_workers_once(
 ) -> str:
     """One loop of the process's workers on a connector (and pool) of their own, until one
     of them ends, the database becomes unreachable, or a stop is asked. Returns why."""
-    from workers.app import new_connector
-
     connector = new_connector(conninfo)
     with task_app.replace_connector(connector):
         await connector.open_async()
@@ -213,28 +217,22 @@ async def wait_for_database(conninfo: str, stopping: asyncio.Event) -> bool:
 
 
 def main() -> None:
+    config = config_for_environment()
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO"),
+        level=config.LOG_LEVEL,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietRoutineChecks())
-    # Resolve the database (the embedded one in development) before anything imports
-    # the queue app, whose connector reads DATABASE_URL.
-    from config import libpq_url
-    from jobboard import resolve_database_url
-
-    os.environ["DATABASE_URL"] = libpq_url(resolve_database_url(config_for_environment()))
-
-    from workers.app import task_app
-    from workers.context import flask_app
-
+    # The database (the embedded one in development) resolved from the configuration;
+    # each worker loop installs a connector of its own on it (`run_workers_once`).
+    conninfo = libpq_url(resolve_database_url(config))
     flask_app()  # built before tasks start, not on first use
-    workers = worker_set()
+    workers = worker_set(config)
     for options in workers:
         logger.info("starting worker %s", options)
-    asyncio.run(supervise(task_app, os.environ["DATABASE_URL"], workers))
+    asyncio.run(supervise(task_app, conninfo, workers))
 
 
 if __name__ == "__main__":

@@ -1,17 +1,37 @@
-"""The one Procrastinate App, shared by the web process (which defers) and the worker."""
+"""The queue's shared vocabulary: the one Procrastinate App, its queue names and its task
+names, each defined here once.
+
+A leaf module: it imports nothing from `jobboard` and reads no environment, so the web
+process (which defers by task name) and the worker both import it freely. The App is built
+without a usable conninfo; the worker entry point (`python -m workers`) installs a
+connector built from the application's configuration when it starts
+(`task_app.replace_connector(new_connector(conninfo))`), and the web process never opens
+a pool: every synchronous call passes the SQLAlchemy transaction's own connection.
+The import-linter contract in pyproject.toml keeps this module a leaf.
+"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
-from config import libpq_url
-
 QUEUE_JOBS = "jobs"
 QUEUE_MAIL = "mail"
 QUEUE_MAINTENANCE = "maintenance"
+
+# Task names: the web side defers by these names, the task modules register under them.
+PROCESS_JOB_TASK = "process_job"
+RECOVER_STALLED_TASK = "recover_stalled_jobs"
+PRUNE_QUEUE_TASK = "prune_finished_queue_jobs"
+SEND_EMAIL_TASK = "send_email"
+SEND_VERIFICATION_CODE_TASK = "send_verification_code"
+SEND_PASSWORD_RESET_CODE_TASK = "send_password_reset_code"
+DUE_REMINDER_TASK = "send_due_reminder"
+OVERDUE_NOTICE_TASK = "send_overdue_notice"
+PURGE_TASK = "purge_expired_auth_records"
+UNVERIFIED_TASK = "delete_unverified_accounts"
+SUBSCRIPTIONS_TASK = "process_subscriptions"
 
 
 class TransactionalPsycopgConnector(PsycopgConnector):
@@ -33,12 +53,6 @@ class TransactionalPsycopgConnector(PsycopgConnector):
         return self._transactional_sync
 
 
-def _conninfo() -> str:
-    # The worker entry point (`python -m workers`) resolves DATABASE_URL before import;
-    # the web process never opens this connector's pool.
-    return libpq_url(os.environ.get("DATABASE_URL", ""))
-
-
 def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
     # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
     # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
@@ -47,7 +61,8 @@ def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
 
 
 task_app = App(
-    connector=new_connector(_conninfo()),
+    # No conninfo until the worker starts (see the module's docstring).
+    connector=new_connector(""),
     import_paths=[
         "workers.mail",
         "workers.jobs",

@@ -4,13 +4,8 @@ and a stale one sends nothing."""
 
 from __future__ import annotations
 
-from jobboard.notices import (
-    DUE_REMINDER_TASK,
-    OVERDUE_NOTICE_TASK,
-    due_reminder_email,
-    overdue_email,
-)
-from workers.app import QUEUE_MAIL, task_app
+from jobboard.notices import due_reminder_email, overdue_email
+from workers.app import DUE_REMINDER_TASK, OVERDUE_NOTICE_TASK, QUEUE_MAIL, task_app
 from workers.context import app_context
 from workers.mail import SMTP_RETRY, deliver
 

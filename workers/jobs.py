@@ -10,8 +10,14 @@ from procrastinate.jobs import Status
 
 from config import config_for_environment
 from jobboard.jobs.processing import run_attempt
-from jobboard.jobs.service import PROCESS_JOB_TASK
-from workers.app import QUEUE_JOBS, QUEUE_MAINTENANCE, task_app
+from workers.app import (
+    PROCESS_JOB_TASK,
+    PRUNE_QUEUE_TASK,
+    QUEUE_JOBS,
+    QUEUE_MAINTENANCE,
+    RECOVER_STALLED_TASK,
+    task_app,
+)
 from workers.context import app_context
 
 logger = logging.getLogger(__name__)
@@ -60,9 +66,9 @@ def process_job(context: JobContext, job_id: int, owner_id: int | None = None) -
 
 @task_app.periodic(cron=STALLED_CHECK_CRON, periodic_id="stalled")
 @task_app.task(
-    name="recover_stalled_jobs",
+    name=RECOVER_STALLED_TASK,
     queue=QUEUE_MAINTENANCE,
-    queueing_lock="recover_stalled_jobs",
+    queueing_lock=RECOVER_STALLED_TASK,
     pass_context=True,
 )
 async def recover_stalled_jobs(context: JobContext, timestamp: int) -> int:
@@ -94,13 +100,13 @@ async def recover_stalled_jobs(context: JobContext, timestamp: int) -> int:
 
 @task_app.periodic(cron=PRUNE_CRON, periodic_id="prune")
 @task_app.task(
-    name="prune_finished_queue_jobs",
+    name=PRUNE_QUEUE_TASK,
     queue=QUEUE_MAINTENANCE,
-    queueing_lock="prune_finished_queue_jobs",
+    queueing_lock=PRUNE_QUEUE_TASK,
     pass_context=True,
 )
 async def prune_finished_queue_jobs(context: JobContext, timestamp: int) -> None:
-    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS (24) ago. Job rows
+    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS ago (see README). Job rows
     and their results stay: they are ours, not the queue's."""
     await context.app.job_manager.delete_old_jobs(
         nb_hours=queue_retention_hours(),

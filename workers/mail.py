@@ -18,7 +18,13 @@ from flask import current_app
 from flask_mail import Connection, Message
 
 from jobboard.auth.service import password_reset_email, verification_email
-from workers.app import QUEUE_MAIL, task_app
+from workers.app import (
+    QUEUE_MAIL,
+    SEND_EMAIL_TASK,
+    SEND_PASSWORD_RESET_CODE_TASK,
+    SEND_VERIFICATION_CODE_TASK,
+    task_app,
+)
 from workers.context import app_context
 
 logger = logging.getLogger(__name__)
@@ -76,14 +82,14 @@ def deliver(to: str, subject: str, body: str) -> None:
     logger.info("email %r sent to %s", subject, to)
 
 
-@task_app.task(name="send_email", queue=QUEUE_MAIL, retry=SMTP_RETRY)
+@task_app.task(name=SEND_EMAIL_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
 def send_email(to: str, subject: str, body: str) -> None:
     """Send a plain-text email (deferred by `jobboard.mailer.queue_email`)."""
     with app_context():
         deliver(to, subject, body)
 
 
-@task_app.task(name="send_verification_code", queue=QUEUE_MAIL, retry=SMTP_RETRY)
+@task_app.task(name=SEND_VERIFICATION_CODE_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
 def send_verification_code(otp_id: int, sealed_code: str) -> None:
     """Email the code of OTP `otp_id`, unless that code is no longer wanted; a code that
     expired while waiting is replaced by a fresh one first (never a dead code by mail).
@@ -97,7 +103,7 @@ def send_verification_code(otp_id: int, sealed_code: str) -> None:
             deliver(email.to, email.subject, email.body)
 
 
-@task_app.task(name="send_password_reset_code", queue=QUEUE_MAIL, retry=SMTP_RETRY)
+@task_app.task(name=SEND_PASSWORD_RESET_CODE_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
 def send_password_reset_code(email: str) -> None:
     """Issue a password reset code for the account of `email`, if there is one, and email
     it. Issued at sending time, so it is fresh whatever the queue's delay; each run (a

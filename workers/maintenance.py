@@ -11,13 +11,10 @@ from jobboard.auth.service import (
     purge_expired_revoked_tokens,
 )
 from jobboard.ratelimit import purge_expired_rate_limits
-from workers.app import QUEUE_MAINTENANCE, task_app
+from workers.app import PURGE_TASK, QUEUE_MAINTENANCE, UNVERIFIED_TASK, task_app
 from workers.context import app_context
 
 logger = logging.getLogger(__name__)
-
-PURGE_TASK = "purge_expired_auth_records"
-UNVERIFIED_TASK = "delete_unverified_accounts"
 
 
 # The queueing lock keeps at most one purge waiting, however long the workers were away.

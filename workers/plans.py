@@ -6,12 +6,10 @@ import logging
 from datetime import UTC, datetime
 
 from jobboard.plans.service import process_subscriptions
-from workers.app import QUEUE_MAINTENANCE, task_app
+from workers.app import QUEUE_MAINTENANCE, SUBSCRIPTIONS_TASK, task_app
 from workers.context import app_context
 
 logger = logging.getLogger(__name__)
-
-SUBSCRIPTIONS_TASK = "process_subscriptions"
 
 
 @task_app.periodic(cron="*/5 * * * *", periodic_id="subscriptions")

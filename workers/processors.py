@@ -1,5 +1,9 @@
 """Job processors: the registry that maps a job's `kind` to the function that runs it and the
-marshmallow schema of its `params`, and the built-in kinds.
+marshmallow schema of its `params`, and the built-in kinds that need nothing but their params.
+
+A leaf module: it imports nothing from `jobboard` (the import-linter contract in
+pyproject.toml keeps it so). A kind that needs the application's services, such as
+`report`, registers itself from `jobboard` (see `jobboard/jobs/report.py`).
 
 A processor is `function(params, run) -> output`: `params` are the job's params as its schema
 loaded them, `run` describes the attempt (`JobRun`), and the return value (anything JSON can
@@ -23,7 +27,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -287,37 +291,6 @@ def flaky(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     return {"attempts": run.attempt}
 
 
-@processor("report", schema=NoParams)
-def report(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
-    """Emails the owner a summary of their jobs by status."""
-    # The email is deferred on the worker's transaction, which commits together with the
-    # job's result: a failed attempt sends nothing.
-    from jobboard.extensions import db
-    from jobboard.jobs.service import job_counts_by_status
-    from jobboard.mailer import queue_email
-    from jobboard.models import User
-
-    owner = db.session.get(User, run.owner_id)
-    if owner is None:
-        raise LookupError(f"owner {run.owner_id} no longer exists")
-    counts = job_counts_by_status(owner.id)
-    lines = [f"  {status:<12} {count}" for status, count in counts.items()]
-    body = "\n".join(
-        [
-            "Hello,",
-            "",
-            "here is the summary of your jobs on jobboard by status:",
-            "",
-            *lines,
-            f"  {'total':<12} {sum(counts.values())}",
-            "",
-            f"(report job #{run.job_id})",
-        ]
-    )
-    queue_email(owner.email, "Your jobboard jobs report", body)
-    return {"emailed": owner.email, "counts": counts}
-
-
 class PersonDoesIt(Exception):
     """Raised if a `manual` job ever reached a worker: the queue never runs one."""
 
@@ -328,7 +301,3 @@ def manual(params: dict[str, Any], run: JobRun) -> Any:
 
 
 register("manual", manual, AnyObjectParams, runs_in_queue=False)
-
-
-def builtin_kinds() -> Iterable[str]:
-    return ("echo", "sleep", "wordcount", "checksum", "flaky", "report", "manual")

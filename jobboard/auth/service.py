@@ -45,7 +45,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import generate_password_hash
 
-from jobboard import queue, ratelimit
+from jobboard import locking, queue, ratelimit
 from jobboard.auth.passwords import hash_password, password_matches
 from jobboard.auth.tokens import GENERATION_CLAIM, revoke_all_tokens, revoke_token_once
 from jobboard.errors import (
@@ -68,12 +68,10 @@ from jobboard.ratelimit import (
     UNKNOWN_IP,
     Limit,
 )
-from workers.app import QUEUE_MAIL
+from workers.app import QUEUE_MAIL, SEND_PASSWORD_RESET_CODE_TASK, SEND_VERIFICATION_CODE_TASK
 
 logger = logging.getLogger(__name__)
 
-SEND_VERIFICATION_CODE_TASK = "send_verification_code"
-SEND_PASSWORD_RESET_CODE_TASK = "send_password_reset_code"
 OTP_DIGITS = 6
 MIN_PASSWORD_LENGTH = 8
 
@@ -109,7 +107,7 @@ def normalize_email(email: str) -> str:
 def find_user_by_email(email: str, *, for_update: bool = False) -> User | None:
     statement = select(User).where(func.lower(User.email) == normalize_email(email))
     if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
+        statement = locking.for_update(statement)
     return db.session.scalars(statement).one_or_none()
 
 
@@ -169,7 +167,7 @@ def _latest_code(user: User, purpose: str, *, for_update: bool = False) -> Email
         .limit(1)
     )
     if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
+        statement = locking.for_update(statement)
     return db.session.scalars(statement).one_or_none()
 
 
@@ -262,12 +260,7 @@ def verification_email(
         return None
     # The lock order of every code check: the user row, then the code row.
     find_user_by_email(otp.user.email, for_update=True)
-    otp = db.session.scalars(
-        select(EmailOtp)
-        .where(EmailOtp.id == otp_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).one_or_none()
+    otp = locking.locked(EmailOtp, otp_id)
     if otp is None or otp.consumed_at is not None:
         logger.info("code %s is no longer live; not sending it", otp_id)
         db.session.commit()

@@ -97,18 +97,6 @@ def revoke_all_tokens(user: User) -> None:
     set_committed_value(user, "token_generation", generation)
 
 
-def revoke_token(payload: dict[str, Any]) -> None:
-    """Persist the token's jti so it stays revoked across restarts, until it expires."""
-    db.session.add(
-        RevokedToken(
-            jti=payload["jti"],
-            token_type=payload.get("type", "access"),
-            user_id=int(payload["sub"]),
-            expires_at=datetime.fromtimestamp(payload["exp"], tz=UTC),
-        )
-    )
-
-
 def revoke_token_once(payload: dict[str, Any]) -> bool:
     """Persist the token's revocation unless it is already revoked; True when this call
     revoked it. Two requests racing with the same token cannot both win: the second

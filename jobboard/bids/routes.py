@@ -20,6 +20,7 @@ from jobboard.bids.schemas import (
 )
 from jobboard.edges import Blueprint
 from jobboard.extensions import api
+from jobboard.jobs import policy
 from jobboard.models import Bid
 from jobboard.views import (
     PAGE_SIZES,
@@ -38,9 +39,7 @@ blp = Blueprint(
         "Offers on other people's jobs, and the owner's choice of one. Every call needs a "
         "verified user (401 without a valid token, 403 unverified). Bid status: pending -> "
         "accepted | rejected | withdrawn. "
-        "Visibility: a job is visible to its owner; to every verified user while it is open "
-        "for bids (not cancelled or finished, nobody assigned); and, whatever happens to it "
-        "later, to everyone who ever bid on it. To anybody else it answers 404, as does a "
+        f"{policy.BIDDING_VISIBILITY}, as does a "
         "bid that is not the caller's (or, for the job's owner, not on their job). "
         "Placing a bid emails the job's owner through the queue. "
         "Accepting is one transaction under the job's row lock: the bid becomes accepted, "

@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, pre_dump, validates_sch
 from marshmallow.validate import Length, OneOf
 
 from jobboard.bids.currencies import DEFAULT_CURRENCY, ISO_4217_CURRENCY_CODES
+from jobboard.bids.sorting import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import BidStatus
 from jobboard.reviews.schemas import PublicProfileOut
 from jobboard.reviews.service import public_profiles
@@ -20,8 +21,6 @@ MAX_COMMENT_LENGTH = 2000
 # The date is "today" somewhere on Earth until it has ended in the last time zone, UTC-12.
 EARLIEST_TIME_ZONE = timezone(timedelta(hours=-12))
 
-BID_SORT_KEYS = ("fee", "proposed_deadline", "created_at")
-BID_SORT_CHOICES = tuple(key for name in BID_SORT_KEYS for key in (name, f"-{name}"))
 BID_STATUS_CHOICES = tuple(status.value for status in BidStatus)
 
 
@@ -197,8 +196,8 @@ class BidQueryArgs(Schema):
         metadata={"description": "Repeatable: only bids in these statuses."},
     )
     sort = fields.String(
-        load_default="-created_at",
-        validate=OneOf(BID_SORT_CHOICES),
+        load_default=DEFAULT_SORT,
+        validate=OneOf(SORT_KEYS),
         metadata={
             "description": "`fee`, `proposed_deadline` or `created_at`, `-` prefix for "
             "descending; default `-created_at`. `fee` groups bids by currency first "

@@ -1,12 +1,8 @@
 """Bidding rules: who may bid, edit, withdraw and accept, and the locking that keeps them
 consistent when people act at the same time.
 
-Visibility (a job the caller cannot see answers 404, as if it did not exist):
-- its owner sees it;
-- every verified user sees a job that is open for bids (not cancelled or finished,
-  nobody assigned);
-- a user who has ever bid on a job keeps seeing it, whatever happened since;
-- anyone else does not.
+Who sees a job here and whether it takes bids: `jobboard.jobs.policy`
+(`can_see_for_bidding`, `require_open_for_bids`).
 
 Lock order, the same everywhere so that no two of these can deadlock: the job row first
 (FOR SHARE to bid, edit or withdraw; FOR UPDATE to accept), then the bid rows.
@@ -22,14 +18,16 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, exists, select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from jobboard import notices, quotas
+from jobboard.bids.sorting import DEFAULT_SORT, sorted_by
 from jobboard.errors import Conflict, Forbidden, NotFound
 from jobboard.extensions import db
-from jobboard.jobs.transitions import award
+from jobboard.jobs import policy, transitions
+from jobboard.locking import locked
 from jobboard.mailer import queue_email
 from jobboard.models import Bid, BidStatus, Job, User, now_utc
 
@@ -38,12 +36,6 @@ ONE_ACCEPTED_BID_INDEX = "uq_bids_one_accepted_per_job"
 
 JOB_NOT_FOUND = "Job not found."
 BID_NOT_FOUND = "Bid not found."
-
-SORT_COLUMNS = {
-    "fee": Bid.fee,
-    "proposed_deadline": Bid.proposed_deadline,
-    "created_at": Bid.created_at,
-}
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -55,13 +47,13 @@ def job_bids(
     *,
     statuses: Collection[str] = (),
     currency: str | None = None,
-    sort: str = "-created_at",
+    sort: str = DEFAULT_SORT,
 ) -> Select[tuple[Bid]]:
     """The bids on a job that `viewer` may read: all of them for the owner, only their own
     for anybody else who can see the job."""
     job = _visible_job(job_id, viewer)
     query = select(Bid).where(Bid.job_id == job.id).options(selectinload(Bid.bidder))
-    if job.owner_id != viewer.id:
+    if not policy.is_owner(viewer, job):
         query = query.where(Bid.bidder_id == viewer.id)
     if currency:
         query = query.where(Bid.currency == currency)
@@ -72,7 +64,7 @@ def get_bid(job_id: int, bid_id: int, viewer: User) -> Bid:
     """One bid: the job's owner reads any bid on it, a bidder only their own."""
     job = _visible_job(job_id, viewer)
     query = select(Bid).where(Bid.id == bid_id, Bid.job_id == job.id)
-    if job.owner_id != viewer.id:
+    if not policy.is_owner(viewer, job):
         query = query.where(Bid.bidder_id == viewer.id)
     bid = db.session.scalar(query.options(selectinload(Bid.bidder)))
     if bid is None:
@@ -81,7 +73,7 @@ def get_bid(job_id: int, bid_id: int, viewer: User) -> Bid:
 
 
 def bids_of(
-    bidder: User, *, statuses: Collection[str] = (), sort: str = "-created_at"
+    bidder: User, *, statuses: Collection[str] = (), sort: str = DEFAULT_SORT
 ) -> Select[tuple[Bid]]:
     """The bidder's own bids across all jobs."""
     query = (
@@ -97,37 +89,20 @@ def _filtered_and_sorted(
 ) -> Select[tuple[Bid]]:
     if statuses:
         query = query.where(Bid.status.in_(list(statuses)))
-    key = sort.removeprefix("-")
-    descending = sort.startswith("-")
-    column = SORT_COLUMNS[key]
-    order = [column.desc() if descending else column.asc()]
-    if key == "fee":
-        # Amounts in different currencies are not comparable; keep each currency together.
-        order.insert(0, Bid.currency.asc())
-    order.append(Bid.id.desc() if descending else Bid.id.asc())  # a stable order for paging
-    return query.order_by(*order)
+    return sorted_by(query, sort)
 
 
 def _visible_job(job_id: int, viewer: User, *, share_lock: bool = False) -> Job:
-    """The job if `viewer` may see it (see the module's docstring), else 404; with
+    """The job if `viewer` may see it (`policy.can_see_for_bidding`), else 404; with
     `share_lock`, the row is held FOR SHARE until the transaction ends, which keeps an
     accept (FOR UPDATE) out meanwhile."""
-    query = select(Job).where(Job.id == job_id)
     if share_lock:
-        query = query.with_for_update(read=True)
-    # A locked read must see the row as it is now, not a copy from earlier in the session.
-    job = db.session.scalar(query.execution_options(populate_existing=True))
-    if job is None:
+        job = locked(Job, job_id, shared=True)
+    else:
+        job = db.session.get(Job, job_id, populate_existing=True)
+    if job is None or not policy.can_see_for_bidding(viewer, job):
         raise NotFound(JOB_NOT_FOUND)
-    if job.owner_id == viewer.id or job.is_open_for_bids or _has_bid_on(job, viewer):
-        return job
-    raise NotFound(JOB_NOT_FOUND)
-
-
-def _has_bid_on(job: Job, user: User) -> bool:
-    return bool(
-        db.session.scalar(select(exists().where(Bid.job_id == job.id, Bid.bidder_id == user.id)))
-    )
+    return job
 
 
 # --- bidding --------------------------------------------------------------------------------
@@ -143,9 +118,9 @@ def place_bid(
     comment: str | None = None,
 ) -> Bid:
     job = _visible_job(job_id, bidder, share_lock=True)
-    if job.owner_id == bidder.id:
+    if policy.is_owner(bidder, job):
         raise Forbidden("You cannot bid on your own job.")
-    _require_open(job)
+    policy.require_open_for_bids(job)
     if _pending_bid_of(job, bidder) is not None:
         raise Conflict("You already have a pending bid on this job; edit or withdraw it.")
     quotas.check_new_bid(bidder.id)
@@ -171,7 +146,7 @@ def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) ->
     """Change a pending bid while the job still takes bids."""
     job, bid = _own_bid_locked(job_id, bid_id, bidder)
     _require_pending(bid, "edited")
-    _require_open(job)
+    policy.require_open_for_bids(job)
     for field, value in changes.items():
         setattr(bid, field, value)
     db.session.commit()
@@ -194,27 +169,18 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
     The winner and the rejected bidders are emailed through the queue, on the same
     transaction, so nobody hears of an accept that did not commit."""
     # The owner in the WHERE clause: nobody else's request ever takes this lock.
-    job = db.session.scalar(
-        select(Job)
-        .where(Job.id == job_id, Job.owner_id == owner.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    job = locked(Job, job_id, Job.owner_id == owner.id)
     if job is None:
         raise NotFound(JOB_NOT_FOUND)
-    bid = db.session.scalar(
-        select(Bid)
-        .where(Bid.id == bid_id, Bid.job_id == job.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    bid = locked(Bid, bid_id, Bid.job_id == job.id)
     if bid is None:
         raise NotFound(BID_NOT_FOUND)
-    _require_open(job)
+    policy.require_open_for_bids(job)
     _require_pending(bid, "accepted")
 
     bid.status = BidStatus.ACCEPTED
-    award(job, bid)  # in progress, assignee set, queue entry cancelled, deadlines scheduled
+    # In progress, assignee set, queue entry cancelled, deadlines scheduled.
+    transitions.award(job, bid)
     _flush_or_conflict({ONE_ACCEPTED_BID_INDEX: "This job already has an accepted bid."})
     rejected_bidder_ids = db.session.scalars(
         update(Bid)
@@ -238,22 +204,10 @@ def _own_bid_locked(job_id: int, bid_id: int, bidder: User) -> tuple[Job, Bid]:
     """The caller's bid, locked (after its job, see the lock order above); anybody
     else's bid is 404, as if it did not exist."""
     job = _visible_job(job_id, bidder, share_lock=True)
-    bid = db.session.scalar(
-        select(Bid)
-        .where(Bid.id == bid_id, Bid.job_id == job.id, Bid.bidder_id == bidder.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    bid = locked(Bid, bid_id, Bid.job_id == job.id, Bid.bidder_id == bidder.id)
     if bid is None:
         raise NotFound(BID_NOT_FOUND)
     return job, bid
-
-
-def _require_open(job: Job) -> None:
-    if job.assignee_id is not None:
-        raise Conflict("This job is already assigned; it takes no more bids.")
-    if not job.is_open_for_bids:
-        raise Conflict(f"This job is {job.status}; it takes no more bids.")
 
 
 def _require_pending(bid: Bid, action: str) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, text
 
 from jobboard.extensions import db
 from jobboard.jobs.service import job_counts_by_status
-from jobboard.models import Bid, BidStatus, Job, User
+from jobboard.models import Bid, BidStatus, Job, User, zero_filled
 from workers.app import QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE
 
 KNOWN_QUEUES = (QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE)
@@ -42,13 +42,7 @@ def bid_counts(bidder_id: int) -> dict[str, int]:
     rows = db.session.execute(
         select(Bid.status, func.count()).where(Bid.bidder_id == bidder_id).group_by(Bid.status)
     )
-    return _zero_filled(BidStatus, rows)
-
-
-def _zero_filled(statuses: Any, rows: Any) -> dict[str, int]:
-    counts = dict.fromkeys((status.value for status in statuses), 0)
-    counts.update({status: count for status, count in rows})
-    return counts
+    return zero_filled(BidStatus, rows)
 
 
 # Procrastinate's tables are read with plain SQL on our own session: the web process

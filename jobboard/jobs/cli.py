@@ -14,7 +14,7 @@ from flask.cli import AppGroup
 
 from jobboard.errors import DomainError
 from jobboard.extensions import db
-from jobboard.jobs import service
+from jobboard.jobs import service, transitions
 from jobboard.models import Job, JobStatus
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def watch_jobs(
     done = 0
     try:
         while True:
-            counts = service.operator_job_counts()
+            counts = service.job_counts()
             logger.info("jobs: %s", ", ".join(f"{s} {n}" for s, n in counts.items()))
             _log_jobs(statuses, user, limit)
             # End the transaction: the next round must see what happened meanwhile.
@@ -94,7 +94,7 @@ def watch_jobs(
 def retry_job(job_id: int) -> None:
     """Put failed job JOB_ID back in the queue, to run now."""
     try:
-        job = service.retry_failed_job(None, job_id)
+        job = transitions.retry_failed_job(None, job_id)
     except DomainError as error:
         _fail(error)
     logger.info("job #%s queued again: %s", job.id, _describe(job))

@@ -7,7 +7,7 @@ from typing import Any
 
 from jobboard.auth.tokens import caller
 from jobboard.edges import Blueprint
-from jobboard.jobs import service, transitions
+from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
     IdempotencyHeaders,
@@ -34,7 +34,8 @@ blp = Blueprint(
     description=(
         "Jobs run by the queue at their scheduled time. Status: pending -> in_progress -> "
         "completed | failed, pending -> cancelled. A failed attempt with attempts left goes "
-        "back to pending with `last_error` and is retried after 2 s, 4 s, 8 s, ... "
+        "back to pending with `last_error` and is retried with exponential backoff "
+        "(JOB_RETRY_BASE_SECONDS, doubling; see README). "
         "A job handed to a person (an accepted bid) goes pending -> in_progress on award, "
         "-> completed on delivery, back to pending on release; the queue never runs it, "
         "nor a `manual` job. Somebody else's job answers 404."
@@ -106,7 +107,7 @@ class OpenJobs(VerifiedUserView):
 class JobById(VerifiedUserView):
     @authenticated
     @blp.response(200, JobOut)
-    @error(404, "No such job, or not yours")
+    @error(404, policy.JOB_NOT_YOURS)
     def get(self, job_id: int):
         """Get a job (owner, assignee or admin)"""
         return service.get_visible_job(caller(), job_id)
@@ -114,7 +115,7 @@ class JobById(VerifiedUserView):
     @authenticated
     @blp.arguments(JobUpdateIn)
     @blp.response(200, JobOut)
-    @error(404, "No such job, or not yours")
+    @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not pending, or it is assigned")
     @error(422, "Invalid field, past scheduled_time, params that do not fit the kind")
     def patch(self, changes: dict[str, Any], job_id: int):
@@ -123,19 +124,19 @@ class JobById(VerifiedUserView):
 
     @authenticated
     @blp.response(200, JobOut)
-    @error(403, "You are the assignee, not the owner")
-    @error(404, "No such job, or not yours")
+    @error(403, policy.NOT_THE_OWNER)
+    @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job has started or finished")
     def delete(self, job_id: int):
         """Cancel a pending job and its queue entry"""
-        return service.cancel_job(caller(), job_id)
+        return transitions.cancel_job(caller(), job_id)
 
 
 @blp.route("/jobs/<int:job_id>/result/")
 class JobResultView(VerifiedUserView):
     @authenticated
     @blp.response(200, JobResultOut)
-    @error(404, "No such job, or not yours")
+    @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not completed; the message says its status")
     def get(self, job_id: int):
         """Get the result of a completed job"""
@@ -146,12 +147,12 @@ class JobResultView(VerifiedUserView):
 class JobRetry(VerifiedUserView):
     @authenticated
     @blp.response(202, JobOut)
-    @error(403, "You are the assignee, not the owner")
-    @error(404, "No such job, or not yours")
+    @error(403, policy.NOT_THE_OWNER)
+    @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not failed")
     def post(self, job_id: int):
         """Retry a failed job now, with a fresh round of max_attempts"""
-        return service.retry_failed_job(caller(), job_id)
+        return transitions.retry_failed_job(caller(), job_id)
 
 
 @blp.route("/jobs/<int:job_id>/deliver/")

@@ -68,7 +68,7 @@ class JobIn(Schema):
         validate=validate.Range(min=1, max=10),
         metadata={
             "description": "Attempts before the job is failed; retries back off "
-            "exponentially (2 s, 4 s, 8 s, ...)."
+            "exponentially from JOB_RETRY_BASE_SECONDS (see README)."
         },
     )
 

@@ -1,11 +1,9 @@
-"""The rules of jobs: who sees and changes what, the status machine, and the queue entries
-that go with it. No request access here; every change commits explicitly.
+"""Jobs: creating them and queueing their attempts, and reading them. No request access
+here; every change commits explicitly.
 
-Status machine: pending -> in_progress -> completed | failed, and pending -> cancelled.
-A job done by a person moves through `jobboard.jobs.transitions` (award, deliver, release).
-A failed attempt with attempts left goes back to pending (see `jobboard.jobs.processing`).
-Cancelling is allowed only while pending, under the job row's lock, which the worker also
-takes before it starts an attempt: whoever locks first wins, never both.
+Every change of a job's status (cancel, retry, the attempt's outcomes, award, deliver,
+release, reschedule) is in `jobboard.jobs.transitions`; who may see or act on a job is in
+`jobboard.jobs.policy`.
 """
 
 from __future__ import annotations
@@ -21,14 +19,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute
 
 from jobboard import queue, quotas
-from jobboard.errors import Conflict, Forbidden, NotFound, Unprocessable
+from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
-from jobboard.jobs.policy import is_party
-from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc
-from workers.app import QUEUE_JOBS
+from jobboard.jobs import policy
+from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc, zero_filled
+from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
 from workers.processors import get_processor
-
-PROCESS_JOB_TASK = "process_job"
 
 SORT_COLUMNS = {
     "created_at": Job.created_at,
@@ -67,11 +63,7 @@ def create_job(
     # Checked after the replay lookup: repeating a request whose time has passed since must
     # still return the job it created. No scheduled_time means now.
     run_now = data.get("scheduled_time") is None
-    if not run_now and data["scheduled_time"] <= now_utc():
-        raise Unprocessable(
-            "scheduled_time must be in the future.",
-            errors={"json": {"scheduled_time": ["Must be in the future."]}},
-        )
+    scheduled_time = future_or_now(data.get("scheduled_time"))
     quotas.check_new_job(owner_id, data["params"])
 
     job = Job(
@@ -81,7 +73,7 @@ def create_job(
         kind=data["kind"],
         params=data["params"],
         # In UTC, as the database returns it: the response renders this object as it is.
-        scheduled_time=now_utc() if run_now else data["scheduled_time"].astimezone(UTC),
+        scheduled_time=scheduled_time,
         priority=data["priority"],
         max_attempts=data["max_attempts"],
     )
@@ -115,6 +107,18 @@ def create_job(
     finally:
         session.expire_on_commit = True
     return job, True
+
+
+def future_or_now(when: datetime | None) -> datetime:
+    """`when` in UTC (None: now); 422 for a time that is not in the future."""
+    if when is None:
+        return now_utc()
+    if when <= now_utc():
+        raise Unprocessable(
+            "scheduled_time must be in the future.",
+            errors={"json": {"scheduled_time": ["Must be in the future."]}},
+        )
+    return when.astimezone(UTC)
 
 
 def runs_in_queue(kind: str) -> bool:
@@ -173,13 +177,9 @@ def _replayed_job(owner_id: int, key: str, fingerprint: str) -> Job | None:
 def get_visible_job(user: User, job_id: int) -> Job:
     """The job, for its owner, its assignee or an admin; 404 for anybody else."""
     job = db.session.get(Job, job_id)
-    if job is None or not _can_see(user, job):
+    if job is None or not policy.can_see(user, job):
         raise NotFound(f"Job {job_id} not found.")
     return job
-
-
-def _can_see(user: User, job: Job) -> bool:
-    return user.is_admin or is_party(user, job)
 
 
 def get_result(user: User, job_id: int) -> JobResult:
@@ -201,7 +201,7 @@ def assigned_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[
 
 def open_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[Job]]:
     """Other people's jobs that still take bids."""
-    query = select(Job).where(Job.is_open_for_bids, Job.owner_id != user.id)
+    query = select(Job).where(policy.open_for_bids(), Job.owner_id != user.id)
     return _filtered(query, filters)
 
 
@@ -223,9 +223,12 @@ def _filtered(query: Select[tuple[Job]], filters: Mapping[str, Any]) -> Select[t
     if filters.get("created_before") is not None:
         query = query.where(Job.created_at < filters["created_before"])
     if filters.get("q"):
-        pattern = f"%{_escape_like(filters['q'])}%"
+        q = filters["q"]
         query = query.where(
-            or_(Job.name.ilike(pattern, escape="\\"), Job.description.ilike(pattern, escape="\\"))
+            or_(
+                Job.name.icontains(q, autoescape=True),
+                Job.description.icontains(q, autoescape=True),
+            )
         )
     sort = filters.get("sort") or DEFAULT_SORT
     column = SORT_COLUMNS[sort.lstrip("-")]
@@ -234,22 +237,22 @@ def _filtered(query: Select[tuple[Job]], filters: Mapping[str, Any]) -> Select[t
     return query.order_by(column.asc(), Job.id.asc())
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def job_counts_by_status(
     user_id: int, user_column: InstrumentedAttribute[int | None] = Job.owner_id
 ) -> dict[str, int]:
     """Every status with the number of jobs in it whose `user_column` (the owner by
     default, or the assignee) is `user_id`, zeros included. One GROUP BY answered from
     the (owner_id|assignee_id, status) index."""
+    return job_counts(user_column == user_id)
+
+
+def job_counts(*criteria: Any) -> dict[str, int]:
+    """Every status with the number of jobs matching `criteria` in it, zeros included
+    (every job: the operator's CLI)."""
     rows = db.session.execute(
-        select(Job.status, func.count()).where(user_column == user_id).group_by(Job.status)
+        select(Job.status, func.count()).where(*criteria).group_by(Job.status)
     )
-    counts = dict.fromkeys((status.value for status in JobStatus), 0)
-    counts.update({status: count for status, count in rows})
-    return counts
+    return zero_filled(JobStatus, rows)
 
 
 def jobs_for_operator(
@@ -267,54 +270,3 @@ def jobs_for_operator(
             raise NotFound(f"No user with email {owner_email}.")
         query = query.where(Job.owner_id == owner_id)
     return list(db.session.scalars(query))
-
-
-def operator_job_counts() -> dict[str, int]:
-    rows = db.session.execute(select(Job.status, func.count()).group_by(Job.status))
-    counts = dict.fromkeys((status.value for status in JobStatus), 0)
-    counts.update({status: count for status, count in rows})
-    return counts
-
-
-# --- changing ----------------------------------------------------------------------------
-
-
-def _locked_job_for_change(user: User | None, job_id: int) -> Job:
-    """The job row locked FOR UPDATE, if `user` may change it (owner or admin; None is the
-    operator's CLI). An assignee sees the job but may not change it (403)."""
-    job = db.session.scalars(select(Job).where(Job.id == job_id).with_for_update()).first()
-    if job is None or (user is not None and not _can_see(user, job)):
-        raise NotFound(f"Job {job_id} not found.")
-    if user is not None and not (user.is_admin or job.owner_id == user.id):
-        raise Forbidden("Only the job's owner can change it.")
-    return job
-
-
-def cancel_job(user: User, job_id: int) -> Job:
-    """Cancel a pending job and its queue entry; 409 once it has started or finished."""
-    job = _locked_job_for_change(user, job_id)
-    if job.status != JobStatus.PENDING:
-        raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
-    job.status = JobStatus.CANCELLED
-    job.finished_at = now_utc()
-    if job.queue_job_id is not None:
-        # False when a worker has just taken the entry: it is waiting for this row's lock
-        # and will find the job cancelled.
-        queue.cancel(job.queue_job_id)
-    db.session.commit()
-    return job
-
-
-def retry_failed_job(user: User | None, job_id: int) -> Job:
-    """Send a failed job back to pending and queue it now, with a fresh round of
-    `max_attempts` attempts (`attempts` restarts from 0; `last_error` is kept)."""
-    job = _locked_job_for_change(user, job_id)
-    if job.status != JobStatus.FAILED:
-        raise Conflict(f"Job {job.id} is {job.status}; only a failed job can be retried.")
-    job.status = JobStatus.PENDING
-    job.attempts = 0
-    job.finished_at = None
-    job.result = None  # the failure's result row goes; the next outcome writes a new one
-    schedule_job(job, None)
-    db.session.commit()
-    return job

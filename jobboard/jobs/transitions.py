@@ -1,12 +1,24 @@
-"""The transitions of a job done by a person, and moving a pending job in time; one
-function per transition, each under the job row's lock (FOR UPDATE), which the worker's
-start of an attempt also takes (`jobboard.jobs.processing`): whoever locks first wins.
+"""Every transition of a job, one function each; the only code that writes `jobs.status`.
 
-    pending --award--> in_progress (assignee set, queue entry cancelled)
-    in_progress --deliver--> completed (the delivery is the result)
-    in_progress --release--> pending (assignee cleared; a queued kind is queued again)
-    pending --reschedule--> pending (fields changed; the queue entry moves)
+    pending --start_attempt--> in_progress          the worker: one conditional UPDATE
+    in_progress --complete--> completed             a processor's output or a delivery:
+                                                    status and result in one statement
+    in_progress --schedule_retry--> pending         a failed attempt with attempts left
+    in_progress --fail--> failed                    the last attempt failed
+    in_progress --recover_interrupted--> pending    the attempt's worker died (stalled)
+    pending --cancel_job--> cancelled               owner or admin
+    failed --retry_failed_job--> pending            owner, admin or the operator's CLI
+    pending --award--> in_progress                  an accepted bid: assignee set
+    in_progress --deliver--> completed              the assignee hands in the work
+    in_progress --release--> pending                assignee cleared
+    pending --reschedule--> pending                 fields changed; the queue entry moves
 
+Each runs under the job row's lock (FOR UPDATE, `jobboard.locking.locked`) or is a
+conditional UPDATE that takes it, so whoever locks first wins and the other finds the
+new status: a cancel racing the worker's start, an award racing it, a stalled attempt
+given up for dead while it finishes. Status strings come from `JobStatus` only. The caller
+commits, except for the request-level transitions (cancel, retry, deliver, release,
+reschedule), which commit themselves. Who may act is asked of `jobboard.jobs.policy`.
 Deadline notices (`jobboard.notices`) are scheduled on award and cancelled on delivery
 and release, in the same transaction.
 """
@@ -15,30 +27,243 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
-from sqlalchemy import select
+from sqlalchemy import text
 
 from jobboard import notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
-from jobboard.jobs.policy import is_party, other_party_id
-from jobboard.jobs.service import runs_in_queue, schedule_job
+from jobboard.jobs import policy
+from jobboard.jobs.service import future_or_now, runs_in_queue, schedule_job
+from jobboard.locking import locked, locked_rows
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, User, now_utc
 from workers.processors import get_processor
 
 
-def _locked(job_id: int) -> Job | None:
-    # A locked read must see the row as it is now, not a copy from earlier in the session.
-    return db.session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+class Outcome:
+    """What one run of `process_job` did to its job."""
+
+    COMPLETED = "completed"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not pending any more: cancelled, assigned, or already finished
+    SUPERSEDED = "superseded"  # another queue entry owns this job's next attempt
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt that `start_attempt` began: what the processor needs to run it."""
+
+    job_id: int
+    attempt: int
+    owner_id: int
+    kind: str
+    params: dict[str, Any]
+    max_attempts: int
+    scheduled_time: datetime
+
+
+# --- the queue's transitions ------------------------------------------------------------
+
+# Start: pending (unassigned, owned by this queue entry) -> in_progress, attempts + 1. The
+# conditional UPDATE takes the row lock, so a cancel or an award racing the pickup wins or
+# loses cleanly.
+_START = text(
+    "UPDATE jobs SET status = :in_progress, attempts = attempts + 1,"
+    " started_at = :now, updated_at = :now"
+    " WHERE id = :job_id AND status = :pending AND assignee_id IS NULL"
+    " AND (queue_job_id IS NULL OR CAST(:queue_job_id AS bigint) IS NULL"
+    "      OR queue_job_id = :queue_job_id)"
+    " RETURNING attempts, owner_id, kind, params, max_attempts, scheduled_time"
+)
+
+# Complete: in_progress (this attempt) -> completed, and the result stored, in one statement.
+_COMPLETE = text(
+    "WITH done AS (UPDATE jobs SET status = :completed, finished_at = :now, updated_at = :now"
+    " WHERE id = :job_id AND status = :in_progress AND attempts = :attempt RETURNING id)"
+    " INSERT INTO job_results (job_id, output, completed_at, duration_ms, note)"
+    " SELECT id, CAST(:output AS jsonb), :now, :duration_ms, :note FROM done RETURNING job_id"
+)
+
+
+def start_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str:
+    """Begin the next attempt of job `job_id` for queue entry `queue_job_id`; the caller
+    commits. Returns the attempt, or the Outcome of a job that has no attempt to run."""
+    params = {"job_id": job_id, "queue_job_id": queue_job_id}
+    row = _execute_start(params)
+    if row is not None:
+        return _attempt(job_id, row)
+    # Not simply pending: decided under the row lock.
+    job = locked(Job, job_id)
+    if job is None:
+        return Outcome.MISSING
+    if queue_job_id is not None and job.queue_job_id not in (None, queue_job_id):
+        return Outcome.SUPERSEDED
+    if job.assignee_id is not None:
+        # Handed to a person (an accepted bid) while this entry waited for the row lock:
+        # the assignee does the job, the queue never runs it.
+        return Outcome.SKIPPED
+    if job.status != JobStatus.IN_PROGRESS:
+        return Outcome.SKIPPED
+    if not recover_interrupted(job):
+        return Outcome.FAILED
+    row = _execute_start(params)
+    assert row is not None  # pending and locked by this transaction
+    return _attempt(job_id, row)
+
+
+def _execute_start(params: dict[str, Any]) -> Any:
+    return db.session.execute(
+        _START,
+        {
+            **params,
+            "now": now_utc(),
+            "pending": JobStatus.PENDING.value,
+            "in_progress": JobStatus.IN_PROGRESS.value,
+        },
+    ).first()
+
+
+def _attempt(job_id: int, row: Any) -> Attempt:
+    attempt, owner_id, kind, params, max_attempts, scheduled_time = row
+    return Attempt(job_id, attempt, owner_id, kind, params, max_attempts, scheduled_time)
+
+
+def recover_interrupted(job: Job) -> bool:
+    """The attempt of a locked `in_progress` job whose worker stopped heartbeating (only
+    the stalled-job check re-queues such an entry) counts as failed: the job goes back to
+    pending for its next attempt (True), or fails when that was its last one (False)."""
+    interrupted = f"worker stopped during attempt {job.attempts}"
+    if job.attempts >= job.max_attempts:
+        fail(job, interrupted, _elapsed_ms(job.started_at))
+        return False
+    job.status = JobStatus.PENDING
+    job.last_error = interrupted
+    db.session.flush()  # the next start is a plain statement: it must see this row
+    return True
+
+
+def complete(
+    job_id: int, attempt: int, output: object, duration_ms: int, note: str | None = None
+) -> bool:
+    """Job `job_id`, in progress on `attempt`, is completed with `output` as its result
+    (a processor's return value, or an assignee's delivery with `note`). False, and
+    nothing written, when that attempt no longer owns the job. The caller commits."""
+    done = db.session.execute(
+        _COMPLETE,
+        {
+            "now": now_utc(),
+            "job_id": job_id,
+            "attempt": attempt,
+            "output": json.dumps(output),
+            "duration_ms": duration_ms,
+            "note": note,
+            "completed": JobStatus.COMPLETED.value,
+            "in_progress": JobStatus.IN_PROGRESS.value,
+        },
+    ).first()
+    return done is not None
+
+
+def attempt_still_owned(job_id: int, attempt: int) -> Job | None:
+    """The locked job, if `attempt` is still its running attempt (the stalled-job check
+    may have given it up for dead and another worker taken over)."""
+    job = locked(Job, job_id)
+    if job is None or job.status != JobStatus.IN_PROGRESS or job.attempts != attempt:
+        return None
+    return job
+
+
+def schedule_retry(job: Job, error: str) -> str:
+    """The locked job's attempt failed with attempts left: back to pending, its next
+    attempt queued after the backoff (`retry_delay`)."""
+    job.status = JobStatus.PENDING
+    job.last_error = error
+    schedule_job(job, now_utc() + retry_delay(job.attempts))
+    return Outcome.RETRY_SCHEDULED
+
+
+def fail(job: Job, error: str, duration_ms: int) -> str:
+    """The locked job's last attempt failed: failed, with the error as its result."""
+    finished = now_utc()
+    job.status = JobStatus.FAILED
+    job.last_error = error
+    job.finished_at = finished
+    db.session.add(
+        JobResult(
+            job_id=job.id,
+            output=None,
+            error_message=error,
+            completed_at=finished,
+            duration_ms=duration_ms,
+        )
     )
+    return Outcome.FAILED
+
+
+def retry_delay(failed_attempt: int) -> timedelta:
+    """Wait before the attempt after `failed_attempt`: base, 2 x base, 4 x base, ...
+    (base = JOB_RETRY_BASE_SECONDS; README, "Configuration")."""
+    base = float(current_app.config["JOB_RETRY_BASE_SECONDS"])
+    return timedelta(seconds=base * 2 ** (failed_attempt - 1))
+
+
+def _elapsed_ms(since: datetime | None) -> int:
+    if since is None:
+        return 0
+    return max(0, round((now_utc() - since).total_seconds() * 1000))
+
+
+# --- the owner's transitions -------------------------------------------------------------
+
+
+def _locked_for_change(user: User | None, job_id: int) -> Job:
+    """The job locked FOR UPDATE, if `user` may change it (None is the operator's CLI)."""
+    job = locked(Job, job_id)
+    if job is None or (user is not None and not policy.can_see(user, job)):
+        raise NotFound(f"Job {job_id} not found.")
+    if user is not None:
+        policy.require_may_change(user, job)
+    return job
+
+
+def cancel_job(user: User, job_id: int) -> Job:
+    """Cancel a pending job and its queue entry; 409 once it has started or finished."""
+    job = _locked_for_change(user, job_id)
+    if job.status != JobStatus.PENDING:
+        raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
+    job.status = JobStatus.CANCELLED
+    job.finished_at = now_utc()
+    if job.queue_job_id is not None:
+        # False when a worker has just taken the entry: it is waiting for this row's lock
+        # and will find the job cancelled.
+        queue.cancel(job.queue_job_id)
+    db.session.commit()
+    return job
+
+
+def retry_failed_job(user: User | None, job_id: int) -> Job:
+    """Send a failed job back to pending and queue it now, with a fresh round of
+    `max_attempts` attempts (`attempts` restarts from 0; `last_error` is kept)."""
+    job = _locked_for_change(user, job_id)
+    if job.status != JobStatus.FAILED:
+        raise Conflict(f"Job {job.id} is {job.status}; only a failed job can be retried.")
+    job.status = JobStatus.PENDING
+    job.attempts = 0
+    job.finished_at = None
+    job.result = None  # the failure's result row goes; the next outcome writes a new one
+    schedule_job(job, None)
+    db.session.commit()
+    return job
+
+
+# --- the transitions of a job done by a person ---------------------------------------------
 
 
 def award(job: Job, bid: Bid) -> None:
@@ -60,10 +285,10 @@ def award(job: Job, bid: Bid) -> None:
 
 def deliver(user: User, job_id: int, output: dict[str, Any], note: str | None) -> Job:
     """The assignee hands in the work: the job is completed and `output` (with `note`) is
-    its result, stored like a processor's. 404 unless the caller is the assignee; 409
-    unless the job is in progress."""
-    job = _locked(job_id)
-    if job is None or job.assignee_id is None or job.assignee_id != user.id:
+    its result, written by `complete` as a processor's is. 404 unless the caller is the
+    assignee; 409 unless the job is in progress."""
+    job = locked(Job, job_id)
+    if job is None or not policy.is_assignee(user, job):
         raise NotFound(f"Job {job_id} not found, or not assigned to you.")
     if job.status != JobStatus.IN_PROGRESS:
         raise Conflict(f"Job {job.id} is {job.status}; only a job in progress can be delivered.")
@@ -73,19 +298,11 @@ def deliver(user: User, job_id: int, output: dict[str, Any], note: str | None) -
             f"output is larger than {limit} bytes as JSON.",
             errors={"json": {"output": [f"Larger than {limit} bytes as JSON."]}},
         )
-    finished = now_utc()
-    job.status = JobStatus.COMPLETED
-    job.finished_at = finished
-    started = job.started_at or finished
-    job.result = JobResult(
-        job_id=job.id,
-        output=output,
-        error_message=None,
-        completed_at=finished,
-        duration_ms=max(0, round((finished - started).total_seconds() * 1000)),
-        note=note,
-    )
     notices.cancel_deadline_notices(job)
+    db.session.flush()  # `complete` is a plain statement on the row
+    if not complete(job.id, job.attempts, output, _elapsed_ms(job.started_at), note):
+        raise Conflict(f"Job {job.id} is no longer in progress.")  # never: the row is locked
+    db.session.expire(job)  # completed, with its result, as `complete` wrote it
     notices.delivered(job, user, note)
     db.session.commit()
     return job
@@ -95,22 +312,16 @@ def release(user: User, job_id: int) -> Job:
     """The assignee gives the job back, or the owner takes it away: the accepted bid is
     withdrawn, the job pending and open for bids again, a queued kind queued again for
     its scheduled time (now, if that passed), and the other party emailed."""
-    job = _locked(job_id)
-    if job is None or not is_party(user, job):
+    job = locked(Job, job_id)
+    if job is None or not policy.is_party(user, job):
         raise NotFound(f"Job {job_id} not found.")
     if job.status != JobStatus.IN_PROGRESS or job.assignee_id is None:
         raise Conflict(
             f"Job {job.id} is {job.status} and not handed to anybody; only a job in progress "
             "with an assignee can be released."
         )
-    other_id = other_party_id(user, job)
-    accepted = db.session.scalars(
-        select(Bid)
-        .where(Bid.job_id == job.id, Bid.status == BidStatus.ACCEPTED)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).all()
-    for bid in accepted:
+    other_id = policy.other_party_id(user, job)
+    for bid in locked_rows(Bid, Bid.job_id == job.id, Bid.status == BidStatus.ACCEPTED):
         bid.status = BidStatus.WITHDRAWN
     job.status = JobStatus.PENDING
     job.assignee_id = None
@@ -133,8 +344,8 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
     `priority` moves its queue entry in the same transaction: the old entry is cancelled
     (or, if a worker has just taken it, superseded: the attempt checks that it still owns
     the job) and a new one deferred, so the job never runs at the old time, nor twice."""
-    job = _locked(job_id)
-    if job is None or job.owner_id != user.id:
+    job = locked(Job, job_id)
+    if job is None or not policy.is_owner(user, job):
         raise NotFound(f"Job {job_id} not found.")
     if job.status != JobStatus.PENDING or job.assignee_id is not None:
         state = "assigned" if job.assignee_id is not None else job.status
@@ -150,7 +361,7 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
         )
     run_now = "scheduled_time" in values and values["scheduled_time"] is None
     if "scheduled_time" in values:
-        values["scheduled_time"] = _future_or_now(values["scheduled_time"])
+        values["scheduled_time"] = future_or_now(values["scheduled_time"])
     moved = any(
         key in values and values[key] != getattr(job, key) for key in ("scheduled_time", "priority")
     )
@@ -175,14 +386,3 @@ def _params_for(kind: str, params: Any) -> dict[str, Any]:
         raise Unprocessable(
             "params do not fit the job's kind.", errors={"json": {"params": error.messages}}
         ) from error
-
-
-def _future_or_now(when: datetime | None) -> datetime:
-    if when is None:
-        return now_utc()
-    if when <= now_utc():
-        raise Unprocessable(
-            "scheduled_time must be in the future.",
-            errors={"json": {"scheduled_time": ["Must be in the future."]}},
-        )
-    return when.astimezone(UTC)

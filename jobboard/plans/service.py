@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from jobboard import quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
+from jobboard.locking import for_update
 from jobboard.mailer import queue_email
 from jobboard.models import FREE_PLAN, Plan, User, now_utc
 
@@ -66,7 +67,7 @@ def assign_plan(email: str, plan_name: str, until: datetime | None) -> User:
     if plan is None:
         raise NotFound(f"No plan named {plan_name!r}.")
     user = db.session.scalars(
-        select(User).where(func.lower(User.email) == email.lower()).with_for_update()
+        for_update(select(User).where(func.lower(User.email) == email.lower()))
     ).first()
     if user is None:
         raise NotFound(f"No user with email {email}.")

@@ -15,7 +15,8 @@ from sqlalchemy.exc import IntegrityError
 
 from jobboard.errors import Conflict, NotFound
 from jobboard.extensions import db
-from jobboard.jobs.policy import is_party, other_party_id
+from jobboard.jobs import policy
+from jobboard.locking import locked
 from jobboard.models import Job, JobStatus, Review, User
 
 ONE_REVIEW_INDEX = "uq_reviews_job_reviewer"
@@ -25,17 +26,12 @@ def create_review(reviewer: User, job_id: int, rating: int, comment: str | None)
     """The caller reviews the other party of completed job `job_id`. 404 unless the caller
     is a party; 409 unless the job is completed, or when already reviewed."""
     # FOR SHARE: a review never meets a half-done release or delivery of the job.
-    job = db.session.scalar(
-        select(Job)
-        .where(Job.id == job_id)
-        .with_for_update(read=True)
-        .execution_options(populate_existing=True)
-    )
-    if job is None or not is_party(reviewer, job):
+    job = locked(Job, job_id, shared=True)
+    if job is None or not policy.is_party(reviewer, job):
         raise NotFound(f"Job {job_id} not found.")
     if job.status != JobStatus.COMPLETED:
         raise Conflict(f"Job {job.id} is {job.status}; only a completed job can be reviewed.")
-    reviewee_id = other_party_id(reviewer, job)
+    reviewee_id = policy.other_party_id(reviewer, job)
     if reviewee_id is None:
         raise Conflict(f"Job {job.id} was run by the queue, not by a person: nobody to review.")
     review = Review(
