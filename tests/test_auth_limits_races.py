@@ -138,40 +138,47 @@ def web_env(fresh_database: str, smtp_server) -> dict[str, str]:
 
 
 def test_limits_hold_across_two_web_processes_and_a_restart(web_env, tmp_path):
-    """Gunicorn with two workers behind one trusted proxy: the failed logins of one client,
-    spread over both processes, hit the limit at the 11th; another client IP gets its own;
-    after a restart of the whole web tier the client is still refused."""
-    env = web_env
-    release = run_entry(procfile_entries()["release"], env, stdout=subprocess.DEVNULL)
+    """Two web processes (the Procfile's web entry twice, one gunicorn worker each, so
+    which process serves a request is not left to the kernel) behind one trusted proxy:
+    the failed logins of one client, alternating between them, hit the limit at the 11th;
+    another client IP gets its own; after a restart of the web tier the client is still
+    refused."""
+    release = run_entry(procfile_entries()["release"], web_env, stdout=subprocess.DEVNULL)
     assert release.wait(timeout=120) == 0
-    conninfo = libpq_url(env["DATABASE_URL"])
+    conninfo = libpq_url(web_env["DATABASE_URL"])
     with psycopg.connect(conninfo) as conn:
         conn.execute(
             "INSERT INTO users (email, password_hash, is_email_verified) VALUES (%s, %s, true)",
             ("two.procs@example.com", "pbkdf2:sha256:1000$salt$" + "0" * 64),
         )
-    port = int(env["PORT"])
+    envs = [{**web_env, "WEB_CONCURRENCY": "1", "PORT": str(free_port())} for _ in range(2)]
+    ports = [int(env["PORT"]) for env in envs]
     log_path = tmp_path / "web.log"
     body = {"email": "two.procs@example.com", "password": WRONG}
+
+    def attempts(count: int, client_ip: str) -> list[int]:
+        return [post_json(ports[n % 2], "/api/login/", body, client_ip) for n in range(count)]
+
     with log_path.open("ab") as log:
-        web = start_web(env, log)
+        webs = [start_web(env, log) for env in envs]
         try:
-            wait_until(lambda: healthy(port), timeout=30)
-            statuses = [post_json(port, "/api/login/", body, "192.0.2.50") for _ in range(40)]
+            wait_until(lambda: all(healthy(port) for port in ports), timeout=30)
+            statuses = attempts(40, "192.0.2.50")
             # A second attacker IP gets its own 10 tries.
-            other = [post_json(port, "/api/login/", body, "192.0.2.51") for _ in range(11)]
+            other = attempts(11, "192.0.2.51")
         finally:
-            stop(web)
+            for web in webs:
+                stop(web)
 
         assert statuses == [401] * 10 + [429] * 30
         assert other == [401] * 10 + [429]
         pids = set(re.findall(r"^<(\d+)> POST /api/login/", log_path.read_text(), flags=re.M))
         assert len(pids) == 2, "both web processes served login attempts"
 
-        web = start_web(env, log)
+        web = start_web(envs[0], log)
         try:
-            wait_until(lambda: healthy(port), timeout=30)
-            assert post_json(port, "/api/login/", body, "192.0.2.50") == 429
-            assert post_json(port, "/api/login/", body, "192.0.2.52") == 401
+            wait_until(lambda: healthy(ports[0]), timeout=30)
+            assert post_json(ports[0], "/api/login/", body, "192.0.2.50") == 429
+            assert post_json(ports[0], "/api/login/", body, "192.0.2.52") == 401
         finally:
             stop(web)
