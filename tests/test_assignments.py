@@ -12,8 +12,7 @@ from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, run_attempt
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, now_utc
 from jobboard.notices import due_at
-from tests.conftest import bearer
-from tests.helpers_assignments import (
+from tests.support.assignments import (
     accept,
     awarded_job,
     deliver,
@@ -23,7 +22,8 @@ from tests.helpers_assignments import (
     queued_emails_to,
     release,
 )
-from tests.helpers_jobs import set_queue_status
+from tests.support.auth import bearer
+from tests.support.jobs import set_queue_status
 
 
 @pytest.fixture

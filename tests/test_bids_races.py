@@ -9,12 +9,7 @@ from sqlalchemy import select, text
 
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job
-from tests.helpers_bids import (
-    BidsApi,
-    live_headers,
-    make_live_job,
-    run_at_once,
-)
+from tests.support.bids import BidsApi, live_headers, make_live_job, run_at_once
 
 
 @pytest.fixture

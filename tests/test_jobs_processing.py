@@ -10,7 +10,7 @@ import pytest
 from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, retry_delay, run_attempt
 from jobboard.models import Job, JobStatus, now_utc
-from tests.helpers_jobs import create_job, queue_row, queue_rows, run_queued_attempt
+from tests.support.jobs import create_job, queue_row, queue_rows, run_queued_attempt
 
 
 def reloaded(job_id: int) -> Job:

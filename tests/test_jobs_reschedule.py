@@ -11,9 +11,9 @@ import pytest
 from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, run_attempt
 from jobboard.models import Job, JobStatus, now_utc
-from tests.conftest import bearer
-from tests.helpers_assignments import awarded_job, post_job, queue_entries
-from tests.helpers_jobs import create_job, in_future, payload, set_queue_status
+from tests.support.assignments import awarded_job, post_job, queue_entries
+from tests.support.auth import bearer
+from tests.support.jobs import create_job, in_future, payload, set_queue_status
 
 
 def patch(client, user, job_id, body):

@@ -16,10 +16,13 @@ from werkzeug.test import TestResponse
 
 from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, Plan, User
-from tests.conftest import bearer, lock_waiters, wait_until
-from tests.helpers_bids import bid_payload, make_live_job
-from tests.helpers_jobs import payload
+from jobboard.models import Bid, Job, User
+from tests.support.auth import bearer
+from tests.support.bids import bid_payload, make_live_job
+from tests.support.database import lock_waiters
+from tests.support.factories import PlanFactory
+from tests.support.jobs import payload
+from tests.support.polling import wait_until
 
 
 @pytest.fixture
@@ -29,17 +32,8 @@ def database_url(live_app) -> str:
 
 def put_on_plan(live_app: Flask, user: User, **limits: int) -> dict[str, str]:
     with live_app.app_context():
-        values = {
-            "max_running_jobs": 2,
-            "max_open_jobs": 100,
-            "jobs_per_day": 1000,
-            "max_params_bytes": 65536,
-            "bids_per_day": 50,
-            **limits,
-        }
-        name = f"race-{user.id}"
-        db.session.add(Plan(name=name, **values))
-        db.session.get(User, user.id).plan_name = name
+        plan = PlanFactory(name=f"race-{user.id}", **limits)
+        db.session.get(User, user.id).plan_name = plan.name
         db.session.commit()
         return bearer(user)
 

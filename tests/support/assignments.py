@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from jobboard.extensions import db
 from jobboard.models import User
-from tests.conftest import bearer
-from tests.helpers_bids import bid_payload
-from tests.helpers_jobs import payload
+from tests.support.auth import bearer
+from tests.support.bids import bid_payload
+from tests.support.jobs import payload
 
 
 def post_job(client: FlaskClient, owner: User, **overrides: Any) -> dict[str, Any]:

@@ -1,10 +1,10 @@
-"""Factories and helpers for the bids tests."""
+"""Helpers for the bids tests."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import psycopg
@@ -14,8 +14,11 @@ from werkzeug.test import TestResponse
 
 from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Job, JobStatus, User
-from tests.conftest import bearer, lock_waiters, wait_until
+from jobboard.models import Job, User
+from tests.support.auth import bearer
+from tests.support.database import lock_waiters
+from tests.support.factories import JobFactory
+from tests.support.polling import wait_until
 
 
 def in_days(days: int) -> date:
@@ -33,28 +36,10 @@ def bid_payload(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-def make_job(owner: User, **fields: Any) -> Job:
-    """A job row as the jobs service would leave it after a POST (no queue entry: the
-    bids tests never run jobs)."""
-    job = Job(
-        owner_id=owner.id,
-        name=fields.pop("name", "Translate a short text"),
-        description=fields.pop("description", "About 300 words, English to French."),
-        kind=fields.pop("kind", "echo"),
-        params=fields.pop("params", {}),
-        scheduled_time=fields.pop("scheduled_time", datetime.now(UTC) + timedelta(days=2)),
-        status=fields.pop("status", JobStatus.PENDING),
-        **fields,
-    )
-    db.session.add(job)
-    db.session.commit()
-    return job
-
-
 def make_live_job(live_app: Flask, owner: User, **fields: Any) -> Job:
     """A committed job, detached with its attributes loaded."""
     with live_app.app_context():
-        job = make_job(owner, **fields)
+        job = JobFactory(owner=owner.id, **fields)
         db.session.refresh(job)
         db.session.expunge(job)
         return job
