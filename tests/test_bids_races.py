@@ -1,5 +1,5 @@
 """Bids under concurrency: real requests on their own database connections, committing
-for real, lined up to run at the same time (see `helpers_bids.run_at_once`)."""
+for real, lined up to run at the same time (see `tests.support.bids.run_at_once`)."""
 
 from __future__ import annotations
 

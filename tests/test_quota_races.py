@@ -4,7 +4,6 @@ user's row held from a third connection). Exactly one may pass."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import psycopg
@@ -19,10 +18,9 @@ from jobboard.extensions import db
 from jobboard.models import Bid, Job, User
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload, make_live_job
-from tests.support.database import lock_waiters
 from tests.support.factories import PlanFactory
 from tests.support.jobs import payload
-from tests.support.polling import wait_until
+from tests.support.races import behind_a_row_lock
 
 
 @pytest.fixture
@@ -44,31 +42,8 @@ def race(
     user_id: int,
     calls: list[Callable[[FlaskClient], TestResponse]],
 ) -> list[TestResponse]:
-    barrier = threading.Barrier(len(calls) + 1)
-    outcomes: list[TestResponse | BaseException | None] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[FlaskClient], TestResponse]) -> None:
-        try:
-            client = live_app.test_client()
-            barrier.wait(timeout=10)
-            outcomes[index] = call(client)
-        except BaseException as error:
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
-    with psycopg.connect(libpq_url(database_url)) as lock_holder:
-        lock_holder.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
-        for thread in threads:
-            thread.start()
-        barrier.wait(timeout=10)
-        wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
-        lock_holder.rollback()
-    for thread in threads:
-        thread.join(timeout=30)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes  # type: ignore[return-value]
+    lock = "SELECT id FROM users WHERE id = %s FOR UPDATE"
+    return behind_a_row_lock(live_app, database_url, lock, user_id, calls)
 
 
 def count(live_app: Flask, model, **where) -> int:

@@ -70,20 +70,6 @@ def review(client: FlaskClient, user: User, job_id: int, body: Any = None) -> An
     return client.post(f"/api/jobs/{job_id}/reviews/", json=body, headers=bearer(user))
 
 
-def queue_entries(task_name: str, job_id: int | None = None) -> list[dict[str, Any]]:
-    """Queue rows of `task_name` (of job `job_id`), oldest first."""
-    rows = db.session.execute(
-        text(
-            "SELECT id, status::text AS status, args, scheduled_at, priority, queue_name"
-            " FROM procrastinate_jobs WHERE task_name = :task"
-            " AND (CAST(:job_id AS integer) IS NULL OR (args->>'job_id')::int = :job_id)"
-            " ORDER BY id"
-        ),
-        {"task": task_name, "job_id": job_id},
-    ).mappings()
-    return [dict(row) for row in rows]
-
-
 def queued_emails_to(address: str) -> list[dict[str, Any]]:
     rows = db.session.execute(
         text(
