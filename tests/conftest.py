@@ -1,4 +1,5 @@
-"""Test harness: a real PostgreSQL, a real SMTP server, the real worker.
+"""Test harness: a real PostgreSQL, a real SMTP server, the real worker. This file
+declares fixtures only; the helpers they use, and tests import, live in tests/support/.
 
 - The database server is TEST_DATABASE_URL (any database on it; we create our own) or,
   when unset, the embedded pgserver of a fresh machine.
