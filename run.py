@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,8 @@ import threading
 import time
 import venv
 from pathlib import Path
+
+from tests.support.processes import Process
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
@@ -117,17 +120,9 @@ def run_system() -> int:
         "worker": [str(PYTHON), "-m", "workers"],
     }
 
-    def start(name: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            commands[name],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=pump, args=(f"{name:6}", process.stdout), daemon=True).start()
+    def start(name: str) -> Process:
+        process = Process(name, commands[name], env)
+        threading.Thread(target=pump, args=(f"{name:6}", process.output), daemon=True).start()
         return process
 
     processes = {name: start(name) for name in commands}
@@ -143,10 +138,10 @@ def run_system() -> int:
         while not stopping.is_set():
             now = time.monotonic()
             for name, process in processes.items():
-                code = process.poll()
-                if code is None:
+                if process.running():
                     supervisor.running(name, now)
                     continue
+                code = process.returncode
                 delay = supervisor.exited(name, now)
                 if delay is not None:
                     say(f"{name} exited with status {code}; restarting it in {delay:.0f} s")
@@ -156,14 +151,10 @@ def run_system() -> int:
             stopping.wait(0.5)
     except KeyboardInterrupt:
         pass
+    for process in processes.values():  # all at once, then wait for each
+        process.signal(signal.SIGTERM)
     for process in processes.values():
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-    for process in processes.values():
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        process.stop(timeout=20)
     return 0
 
 
@@ -201,7 +192,34 @@ class Supervisor:
         self.started_at[name] = now
 
 
+CHROMIUM_NAMES = ("chromium", "chromium-browser")
+
+
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's chromium: install it when missing and we are root
+    (as on CI), else say how. The tests themselves never change the machine."""
+    if any(shutil.which(name) for name in CHROMIUM_NAMES):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        say(
+            "Chromium is missing, so the browser tests will be skipped; install it with "
+            "`sudo apt-get install -y chromium` (Debian/Ubuntu) and run the tests again"
+        )
+        return
+    say("installing Chromium for the browser tests (apt-get update; apt-get install chromium)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-q"]
+    for command in (
+        [*apt, "update"],
+        [*apt, "install", "-y", "chromium"],
+    ):
+        if subprocess.run(command, env=env).returncode:
+            say(f"`{' '.join(command)}` failed: the browser tests will be skipped (fail in CI)")
+            return
+
+
 def run_tests(pytest_args: list[str]) -> int:
+    ensure_chromium()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)  # tests create their own databases
     for check in (

@@ -19,9 +19,10 @@ from pathlib import Path
 
 from bench.report import Report, load_average, machine
 from bench.scenarios import Bench, Settings
-from bench.smtp import SmtpSink, free_port
 from bench.system import Database, log_dir_for, run_migrations, start_web, system_environment
 from config import PROJECT_ROOT
+from tests.support.processes import free_port
+from tests.support.smtp import Mailbox, SmtpServer
 
 logger = logging.getLogger("bench")
 
@@ -248,7 +249,7 @@ def run(arguments: argparse.Namespace) -> Report:
             "DATABASE_URL's server" if os.environ.get("DATABASE_URL") else "embedded (pgserver)"
         )
 
-        sink = SmtpSink().start()
+        sink = SmtpServer(Mailbox(keep=False))
         cleanup.callback(sink.stop)
         env = system_environment(database.url, sink.port)
         logger.info("migrating (flask db upgrade)")

@@ -21,7 +21,6 @@ from flask import Flask
 from bench import celery_noop
 from bench.load import Client, LoadResult, run_load
 from bench.report import Report, shown_spread, summary
-from bench.smtp import SmtpSink, free_port
 from bench.system import (
     CpuMeter,
     Database,
@@ -43,6 +42,8 @@ from bench.throughput import (
 )
 from bench.wire import WireCounter
 from config import ProductionConfig, sqlalchemy_url
+from tests.support.processes import free_port
+from tests.support.smtp import SmtpServer
 
 logger = logging.getLogger("bench")
 
@@ -115,7 +116,7 @@ class Bench:
         report: Report,
         database: Database,
         env: dict[str, str],
-        sink: SmtpSink,
+        sink: SmtpServer,
         web: Process | None,
         web_port: int,
     ) -> None:
@@ -997,7 +998,7 @@ class Bench:
 
             return factory
 
-        self.sink.delay = 0.0
+        self.sink.mailbox.delay = 0.0
         run_load(self.web_port, register_user("warm"), 2 * settings.web_workers, 1)
         # Fast and slow alternate in blocks (fast-slow, slow-fast, ...), so drifting load
         # from anything else on the machine weighs on both sides alike.
@@ -1019,12 +1020,12 @@ class Bench:
             size = min(REGISTER_BLOCK, settings.register_requests - done)
             order = ("fast", "slow") if block % 2 == 0 else ("slow", "fast")
             for phase in order:
-                self.sink.delay = delays[phase]
-                received_before = self.sink.received
+                self.sink.mailbox.delay = delays[phase]
+                received_before = self.sink.mailbox.received
                 result = run_load(self.web_port, register_user(f"{phase}{block}"), size, 1)
                 latencies[phase].extend(result.latencies)
                 statuses[phase].update(result.statuses)
-                delivered[phase] += self.sink.received - received_before
+                delivered[phase] += self.sink.mailbox.received - received_before
             done += size
             block += 1
         mails_waiting = self.scalar(
@@ -1050,7 +1051,7 @@ class Bench:
                     False,
                 )
         phases["mail_jobs_waiting_at_end"] = mails_waiting
-        self.sink.delay = 0.0  # let the backlog of mail drain quickly before we stop
+        self.sink.mailbox.delay = 0.0  # let the backlog of mail drain quickly before we stop
         fast, slow = phases["fast"], phases["slow"]
         self.report.details["5_register"] = phases
         for phase in ("fast", "slow"):

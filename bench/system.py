@@ -8,12 +8,11 @@ import http.client
 import logging
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -21,6 +20,7 @@ import psycopg
 
 from config import PROJECT_ROOT, libpq_url
 from jobboard.embedded_db import drop_database, recreate_database, with_database
+from tests.support.processes import Process
 
 logger = logging.getLogger("bench")
 
@@ -96,59 +96,6 @@ def system_environment(database_url: str, smtp_port: int) -> dict[str, str]:
     }
 
 
-@dataclass
-class Process:
-    """A child process in its own session, so stopping it stops its children too
-    (gunicorn's workers)."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_dir: Path
-    popen: subprocess.Popen = field(init=False)
-    log_path: Path = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"{self.name}.log"
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(
-                self.argv,
-                cwd=PROJECT_ROOT,
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def check_running(self) -> None:
-        if not self.running():
-            raise RuntimeError(
-                f"{self.name} exited with status {self.popen.returncode}; see {self.log_path}"
-            )
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if not self.running():
-            return
-        self._signal(signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            logger.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
-            self._signal(signal.SIGKILL)
-            self.popen.wait(timeout=10)
-
-    def _signal(self, signum: int) -> None:
-        try:
-            os.killpg(self.popen.pid, signum)
-        except ProcessLookupError:
-            pass
-
-
 def run_migrations(env: dict[str, str], log_dir: Path) -> None:
     """The Procfile's release step."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -199,7 +146,7 @@ def start_web(
             "-",
         ],
         env,
-        log_dir,
+        log_dir / f"{name}.log",
     )
 
     def healthy() -> bool:
@@ -220,7 +167,8 @@ def start_worker(name: str, module: str, env: dict[str, str], database: Database
     with database.connect() as conn:
         query = "SELECT coalesce(max(id), 0) FROM procrastinate_workers"
         last_id = conn.execute(query).fetchone()[0]
-        process = Process(name, [sys.executable, "-m", module], env, log_dir_for(database.name))
+        log_path = log_dir_for(database.name) / f"{name}.log"
+        process = Process(name, [sys.executable, "-m", module], env, log_path)
         registered = "SELECT 1 FROM procrastinate_workers WHERE id > %s"
         return wait_until_ready(
             process,

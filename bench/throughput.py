@@ -33,8 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from bench import celery_noop
 from bench.noop import defer_noops
-from bench.system import CpuMeter, Process, log_dir_for, start_worker
+from bench.system import CpuMeter, log_dir_for, start_worker
 from bench.wire import WireCounter, WireCounts
+from tests.support.processes import Process
 
 if TYPE_CHECKING:
     from bench.scenarios import Bench
@@ -307,7 +308,8 @@ class CeleryArm(Arm):
             "--hostname",
             f"{self.queue}@%h",
         ]
-        self.worker = Process("celery-worker", argv, env, log_dir_for(self.bench.database.name))
+        log_path = log_dir_for(self.bench.database.name) / "celery-worker.log"
+        self.worker = Process("celery-worker", argv, env, log_path)
 
     def completed(self) -> int:
         self.own_commands += 1

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from faker import Faker
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from sqlalchemy import Engine, func, insert, select, text
@@ -29,32 +30,13 @@ DEMO_EMAIL_LIKE = "demo-%@example.com"
 DEMO_PASSWORD = "demo-password"
 SEED_CHUNK_SIZE = 2000
 
-FIRST_NAMES = (
-    "Amara", "Ben", "Chiara", "Dmitri", "Elena", "Farid", "Grace", "Hiroshi", "Ines", "Jonas",
-    "Kavya", "Liam", "Mei", "Noah", "Olga", "Pablo", "Quinn", "Rosa", "Sanjay", "Tala",
-    "Uma", "Victor", "Wen", "Ximena", "Yusuf", "Zoe", "Aisha", "Bruno", "Camille", "Diego",
-)  # fmt: skip
-LAST_NAMES = (
-    "Okafor", "Lindqvist", "Rossi", "Ivanov", "García", "Haddad", "Kim", "Tanaka", "Moreau",
-    "Schmidt", "Iyer", "O'Brien", "Chen", "Cohen", "Petrova", "Silva", "Nguyen", "Kowalski",
-    "Mensah", "Andersen", "Dubois", "Novak", "Fischer", "Sato", "Costa", "Walker", "Yilmaz",
-)  # fmt: skip
+# Names, companies and job titles come from Faker (seeded with the run's seed); a pool of
+# client companies is drawn once per run, so the per-job work stays a random.choice.
+CLIENT_POOL_SIZE = 12
 SKILLS = (
     "python", "sql", "postgresql", "flask", "data-cleaning", "etl", "devops", "docker",
     "copywriting", "translation", "design", "seo", "statistics", "excel", "javascript",
     "react", "testing", "security", "technical-writing", "machine-learning", "scraping",
-)  # fmt: skip
-BIOS = (
-    "Freelancer who likes tidy pipelines and tidier spreadsheets.",
-    "Backend developer; happiest with a queue, a database and a deadline.",
-    "Data analyst turning messy exports into numbers people trust.",
-    "Writer and translator; I also automate the boring parts.",
-    "Operations engineer. Ask me about backups before you need them.",
-    None,
-)
-CLIENTS = (
-    "Acme Corp", "Globex", "Initech", "Umbrella Labs", "Stark Logistics", "Wayne Foods",
-    "Hooli", "Vandelay Imports", "Soylent Co", "Tyrell Systems", "Cyberdyne", "Wonka Ltd",
 )  # fmt: skip
 DOCUMENTS = (
     "Q3 board minutes", "customer survey answers", "release notes v2.4", "privacy policy",
@@ -132,8 +114,10 @@ def seed(
     `progress(total)` makes a context whose `update(n)` is told of each chunk inserted.
     """
     rng = random.Random(random_seed)
+    fake = Faker("en_US")
+    fake.seed_instance(rng.getrandbits(64))
     now = now_utc()
-    emails, created_users = _ensure_demo_users(rng, user_count, password, now)
+    emails, created_users = _ensure_demo_users(rng, fake, user_count, password, now)
     existing_jobs = db.session.scalar(
         select(func.count())
         .select_from(Job)
@@ -150,7 +134,8 @@ def seed(
     )
 
     totals: Counter[str] = Counter()
-    factory = DemoJobFactory(rng, emails, now)
+    clients = tuple(fake.unique.company() for _ in range(CLIENT_POOL_SIZE))
+    factory = DemoJobFactory(rng, emails, now, clients)
     with _quiet("procrastinate"), (progress or _no_progress)(missing) as bar:
         for size in _chunks(missing, SEED_CHUNK_SIZE):
             factory.now = now_utc()
@@ -222,7 +207,7 @@ def _chunks(total: int, size: int) -> Iterator[int]:
 
 
 def _ensure_demo_users(
-    rng: random.Random, count: int, password: str, now: datetime
+    rng: random.Random, fake: Faker, count: int, password: str, now: datetime
 ) -> tuple[dict[int, str], int]:
     """Demo users demo-1..count by id (created when missing, with a profile) and how many
     were new."""
@@ -235,7 +220,7 @@ def _ensure_demo_users(
     if missing:
         # One hash for all: hashing is deliberately slow, and these are throwaway accounts.
         password_hash = hash_password(password)
-        rows = [_demo_profile(rng, email, password_hash, now) for email in missing]
+        rows = [_demo_profile(rng, fake, email, password_hash, now) for email in missing]
         created = db.session.execute(insert(User).returning(User.email, User.id), rows)
         existing.update({email: user_id for email, user_id in created})
         db.session.commit()
@@ -243,7 +228,7 @@ def _ensure_demo_users(
 
 
 def _demo_profile(
-    rng: random.Random, email: str, password_hash: str, now: datetime
+    rng: random.Random, fake: Faker, email: str, password_hash: str, now: datetime
 ) -> dict[str, Any]:
     joined = now - timedelta(days=rng.uniform(60, 400))
     return {
@@ -251,8 +236,8 @@ def _demo_profile(
         "password_hash": password_hash,
         "is_email_verified": True,
         "email_verified_at": joined + timedelta(minutes=rng.uniform(1, 30)),
-        "display_name": f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}",
-        "bio": rng.choice(BIOS),
+        "display_name": f"{fake.first_name()} {fake.last_name()}",
+        "bio": f"{fake.job()} in {fake.city()}." if rng.random() < 0.85 else None,
         "skills": rng.sample(SKILLS, rng.randint(2, 5)),
         "created_at": joined,
         "updated_at": joined,
@@ -348,8 +333,15 @@ class DemoJobFactory:
     """Plausible jobs: names and params per kind, timestamps consistent with the status,
     outputs computed the way the processors would, and bids that fit the job's state."""
 
-    def __init__(self, rng: random.Random, emails: Mapping[int, str], now: datetime) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        emails: Mapping[int, str],
+        now: datetime,
+        clients: Sequence[str],
+    ) -> None:
         self.rng = rng
+        self.clients = clients
         self.emails = emails
         self.user_ids = list(emails)
         self.now = now
@@ -410,7 +402,7 @@ class DemoJobFactory:
     # Names, descriptions and params by kind.
     def _content(self, kind: str) -> tuple[str, str | None, dict[str, Any]]:
         rng = self.rng
-        client = rng.choice(CLIENTS)
+        client = rng.choice(self.clients)
         if kind == "echo":
             return (
                 f"Ping {client} webhook",

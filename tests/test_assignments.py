@@ -12,18 +12,17 @@ from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, run_attempt
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, now_utc
 from jobboard.notices import due_at
-from tests.conftest import bearer
-from tests.helpers_assignments import (
+from tests.support.assignments import (
     accept,
     awarded_job,
     deliver,
     place_bid,
     post_job,
-    queue_entries,
     queued_emails_to,
     release,
 )
-from tests.helpers_jobs import set_queue_status
+from tests.support.auth import bearer
+from tests.support.jobs import queue_rows, set_queue_status
 
 
 @pytest.fixture
@@ -56,7 +55,7 @@ def stored_job(job_id: int) -> Job:
 
 def test_accepting_hands_the_job_over_and_cancels_its_queue_entry(client, paula, bob, rita):
     job = post_job(client, paula)
-    (entry,) = queue_entries("process_job", job["id"])
+    (entry,) = queue_rows("process_job", job["id"])
     assert entry["status"] == "todo"
     bid = place_bid(
         client, bob, job["id"], proposed_deadline=(date.today() + timedelta(5)).isoformat()
@@ -72,7 +71,7 @@ def test_accepting_hands_the_job_over_and_cancels_its_queue_entry(client, paula,
     assert before <= stored.started_at <= now_utc()
     assert stored.due_date == date.today() + timedelta(days=5)
     assert stored.queue_job_id is None
-    assert [e["status"] for e in queue_entries("process_job", job["id"])] == ["cancelled"]
+    assert [e["status"] for e in queue_rows("process_job", job["id"])] == ["cancelled"]
     # The due date as the API shows it.
     shown = client.get(f"/api/jobs/{job['id']}/", headers=bearer(bob)).get_json()
     assert shown["due_date"] == stored.due_date.isoformat()
@@ -83,8 +82,8 @@ def test_award_schedules_the_reminder_and_the_overdue_notice(client, paula, bob)
     deadline = date.today() + timedelta(days=3)
     job, _bid = awarded_job(client, paula, bob, deadline=deadline)
 
-    (reminder,) = queue_entries("send_due_reminder", job["id"])
-    (overdue,) = queue_entries("send_overdue_notice", job["id"])
+    (reminder,) = queue_rows("send_due_reminder", job["id"])
+    (overdue,) = queue_rows("send_overdue_notice", job["id"])
     assert reminder["queue_name"] == overdue["queue_name"] == "mail"
     assert reminder["status"] == overdue["status"] == "todo"
     assert overdue["scheduled_at"] == due_at(deadline)
@@ -95,10 +94,10 @@ def test_award_schedules_the_reminder_and_the_overdue_notice(client, paula, bob)
 def test_a_deadline_within_a_day_gets_no_reminder_only_the_overdue_notice(client, paula, bob):
     job, _bid = awarded_job(client, paula, bob, deadline=date.today())
     due = due_at(date.today())
-    assert (queue_entries("send_due_reminder", job["id"]) == []) == (
+    assert (queue_rows("send_due_reminder", job["id"]) == []) == (
         due - timedelta(days=1) <= now_utc()
     )
-    assert [e["scheduled_at"] for e in queue_entries("send_overdue_notice", job["id"])] == [due]
+    assert [e["scheduled_at"] for e in queue_rows("send_overdue_notice", job["id"])] == [due]
 
 
 def test_the_worker_skips_an_entry_it_took_just_before_the_award(client, paula, bob):
@@ -143,7 +142,7 @@ def test_a_manual_job_is_never_queued_and_stays_open_until_awarded(client, paula
     job = post_job(client, paula, kind="manual", params={"brief": "Translate 300 words"})
 
     assert job["status"] == "pending"
-    assert queue_entries("process_job", job["id"]) == []
+    assert queue_rows("process_job", job["id"]) == []
     assert stored_job(job["id"]).queue_job_id is None
     open_ids = [j["id"] for j in client.get("/api/jobs/open/", headers=bearer(bob)).get_json()]
     assert job["id"] in open_ids
@@ -151,7 +150,7 @@ def test_a_manual_job_is_never_queued_and_stays_open_until_awarded(client, paula
     bid = place_bid(client, bob, job["id"])
     accept(client, paula, job["id"], bid["id"])
     assert stored_job(job["id"]).status == JobStatus.IN_PROGRESS
-    assert queue_entries("process_job", job["id"]) == []
+    assert queue_rows("process_job", job["id"]) == []
 
 
 def test_a_manual_job_that_reached_a_worker_anyway_is_not_run_as_a_success(client, paula):
@@ -190,7 +189,7 @@ def test_the_assignee_delivers_the_result_is_stored_and_the_owner_told(client, p
     assert f"/api/jobs/{job['id']}/result/" in email["body"]
     # The deadline notices are cancelled.
     for task in ("send_due_reminder", "send_overdue_notice"):
-        assert [e["status"] for e in queue_entries(task, job["id"])] == ["cancelled"]
+        assert [e["status"] for e in queue_rows(task, job["id"])] == ["cancelled"]
     assert client.get(f"/api/jobs/{job['id']}/result/", headers=bearer(bob)).status_code == 200
 
 
@@ -329,12 +328,12 @@ def test_the_assignee_gives_the_job_back(client, paula, bob, rita):
     assert db.session.get(Bid, bid["id"]).status == BidStatus.WITHDRAWN
     assert db.session.get(Bid, rita_bid["id"]).status == BidStatus.REJECTED
     # Queued again for its time, once.
-    entries = queue_entries("process_job", job["id"])
+    entries = queue_rows("process_job", job["id"])
     assert [e["status"] for e in entries] == ["cancelled", "todo"]
     assert entries[-1]["scheduled_at"] == scheduled
     assert stored_job(job["id"]).queue_job_id == entries[-1]["id"]
     for task in ("send_due_reminder", "send_overdue_notice"):
-        assert [e["status"] for e in queue_entries(task, job["id"])] == ["cancelled"]
+        assert [e["status"] for e in queue_rows(task, job["id"])] == ["cancelled"]
     (email,) = [e for e in queued_emails_to(paula.email) if "given back" in e["subject"]]
     assert "open for bids again" in email["body"]
     # Open again: Rita and Bob may bid anew.
@@ -362,7 +361,7 @@ def test_a_released_job_whose_time_passed_is_queued_for_now(client, paula, bob):
 
     assert release(client, bob, job["id"]).status_code == 200
 
-    entry = queue_entries("process_job", job["id"])[-1]
+    entry = queue_rows("process_job", job["id"])[-1]
     assert entry["status"] == "todo"
     assert entry["scheduled_at"] is None  # as soon as a worker is free
 
@@ -370,7 +369,7 @@ def test_a_released_job_whose_time_passed_is_queued_for_now(client, paula, bob):
 def test_a_released_manual_job_is_not_queued(client, paula, bob):
     job, _bid = awarded_job(client, paula, bob, kind="manual")
     assert release(client, paula, job["id"]).status_code == 200
-    assert queue_entries("process_job", job["id"]) == []
+    assert queue_rows("process_job", job["id"]) == []
     assert stored_job(job["id"]).status == JobStatus.PENDING
 
 
@@ -394,11 +393,11 @@ def test_release_then_award_again_schedules_fresh_deadline_notices(client, paula
     bid = place_bid(client, rita, job["id"], proposed_deadline=deadline.isoformat())
     accept(client, paula, job["id"], bid["id"])
 
-    overdue = queue_entries("send_overdue_notice", job["id"])
+    overdue = queue_rows("send_overdue_notice", job["id"])
     assert [e["status"] for e in overdue] == ["cancelled", "todo"]
     assert overdue[-1]["args"]["due_date"] == deadline.isoformat()
     assert stored_job(job["id"]).assignee_id == rita.id
-    assert [e["status"] for e in queue_entries("process_job", job["id"])] == [
+    assert [e["status"] for e in queue_rows("process_job", job["id"])] == [
         "cancelled",
         "cancelled",
     ]

@@ -9,9 +9,10 @@ from email.message import Message
 from sqlalchemy import text
 
 from jobboard.extensions import db
-from tests.conftest import Mailbox, body_of, wait_until
-from tests.helpers_bids import BidsApi, in_days, live_headers
-from tests.test_bids_flow import sign_up
+from tests.support.auth import sign_up
+from tests.support.bids import BidsApi, in_days, live_headers
+from tests.support.polling import wait_until
+from tests.support.smtp import Mailbox, body_of
 
 
 def one_email(mailbox: Mailbox, to: str, subject_part: str) -> Message:

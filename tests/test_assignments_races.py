@@ -14,8 +14,9 @@ from sqlalchemy import func, select, text
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, now_utc
-from tests.conftest import lock_waiters, wait_until
-from tests.helpers_bids import BidsApi, bid_payload, live_headers, make_live_job, run_at_once
+from tests.support.bids import BidsApi, bid_payload, live_headers, make_live_job, run_at_once
+from tests.support.database import lock_waiters
+from tests.support.polling import wait_until
 
 
 @pytest.fixture

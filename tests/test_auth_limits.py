@@ -11,9 +11,9 @@ from flask import Flask
 
 from jobboard import create_app
 from jobboard.extensions import db
-from tests.conftest import DEFAULT_PASSWORD, make_config
-from tests.helpers_auth import allow_resend_now, register
-from tests.helpers_limits import age_rate_limits, counted, from_ip, login, retry_after
+from tests.support.auth import DEFAULT_PASSWORD, allow_resend_now, register
+from tests.support.database import make_config
+from tests.support.limits import age_rate_limits, counted, from_ip, login, retry_after
 
 WRONG = "not the password at all"
 
@@ -195,7 +195,7 @@ def test_thirty_failed_code_checks_per_ip_across_verify_and_reset(client, make_u
 
 
 def test_a_successful_code_check_is_not_counted(client, mailbox):
-    from tests.helpers_auth import deliver_code
+    from tests.support.auth import deliver_code
 
     email = "good.code@example.com"
     register(client, email)

@@ -6,24 +6,21 @@ restart."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import secrets
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
 from config import libpq_url
-from tests.conftest import free_port, lock_waiters, wait_until
-from tests.helpers_limits import from_ip, login
-from tests.test_auth_races import blocking_transaction, in_threads, join
-from tests.test_procfile import procfile_entries, run_entry
+from tests.support.database import lock_waiters
+from tests.support.limits import from_ip, login
+from tests.support.polling import wait_until
+from tests.support.processes import Process, free_port
+from tests.support.procfile import procfile_entries, production_environment
+from tests.support.races import blocking_transaction, in_threads, join
 
 WRONG = "not the password at all"
 
@@ -93,15 +90,10 @@ def post_json(port: int, path: str, body: dict, forwarded_for: str) -> int:
         return error.code
 
 
-def start_web(env: dict[str, str], log: Any) -> subprocess.Popen:
+def start_web(env: dict[str, str], log_path: Path) -> Process:
     # The Procfile's web entry, with each request's serving process in the access log.
     command = procfile_entries()["web"] + " --access-logformat '%(p)s %(r)s %(s)s'"
-    return run_entry(command, env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def stop(process: subprocess.Popen) -> None:
-    os.killpg(process.pid, 15)
-    process.wait(timeout=20)
+    return Process.shell("web", command, env, log_path)
 
 
 def healthy(port: int) -> bool:
@@ -116,24 +108,8 @@ def healthy(port: int) -> bool:
 def web_env(fresh_database: str, smtp_server) -> dict[str, str]:
     """The Procfile's environment (production mode), with two web processes behind one
     trusted proxy."""
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("FLASK_", "APP_ENV", "DATABASE_URL", "MAIL_", "SECRET", "JWT"))
-    }
-    env.update(
-        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
-        APP_ENV="production",
-        DATABASE_URL=fresh_database,
-        SECRET_KEY=secrets.token_urlsafe(48),
-        JWT_SECRET_KEY=secrets.token_urlsafe(48),
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=str(smtp_server.port),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="2",
-        TRUSTED_PROXIES="1",
-    )
+    env = production_environment(fresh_database, smtp_server.port)
+    env.update(DATABASE_URL=fresh_database, WEB_CONCURRENCY="2", TRUSTED_PROXIES="1")
     return env
 
 
@@ -143,7 +119,7 @@ def test_limits_hold_across_two_web_processes_and_a_restart(web_env, tmp_path):
     the failed logins of one client, alternating between them, hit the limit at the 11th;
     another client IP gets its own; after a restart of the web tier the client is still
     refused."""
-    release = run_entry(procfile_entries()["release"], web_env, stdout=subprocess.DEVNULL)
+    release = Process.shell("release", procfile_entries()["release"], web_env, tmp_path / "r.log")
     assert release.wait(timeout=120) == 0
     conninfo = libpq_url(web_env["DATABASE_URL"])
     with psycopg.connect(conninfo) as conn:
@@ -153,32 +129,35 @@ def test_limits_hold_across_two_web_processes_and_a_restart(web_env, tmp_path):
         )
     envs = [{**web_env, "WEB_CONCURRENCY": "1", "PORT": str(free_port())} for _ in range(2)]
     ports = [int(env["PORT"]) for env in envs]
-    log_path = tmp_path / "web.log"
+    logs = [tmp_path / f"web{n}.log" for n in range(2)]
     body = {"email": "two.procs@example.com", "password": WRONG}
 
     def attempts(count: int, client_ip: str) -> list[int]:
         return [post_json(ports[n % 2], "/api/login/", body, client_ip) for n in range(count)]
 
-    with log_path.open("ab") as log:
-        webs = [start_web(env, log) for env in envs]
-        try:
-            wait_until(lambda: all(healthy(port) for port in ports), timeout=30)
-            statuses = attempts(40, "192.0.2.50")
-            # A second attacker IP gets its own 10 tries.
-            other = attempts(11, "192.0.2.51")
-        finally:
-            for web in webs:
-                stop(web)
+    webs = [start_web(env, log) for env, log in zip(envs, logs, strict=True)]
+    try:
+        wait_until(lambda: all(healthy(port) for port in ports), timeout=30)
+        statuses = attempts(40, "192.0.2.50")
+        # A second attacker IP gets its own 10 tries.
+        other = attempts(11, "192.0.2.51")
+    finally:
+        for web in webs:
+            web.stop()
 
-        assert statuses == [401] * 10 + [429] * 30
-        assert other == [401] * 10 + [429]
-        pids = set(re.findall(r"^<(\d+)> POST /api/login/", log_path.read_text(), flags=re.M))
-        assert len(pids) == 2, "both web processes served login attempts"
+    assert statuses == [401] * 10 + [429] * 30
+    assert other == [401] * 10 + [429]
+    pids = {
+        pid
+        for log in logs
+        for pid in re.findall(r"^<(\d+)> POST /api/login/", log.read_text(), flags=re.M)
+    }
+    assert len(pids) == 2, "both web processes served login attempts"
 
-        web = start_web(envs[0], log)
-        try:
-            wait_until(lambda: healthy(ports[0]), timeout=30)
-            assert post_json(ports[0], "/api/login/", body, "192.0.2.50") == 429
-            assert post_json(ports[0], "/api/login/", body, "192.0.2.52") == 401
-        finally:
-            stop(web)
+    web = start_web(envs[0], tmp_path / "web-restarted.log")
+    try:
+        wait_until(lambda: healthy(ports[0]), timeout=30)
+        assert post_json(ports[0], "/api/login/", body, "192.0.2.50") == 429
+        assert post_json(ports[0], "/api/login/", body, "192.0.2.52") == 401
+    finally:
+        web.stop()

@@ -8,7 +8,7 @@ import pytest
 
 from jobboard.extensions import db
 from jobboard.models import User
-from tests.conftest import DEFAULT_PASSWORD
+from tests.support.auth import DEFAULT_PASSWORD
 
 
 def login(client, email: str, password: str):

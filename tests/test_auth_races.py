@@ -4,41 +4,14 @@ the lock is released and the database decides."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
-import psycopg
 from flask_jwt_extended import decode_token
 
-from config import libpq_url
-from tests.conftest import lock_waiters, wait_until
-from tests.helpers_auth import bearer_header, deliver_code, log_in, register
-
-
-@contextmanager
-def blocking_transaction(database_url: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(libpq_url(database_url)) as connection:
-        yield connection
-
-
-def in_threads(*calls: Callable[[], Any]) -> tuple[list[Any], list[threading.Thread]]:
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        results[index] = call()
-
-    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    return results, threads
-
-
-def join(threads: list[threading.Thread]) -> None:
-    for thread in threads:
-        thread.join(timeout=20)
-        assert not thread.is_alive()
+from tests.support.auth import bearer_header, deliver_code, log_in, register
+from tests.support.database import lock_waiters
+from tests.support.polling import wait_until
+from tests.support.races import blocking_transaction, in_threads, join
 
 
 def test_a_registration_that_loses_the_race_for_an_email_gets_409(

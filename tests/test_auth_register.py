@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 
 from jobboard.extensions import db
 from jobboard.models import EmailOtp, User
-from tests.helpers_auth import (
+from tests.support.auth import (
     code_in,
     deliver_code,
     queued_mail_jobs,

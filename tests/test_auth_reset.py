@@ -17,8 +17,8 @@ from jobboard.auth.service import (
 )
 from jobboard.extensions import db
 from jobboard.models import EmailOtp, OtpPurpose, User, now_utc
-from tests.conftest import DEFAULT_PASSWORD, body_of, wait_until
-from tests.helpers_auth import (
+from tests.support.auth import (
+    DEFAULT_PASSWORD,
     code_in,
     codes_of,
     deliver_code,
@@ -27,8 +27,10 @@ from tests.helpers_auth import (
     register,
     run_job,
 )
-from tests.helpers_limits import from_ip, login
-from tests.helpers_reset import allow_reset_now, reset_code_for, reset_job_for
+from tests.support.limits import from_ip, login
+from tests.support.polling import wait_until
+from tests.support.reset import allow_reset_now, reset_code_for, reset_job_for
+from tests.support.smtp import body_of
 
 NEW_PASSWORD = "a brand new secret"
 ATTACKER_PASSWORD = "attacker knows this one"

@@ -11,10 +11,9 @@ from flask_jwt_extended import decode_token
 from sqlalchemy import event
 
 from jobboard.extensions import db
-from tests.conftest import DEFAULT_PASSWORD
-from tests.helpers_auth import bearer_header, log_in
-from tests.helpers_limits import from_ip
-from tests.helpers_reset import reset_code_for
+from tests.support.auth import DEFAULT_PASSWORD, bearer_header, log_in
+from tests.support.limits import from_ip
+from tests.support.reset import reset_code_for
 
 NEW_PASSWORD = "a brand new secret"
 

@@ -12,8 +12,8 @@ from jobboard import create_app
 from jobboard.auth.service import BAD_CREDENTIALS, NOT_VERIFIED
 from jobboard.extensions import db
 from jobboard.models import RevokedToken
-from tests.conftest import DEFAULT_PASSWORD, make_config
-from tests.helpers_auth import bearer_header, log_in
+from tests.support.auth import DEFAULT_PASSWORD, bearer_header, log_in
+from tests.support.database import make_config
 
 
 def login(client, email: str, password: str = DEFAULT_PASSWORD):

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from jobboard.auth.service import delete_unverified_accounts
 from jobboard.extensions import db
 from jobboard.models import EmailOtp, Job, User, now_utc
-from tests.conftest import wait_until
-from tests.helpers_auth import register
+from tests.support.auth import register
+from tests.support.polling import wait_until
 from workers.app import QUEUE_MAINTENANCE, task_app
 from workers.maintenance import UNVERIFIED_TASK, delete_stale_unverified_accounts
 

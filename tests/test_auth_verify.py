@@ -8,7 +8,7 @@ from sqlalchemy import select, text
 from jobboard.auth.service import DEAD_CODE, EXPIRED_CODE, LAST_WRONG_TRY, WRONG_CODE
 from jobboard.extensions import db
 from jobboard.models import User
-from tests.helpers_auth import (
+from tests.support.auth import (
     allow_resend_now,
     codes_of,
     deliver_code,

@@ -13,7 +13,8 @@ from jobboard.bids.currencies import ISO_4217_CURRENCY_CODES
 from jobboard.bids.schemas import earliest_date_in_use
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobStatus
-from tests.helpers_bids import BidsApi, bid_payload, in_days, make_job
+from tests.support.bids import BidsApi, bid_payload, in_days
+from tests.support.factories import JobFactory
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def stranger(make_user):
 
 @pytest.fixture
 def job(poster) -> Job:
-    return make_job(poster)
+    return JobFactory(owner=poster)
 
 
 def place_ok(api: BidsApi, headers: dict[str, str], job_id: int, **fields: Any) -> dict:
@@ -226,7 +227,7 @@ def test_after_withdrawing_the_bidder_may_bid_again(api, job, bidder, auth_heade
 
 
 def test_a_job_in_progress_without_assignee_still_takes_bids(api, poster, bidder, auth_headers):
-    running = make_job(poster, status=JobStatus.IN_PROGRESS)
+    running = JobFactory(owner=poster, status=JobStatus.IN_PROGRESS)
     place_ok(api, auth_headers(bidder), running.id)
 
 
@@ -245,7 +246,7 @@ def test_bidding_on_a_closed_job_you_bid_on_before_is_a_conflict(
 
 @pytest.mark.parametrize("status", [JobStatus.CANCELLED, JobStatus.COMPLETED, JobStatus.FAILED])
 def test_a_closed_job_you_never_bid_on_is_not_found(api, poster, stranger, auth_headers, status):
-    closed = make_job(poster, status=status)
+    closed = JobFactory(owner=poster, status=status)
     assert_error(api.place(auth_headers(stranger), closed.id), 404)
     assert_error(api.list_for_job(auth_headers(stranger), closed.id), 404)
 
@@ -515,7 +516,7 @@ def test_owner_and_bidder_can_read_a_bid_others_cannot(
 
 
 def test_a_bid_is_only_found_under_its_own_job(api, job, poster, bidder, auth_headers):
-    other_job = make_job(poster, name="Another job")
+    other_job = JobFactory(owner=poster, name="Another job")
     bid = place_ok(api, auth_headers(bidder), job.id)
     assert_error(api.read(auth_headers(bidder), other_job.id, bid["id"]), 404)
     assert_error(api.withdraw(auth_headers(bidder), other_job.id, bid["id"]), 404)
@@ -728,8 +729,8 @@ def test_accepting_a_missing_bid_or_on_a_missing_job_is_not_found(api, job, post
 
 
 def test_my_bids_lists_my_bids_across_jobs_with_their_job(api, poster, bidder, rival, auth_headers):
-    first_job = make_job(poster, name="First job")
-    second_job = make_job(poster, name="Second job")
+    first_job = JobFactory(owner=poster, name="First job")
+    second_job = JobFactory(owner=poster, name="Second job")
     mine_first = place_ok(api, auth_headers(bidder), first_job.id)
     mine_second = place_ok(api, auth_headers(bidder), second_job.id, fee="10.00")
     place_ok(api, auth_headers(rival), first_job.id)
@@ -790,7 +791,7 @@ def test_unverified_users_get_403_on_every_bid_call(
 
 def test_an_unverified_owner_cannot_accept(api, make_user, bidder, auth_headers):
     owner = make_user(verified=False)
-    unverified_job = make_job(owner)
+    unverified_job = JobFactory(owner=owner)
     bid = place_ok(api, auth_headers(bidder), unverified_job.id)
     assert_error(api.accept(auth_headers(owner), unverified_job.id, bid["id"]), 403)
 

@@ -3,16 +3,13 @@ database that commits, the real worker process sending mail, the real SMTP serve
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from email.message import Message
 
-from flask.testing import FlaskClient
-
-from tests.conftest import DEFAULT_PASSWORD, Mailbox, body_of, wait_until
-from tests.helpers_bids import BidsApi, in_days
-
-CODE_PATTERN = re.compile(r"\b(\d{6})\b")
+from tests.support.auth import sign_up
+from tests.support.bids import BidsApi, in_days
+from tests.support.polling import wait_until
+from tests.support.smtp import body_of
 
 
 def addressed_to(address: str, subject_part: str):
@@ -20,27 +17,6 @@ def addressed_to(address: str, subject_part: str):
         return address in message["To"] and subject_part in message["Subject"]
 
     return matches
-
-
-def sign_up(
-    client: FlaskClient, mailbox: Mailbox, email: str, display_name: str, skills: list[str]
-) -> dict[str, str]:
-    """Register, read the code from the email the worker sent, verify, log in and fill in
-    the public profile; the user's Authorization header."""
-    registered = client.post("/api/register/", json={"email": email, "password": DEFAULT_PASSWORD})
-    assert registered.status_code == 201, registered.get_json()
-    message = mailbox.wait_for(lambda m: email in m["To"] and CODE_PATTERN.search(body_of(m)))
-    code = CODE_PATTERN.search(body_of(message)).group(1)
-    verified = client.post("/api/verify-email/", json={"email": email, "otp": code})
-    assert verified.status_code == 200, verified.get_json()
-    login = client.post("/api/login/", json={"email": email, "password": DEFAULT_PASSWORD})
-    assert login.status_code == 200, login.get_json()
-    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
-    profile = client.patch(
-        "/api/me/", json={"display_name": display_name, "skills": skills}, headers=headers
-    )
-    assert profile.status_code == 200, profile.get_json()
-    return headers
 
 
 def test_three_users_post_bid_compare_accept_and_hear_about_it(live_client, start_worker, mailbox):

@@ -1,5 +1,5 @@
 """Bids under concurrency: real requests on their own database connections, committing
-for real, lined up to run at the same time (see `helpers_bids.run_at_once`)."""
+for real, lined up to run at the same time (see `tests.support.bids.run_at_once`)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ from sqlalchemy import select, text
 
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job
-from tests.helpers_bids import (
-    BidsApi,
-    live_headers,
-    make_live_job,
-    run_at_once,
-)
+from tests.support.bids import BidsApi, live_headers, make_live_job, run_at_once
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ from flask import Flask
 from jobboard import queue
 from jobboard.extensions import db
 from jobboard.models import BidStatus, JobStatus, now_utc
-from tests.conftest import DEFAULT_PASSWORD, _user_maker, wait_until
-from tests.helpers_dashboard import Browser, LiveServer, chromium_path, make_bid, make_job
+from tests.support.auth import DEFAULT_PASSWORD
+from tests.support.browser import Browser, LiveServer, chromium_path
+from tests.support.factories import BidFactory, JobFactory, UserFactory
+from tests.support.polling import wait_until
 
 READ_NUMBERS = """
 Object.fromEntries(
@@ -39,10 +41,10 @@ def server(live_app: Flask) -> Iterator[LiveServer]:
 
 
 @pytest.fixture(scope="module")
-def browser(chromium: str, tmp_path_factory) -> Iterator[Browser]:
+def browser(chromium: str) -> Iterator[Browser]:
     """One Chromium for the module. Each test serves the app on a new port, a new origin,
     so no test sees another's sessionStorage."""
-    opened = Browser(chromium, tmp_path_factory.mktemp("chromium") / "profile")
+    opened = Browser(chromium)
     yield opened
     opened.close()
 
@@ -52,7 +54,7 @@ def people(live_app: Flask) -> None:
     """A member with jobs in every status, jobs assigned to them, bids; an admin; an
     unverified user; some queue entries. All committed for real."""
     with live_app.app_context():
-        make_user = _user_maker()
+        make_user = UserFactory
         member = make_user(email="member@example.com", display_name="Mia Member")
         client = make_user(email="client@example.com")
         make_user(email="admin@example.com", admin=True)
@@ -66,21 +68,21 @@ def people(live_app: Flask) -> None:
         )
         start = now_utc() - timedelta(days=1)
         for index, status in enumerate(statuses):
-            make_job(
-                member.id,
-                status,
+            JobFactory(
+                owner=member.id,
+                status=status,
                 name=f"Report {index + 1}",
                 created_at=start + timedelta(minutes=index),
             )
-        make_job(member.id, JobStatus.PENDING, name=XSS_NAME, created_at=now_utc())
-        theirs = [make_job(client.id, status) for status in JobStatus]
+        JobFactory(owner=member.id, status=JobStatus.PENDING, name=XSS_NAME, created_at=now_utc())
+        theirs = [JobFactory(owner=client.id, status=status) for status in JobStatus]
         theirs[0].due_date = DUE_DATES[0]
         theirs[2].due_date = DUE_DATES[1]
-        make_bid(theirs[0], member.id, BidStatus.ACCEPTED)
-        make_bid(theirs[2], member.id, BidStatus.ACCEPTED)
-        make_bid(theirs[1], member.id, BidStatus.PENDING)
-        make_bid(theirs[3], member.id, BidStatus.REJECTED)
-        make_bid(theirs[4], member.id, BidStatus.WITHDRAWN)
+        BidFactory(job=theirs[0], bidder=member.id, status=BidStatus.ACCEPTED)
+        BidFactory(job=theirs[2], bidder=member.id, status=BidStatus.ACCEPTED)
+        BidFactory(job=theirs[1], bidder=member.id, status=BidStatus.PENDING)
+        BidFactory(job=theirs[3], bidder=member.id, status=BidStatus.REJECTED)
+        BidFactory(job=theirs[4], bidder=member.id, status=BidStatus.WITHDRAWN)
         queue.defer("send_email", queue="mail", to="a@example.com", subject="s", body="b")
         queue.defer(
             "process_job",

@@ -18,11 +18,11 @@ from jobboard.models import (
     Job,
     JobResult,
     JobStatus,
-    OtpPurpose,
     User,
     now_utc,
 )
-from tests.conftest import DEFAULT_PASSWORD
+from tests.support.auth import DEFAULT_PASSWORD
+from tests.support.factories import EmailOtpFactory
 
 NEW_PASSWORD = "a long admin password"
 
@@ -178,22 +178,8 @@ def test_list_refuses_unknown_options(runner):
 # --- users verify -------------------------------------------------------------------------------
 
 
-def make_otp(user: User, *, expires_in: timedelta, consumed: bool = False) -> EmailOtp:
-    now = now_utc()
-    otp = EmailOtp(
-        user_id=user.id,
-        purpose=OtpPurpose.VERIFY_EMAIL.value,
-        code_hash="x" * 64,
-        expires_at=now + expires_in,
-        consumed_at=now if consumed else None,
-    )
-    db.session.add(otp)
-    db.session.commit()
-    return otp
-
-
 def test_verify_marks_the_user_verified_and_retires_their_code(runner, user, logs):
-    otp = make_otp(user, expires_in=timedelta(minutes=5))
+    otp = EmailOtpFactory(user=user, expires_in=timedelta(minutes=5))
     result = runner.invoke(args=["users", "verify", user.email.upper()])
     assert result.exit_code == 0, result.output
     verified = user_by_email(user.email)
@@ -235,9 +221,9 @@ def test_verify_invalid_email_fails(runner):
 
 def test_otp_cleanup_deletes_expired_and_used_codes_only(runner, make_user, logs):
     first, second, third = make_user(verified=False), make_user(verified=False), make_user()
-    live = make_otp(first, expires_in=timedelta(minutes=5))
-    make_otp(second, expires_in=timedelta(minutes=-1))
-    make_otp(third, expires_in=timedelta(minutes=5), consumed=True)
+    live = EmailOtpFactory(user=first, expires_in=timedelta(minutes=5))
+    EmailOtpFactory(user=second, expires_in=timedelta(minutes=-1))
+    EmailOtpFactory(user=third, expires_in=timedelta(minutes=5), consumed=True)
 
     result = runner.invoke(args=["otp", "cleanup"])
 

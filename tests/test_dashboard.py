@@ -12,8 +12,9 @@ from jobboard.dashboard import service
 from jobboard.dashboard.schemas import BidCountsOut, DashboardOut, JobCountsOut
 from jobboard.extensions import db
 from jobboard.models import BidStatus, JobStatus, User, now_utc
-from tests.conftest import DEFAULT_PASSWORD
-from tests.helpers_dashboard import make_bid, make_job, zero_bids, zero_jobs
+from tests.support.auth import DEFAULT_PASSWORD
+from tests.support.dashboard import zero_bids, zero_jobs
+from tests.support.factories import BidFactory, JobFactory
 
 URL = "/api/dashboard/"
 
@@ -85,18 +86,22 @@ def test_counts_are_the_callers_own_by_status(
     }
     for status, count in mine.items():
         for _ in range(count):
-            make_job(verified_user, status)
+            JobFactory(owner=verified_user, status=status)
     # Somebody else's jobs, in every status, never count as the caller's.
-    others_jobs = [make_job(other_user, status) for status in JobStatus]
+    others_jobs = [JobFactory(owner=other_user, status=status) for status in JobStatus]
     # Jobs assigned to the caller: their bid was accepted.
     for job in others_jobs[:2]:
-        make_bid(job, verified_user, BidStatus.ACCEPTED)
-    make_bid(others_jobs[2], verified_user, BidStatus.REJECTED)
-    make_bid(others_jobs[3], verified_user, BidStatus.WITHDRAWN)
-    make_bid(others_jobs[4], verified_user, BidStatus.PENDING)
-    make_bid(others_jobs[4], third, BidStatus.PENDING)
+        BidFactory(job=job, bidder=verified_user, status=BidStatus.ACCEPTED)
+    BidFactory(job=others_jobs[2], bidder=verified_user, status=BidStatus.REJECTED)
+    BidFactory(job=others_jobs[3], bidder=verified_user, status=BidStatus.WITHDRAWN)
+    BidFactory(job=others_jobs[4], bidder=verified_user, status=BidStatus.PENDING)
+    BidFactory(job=others_jobs[4], bidder=third, status=BidStatus.PENDING)
     # A bid by somebody else on the caller's job counts for neither.
-    make_bid(make_job(verified_user, JobStatus.PENDING), other_user, BidStatus.PENDING)
+    BidFactory(
+        job=JobFactory(owner=verified_user, status=JobStatus.PENDING),
+        bidder=other_user,
+        status=BidStatus.PENDING,
+    )
 
     response = client.get(URL, headers=auth_headers(verified_user))
 
@@ -121,13 +126,13 @@ def test_counts_are_the_callers_own_by_status(
 
 
 def test_other_users_see_their_own_numbers(client, verified_user, other_user, auth_headers):
-    make_job(verified_user, JobStatus.CANCELLED)
+    JobFactory(owner=verified_user, status=JobStatus.CANCELLED)
     body = client.get(URL, headers=auth_headers(other_user)).get_json()
     assert body["jobs"] == zero_jobs()
 
 
 def test_counts_follow_changes(client, verified_user, auth_headers):
-    job = make_job(verified_user, JobStatus.PENDING)
+    job = JobFactory(owner=verified_user, status=JobStatus.PENDING)
     assert client.get(URL, headers=auth_headers(verified_user)).get_json()["jobs"]["pending"] == 1
     job.status = JobStatus.CANCELLED
     db.session.commit()
@@ -355,7 +360,7 @@ def test_me_does_not_expose_a_writable_admin_flag_in_the_schema(client):
 
 
 def test_admin_reads_any_job(client, admin_user, other_user, verified_user, auth_headers):
-    job = make_job(other_user, JobStatus.COMPLETED)
+    job = JobFactory(owner=other_user, status=JobStatus.COMPLETED)
     response = client.get(f"/api/jobs/{job.id}/", headers=auth_headers(admin_user))
     assert response.status_code == 200
     assert response.get_json()["id"] == job.id

@@ -28,7 +28,11 @@ from jobboard import create_app
 from jobboard.embedded_db import _import_pgserver, recreate_database
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, now_utc
-from tests.conftest import WorkerProcess, _user_maker, bearer, make_config, wait_until
+from tests.support.auth import bearer
+from tests.support.database import make_config
+from tests.support.factories import UserFactory
+from tests.support.polling import wait_until
+from tests.support.worker import WorkerProcess
 
 POSTERS = 3
 RECOVERY_LIMIT_SECONDS = 10.0
@@ -89,7 +93,7 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
     worker = WorkerProcess(app.config["DATABASE_URL_FOR_WORKER"], smtp_server.port)
     try:
         with app.app_context():
-            user = _user_maker()(email="restart@example.com")
+            user = UserFactory(email="restart@example.com")
             headers = bearer(user)
         statuses: Counter[int] = Counter()
         accepted: list[int] = []
@@ -125,7 +129,7 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
         wait_until(lambda: statuses[503] >= POSTERS, timeout=30)
         assert client.get("/health").status_code == 503
         time.sleep(3)  # the outage lasts a while; the worker retries meanwhile
-        assert worker.process.poll() is None, "the worker exited while the database was away"
+        assert worker.running(), "the worker exited while the database was away"
 
         private_server.start()
         back_at = time.monotonic()
@@ -160,7 +164,7 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
             thread.join(timeout=30)
 
         assert set(statuses) <= {201, 503}, statuses
-        assert worker.process.poll() is None
+        assert worker.running()
 
         # No accepted job is lost: each one completes (one cut off mid-run is retried by
         # the stalled-job check).
@@ -178,7 +182,7 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
             print(
                 f"\n[restart] answers {dict(statuses)}; /health back {health_seconds:.2f} s "
                 f"after the restart; a new job completed {pickup_seconds:.2f} s after it; "
-                f"{len(accepted)} accepted jobs, 0 lost; worker pid {worker.process.pid} alive"
+                f"{len(accepted)} accepted jobs, 0 lost; worker pid {worker.pid} alive"
             )
     finally:
         worker.stop()

@@ -8,8 +8,9 @@ from datetime import date, timedelta
 from jobboard.extensions import db
 from jobboard.models import Job
 from jobboard.notices import due_at, overdue_email
-from tests.conftest import bearer, body_of
-from tests.helpers_assignments import awarded_job, deliver, release
+from tests.support.assignments import awarded_job, deliver, release
+from tests.support.auth import bearer
+from tests.support.smtp import body_of
 from workers.app import task_app
 
 

@@ -13,9 +13,10 @@ from flask import Flask
 
 from jobboard.edges import MAX_JSON_DEPTH
 from jobboard.extensions import api
-from tests.conftest import bearer
-from tests.helpers_bids import bid_payload, make_job
-from tests.helpers_jobs import payload
+from tests.support.auth import bearer
+from tests.support.bids import bid_payload
+from tests.support.factories import JobFactory
+from tests.support.jobs import payload
 
 BIG_IDS = ["2147483648", "9223372036854775808", "99999999999999999999999999"]
 HTML_SECURITY_HEADERS = {
@@ -81,7 +82,7 @@ def test_the_largest_id_the_column_holds_is_an_ordinary_404(client, verified_use
 
 @pytest.mark.parametrize("page", ["2", "99999999", "99999999999999999", "9" * 40])
 def test_every_list_answers_an_empty_page_past_its_end(app, client, verified_user, page):
-    job = make_job(verified_user)
+    job = JobFactory(owner=verified_user)
     paths = list_paths(app)
     assert len(paths) >= 5
     for path in paths:
@@ -149,7 +150,7 @@ def test_nul_in_a_query_string_is_422(app, client, verified_user, bad):
 
 
 def test_a_bad_string_in_a_bid_is_422(client, verified_user, other_user):
-    job = make_job(other_user)
+    job = JobFactory(owner=other_user)
     response = client.post(
         f"/api/jobs/{job.id}/bids/",
         data=raw_json(bid_payload(comment="\ud800")),
@@ -208,7 +209,7 @@ def test_deep_json_inside_params_is_422_and_32_levels_are_fine(client, verified_
     "fee", ["1E+999999999", "1E+999999", "-1E+999999999", "1E-999999999", "NaN", "Infinity"]
 )
 def test_fees_the_column_cannot_hold_are_422(client, verified_user, other_user, fee):
-    job = make_job(other_user)
+    job = JobFactory(owner=other_user)
     response = client.post(
         f"/api/jobs/{job.id}/bids/",
         json=bid_payload(fee=fee),
@@ -219,7 +220,7 @@ def test_fees_the_column_cannot_hold_are_422(client, verified_user, other_user, 
 
 @pytest.mark.parametrize("number", [b"1e999", b"-1e999", b"NaN", b"Infinity", b"9" * 5000])
 def test_json_numbers_python_cannot_hold_are_422(client, verified_user, other_user, number):
-    job = make_job(other_user)
+    job = JobFactory(owner=other_user)
     body = b'{"fee": ' + number + b', "proposed_deadline": "2999-01-01"}'
     response = client.post(
         f"/api/jobs/{job.id}/bids/",

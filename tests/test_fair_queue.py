@@ -19,8 +19,10 @@ from sqlalchemy import select, text
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, Plan, User, now_utc
-from tests.conftest import bearer, lock_waiters, wait_until
-from tests.helpers_jobs import create_job, in_future
+from tests.support.auth import bearer
+from tests.support.database import lock_waiters
+from tests.support.jobs import create_job, in_future
+from tests.support.polling import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +389,7 @@ def test_sigterm_lets_running_jobs_finish_before_the_worker_process_exits(
 
     worker.stop()
 
-    assert worker.process.returncode == 0
+    assert worker.returncode == 0
     finished = read_job(live_app, job["id"])
     assert finished.status == JobStatus.COMPLETED and finished.attempts == 1
     # The queue entry was finished too, not cut off and left for the stalled-job check.

@@ -25,7 +25,7 @@ def test_health_reports_database_ok(client):
 
 
 def test_health_is_503_when_database_is_unreachable(smtp_server):
-    from tests.conftest import make_config
+    from tests.support.database import make_config
 
     unreachable = make_config("postgresql://nobody@127.0.0.1:1/none", smtp_server.port)
     app = create_app(unreachable)

@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, settings
 from jobboard import create_app
 from jobboard.extensions import db
 from jobboard.models import JobStatus, User
-from tests.conftest import RUN_ID, _user_maker, make_config
-from tests.helpers_dashboard import make_bid, make_job
+from tests.support.database import RUN_ID, make_config
+from tests.support.factories import BidFactory, JobFactory, UserFactory
 
 MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "40"))
 
@@ -59,13 +59,13 @@ def seed_neighbourhood(user: User) -> None:
     """Low ids that exist, so that generated ids reach more than 404: another user's open
     jobs with the fuzzer's bids on them, the fuzzer's own jobs with others' bids, jobs in
     every status."""
-    other = _user_maker()(email="neighbour@example.com", display_name="Neighbour")
+    other = UserFactory(email="neighbour@example.com", display_name="Neighbour")
     for status in JobStatus:
-        theirs = make_job(other.id, status)
-        mine = make_job(user.id, status)
+        theirs = JobFactory(owner=other.id, status=status)
+        mine = JobFactory(owner=user.id, status=status)
         if status == JobStatus.PENDING:
-            make_bid(theirs, user.id)
-            make_bid(mine, other.id)
+            BidFactory(job=theirs, bidder=user.id)
+            BidFactory(job=mine, bidder=other.id)
 
 
 _target: list[FuzzTarget] = []  # the module fixture's, for the auth provider
@@ -79,7 +79,7 @@ def fuzz_target(database_server, template_database, smtp_server) -> Iterator[Fuz
     url = database_server.create(name, template=template_database)
     app = create_app(make_config(url, smtp_server.port))
     with app.app_context():
-        user = _user_maker()(email="fuzzer@example.com", display_name="Fuzzer")
+        user = UserFactory(email="fuzzer@example.com", display_name="Fuzzer")
         seed_neighbourhood(user)
         target = FuzzTarget(app=app, user_id=user.id)
     _target.append(target)

@@ -10,7 +10,7 @@ import pytest
 
 from jobboard.extensions import db
 from jobboard.models import IdempotencyKey, Job, JobStatus, now_utc
-from tests.helpers_jobs import (
+from tests.support.jobs import (
     JOB_FIELDS,
     create_job,
     in_future,
@@ -244,7 +244,7 @@ def test_same_request_with_other_key_order_and_offset_is_a_replay(
 def test_replay_after_the_scheduled_time_passed_still_returns_the_job(
     client, verified_user, auth_headers
 ):
-    from tests.conftest import wait_until
+    from tests.support.polling import wait_until
 
     headers = {**auth_headers(verified_user), "Idempotency-Key": "soon"}
     when = now_utc() + timedelta(seconds=1)

@@ -8,7 +8,7 @@ import pytest
 
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus
-from tests.helpers_jobs import create_job, queue_row
+from tests.support.jobs import create_job, queue_row
 
 
 @pytest.fixture

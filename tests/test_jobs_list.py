@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 
 from jobboard.models import JobStatus, now_utc
-from tests.helpers_jobs import JOB_FIELDS, create_job
+from tests.support.jobs import JOB_FIELDS, create_job
 
 LIST_ROUTES = ["/api/jobs/", "/api/jobs/assigned/", "/api/jobs/open/"]
 

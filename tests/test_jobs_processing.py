@@ -11,7 +11,7 @@ from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, run_attempt
 from jobboard.jobs.transitions import retry_delay
 from jobboard.models import Job, JobStatus, now_utc
-from tests.helpers_jobs import create_job, queue_row, queue_rows, run_queued_attempt
+from tests.support.jobs import create_job, queue_row, queue_rows, run_queued_attempt
 
 
 def reloaded(job_id: int) -> Job:

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from jobboard.extensions import db
 from jobboard.models import IdempotencyKey, Job, User
-from tests.conftest import bearer
-from tests.helpers_jobs import payload, queue_rows
+from tests.support.auth import bearer
+from tests.support.jobs import payload, queue_rows
 
 
 def test_concurrent_posts_with_one_idempotency_key_create_one_job(live_app, make_live_user):

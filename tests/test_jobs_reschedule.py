@@ -11,9 +11,9 @@ import pytest
 from jobboard.extensions import db
 from jobboard.jobs.processing import Outcome, run_attempt
 from jobboard.models import Job, JobStatus, now_utc
-from tests.conftest import bearer
-from tests.helpers_assignments import awarded_job, post_job, queue_entries
-from tests.helpers_jobs import create_job, in_future, payload, set_queue_status
+from tests.support.assignments import awarded_job, post_job
+from tests.support.auth import bearer
+from tests.support.jobs import create_job, in_future, payload, queue_rows, set_queue_status
 
 
 def patch(client, user, job_id, body):
@@ -34,7 +34,7 @@ def test_a_job_without_scheduled_time_runs_now(client, verified_user):
 
     assert response.status_code == 201, response.get_json()
     job = response.get_json()
-    (entry,) = queue_entries("process_job", job["id"])
+    (entry,) = queue_rows("process_job", job["id"])
     assert entry["status"] == "todo"
     assert entry["scheduled_at"] is None  # a free worker takes it at once
     assert before <= stored(job["id"]).scheduled_time <= now_utc()
@@ -42,12 +42,12 @@ def test_a_job_without_scheduled_time_runs_now(client, verified_user):
 
 def test_null_scheduled_time_also_means_now(client, verified_user):
     job = post_job(client, verified_user, scheduled_time=None)
-    assert queue_entries("process_job", job["id"])[0]["scheduled_at"] is None
+    assert queue_rows("process_job", job["id"])[0]["scheduled_at"] is None
 
 
 def test_the_owner_reschedules_and_the_queue_entry_moves(client, verified_user):
     job = post_job(client, verified_user)
-    (old,) = queue_entries("process_job", job["id"])
+    (old,) = queue_rows("process_job", job["id"])
     new_time = in_future(7200)
 
     response = patch(
@@ -56,7 +56,7 @@ def test_the_owner_reschedules_and_the_queue_entry_moves(client, verified_user):
 
     assert response.status_code == 200, response.get_json()
     assert response.get_json()["priority"] == 7
-    entries = queue_entries("process_job", job["id"])
+    entries = queue_rows("process_job", job["id"])
     assert [e["status"] for e in entries] == ["cancelled", "todo"]
     assert entries[0]["id"] == old["id"]
     assert entries[1]["scheduled_at"] == new_time
@@ -69,7 +69,7 @@ def test_rescheduling_to_null_runs_it_now(client, verified_user):
     job = post_job(client, verified_user)
     response = patch(client, verified_user, job["id"], {"scheduled_time": None})
     assert response.status_code == 200
-    assert queue_entries("process_job", job["id"])[-1]["scheduled_at"] is None
+    assert queue_rows("process_job", job["id"])[-1]["scheduled_at"] is None
     assert stored(job["id"]).scheduled_time <= now_utc()
 
 
@@ -89,7 +89,7 @@ def test_editing_other_fields_leaves_the_queue_entry_alone(client, verified_user
         {"x": 1},
         5,
     )
-    assert [e["status"] for e in queue_entries("process_job", job["id"])] == ["todo"]
+    assert [e["status"] for e in queue_rows("process_job", job["id"])] == ["todo"]
 
 
 def test_params_are_checked_against_the_jobs_kind(client, verified_user):
@@ -128,7 +128,7 @@ def test_bad_edits_are_422_and_change_nothing(client, verified_user, body):
     response = patch(client, verified_user, job["id"], body)
     assert response.status_code == 422, response.get_json()
     assert response.get_json()["code"] == 422
-    assert [e["status"] for e in queue_entries("process_job", job["id"])] == ["todo"]
+    assert [e["status"] for e in queue_rows("process_job", job["id"])] == ["todo"]
     assert stored(job["id"]).name == job["name"]
 
 
@@ -174,7 +174,7 @@ def test_a_manual_job_moves_in_time_without_a_queue_entry(client, verified_user)
     job = post_job(client, verified_user, kind="manual")
     response = patch(client, verified_user, job["id"], {"scheduled_time": in_future().isoformat()})
     assert response.status_code == 200
-    assert queue_entries("process_job", job["id"]) == []
+    assert queue_rows("process_job", job["id"]) == []
 
 
 def test_an_entry_the_worker_took_before_the_move_does_not_run(client, verified_user):
@@ -196,4 +196,4 @@ def test_an_entry_the_worker_took_before_the_move_does_not_run(client, verified_
     assert run_attempt(job["id"], queue_job_id=old_entry) == Outcome.SUPERSEDED
     after = stored(job["id"])
     assert (after.status, after.attempts) == (JobStatus.PENDING, 0)
-    assert [e["status"] for e in queue_entries("process_job", job["id"])] == ["doing", "todo"]
+    assert [e["status"] for e in queue_rows("process_job", job["id"])] == ["doing", "todo"]

@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 from config import PROJECT_ROOT
-from tests.conftest import wait_until
-from tests.test_procfile import procfile_entries, run_entry
-from tests.test_procfile import production_env as production_env
+from tests.support.polling import wait_until
+from tests.support.processes import Process
+from tests.support.procfile import procfile_entries
 
 
 def healthy(port: str) -> dict | None:
@@ -30,15 +30,15 @@ def healthy(port: str) -> dict | None:
 
 
 @pytest.fixture
-def gunicorn(production_env):
-    release = run_entry(procfile_entries()["release"], production_env, stdout=subprocess.PIPE)
-    release.communicate(timeout=120)
-    web = run_entry(procfile_entries()["web"], production_env, stderr=subprocess.DEVNULL)
+def gunicorn(production_env, tmp_path):
+    entries = procfile_entries()
+    release = Process.shell("release", entries["release"], production_env, tmp_path / "r.log")
+    release.wait(timeout=120)
+    web = Process.shell("web", entries["web"], production_env, tmp_path / "web.log")
     port = production_env["PORT"]
     wait_until(lambda: healthy(port), timeout=30)
     yield int(port)
-    os.killpg(web.pid, signal.SIGTERM)
-    web.wait(timeout=20)
+    web.stop()
 
 
 def read_response(sock: socket.socket) -> tuple[int, bytes]:
@@ -101,15 +101,7 @@ def test_run_py_restarts_a_child_that_died(production_env):
     dotenv = PROJECT_ROOT / ".env"
     had_dotenv = dotenv.exists()
     env = {**production_env, "PYTHONUNBUFFERED": "1"}
-    system = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "run.py")],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    system = Process("run.py", [sys.executable, str(PROJECT_ROOT / "run.py")], env)
     output: list[str] = []
 
     def children() -> dict[str, int]:
@@ -137,18 +129,19 @@ def test_run_py_restarts_a_child_that_died(production_env):
                 timeout=30,
             )
             assert restarted != first[name]
-            assert system.poll() is None, "run.py stopped instead of restarting a child"
+            assert system.running(), "run.py stopped instead of restarting a child"
         assert wait_until(lambda: healthy(env["PORT"]), timeout=30) == {
             "status": "ok",
             "database": "ok",
         }
     finally:
-        system.send_signal(signal.SIGTERM)
+        # SIGTERM to run.py alone: stopping its children is its job.
+        system.popen.send_signal(signal.SIGTERM)
         try:
-            out, _ = system.communicate(timeout=60)
+            out, _ = system.popen.communicate(timeout=60)
             output.append(out)
         except subprocess.TimeoutExpired:
-            os.killpg(system.pid, signal.SIGKILL)
+            system.kill()
         if not had_dotenv and dotenv.exists():
             dotenv.unlink()
     log = "".join(output)

@@ -18,8 +18,8 @@ from jobboard import create_app
 from jobboard.auth.service import seal_code, verification_email
 from jobboard.mailer import queue_email
 from jobboard.models import now_utc
-from tests.conftest import DEFAULT_PASSWORD, body_of, free_port, make_config, wait_until
-from tests.helpers_auth import (
+from tests.support.auth import (
+    DEFAULT_PASSWORD,
     allow_resend_now,
     bearer_header,
     code_in,
@@ -30,6 +30,10 @@ from tests.helpers_auth import (
     run_job,
     verification_job_for,
 )
+from tests.support.database import make_config
+from tests.support.polling import wait_until
+from tests.support.processes import free_port
+from tests.support.smtp import body_of
 from workers.app import QUEUE_MAIL, task_app
 from workers.mail import SMTP_RETRY, deliver, send_email, send_verification_code
 

@@ -8,25 +8,18 @@ from sqlalchemy import func, select
 
 from jobboard.auth.service import purge_expired_otps, purge_expired_revoked_tokens
 from jobboard.extensions import db
-from jobboard.models import EmailOtp, OtpPurpose, RateLimitHits, RevokedToken, User, now_utc
-from tests.conftest import wait_until
+from jobboard.models import EmailOtp, RateLimitHits, RevokedToken, User, now_utc
+from tests.support.factories import EmailOtpFactory
+from tests.support.polling import wait_until
 from workers.app import QUEUE_MAINTENANCE, task_app
 from workers.maintenance import PURGE_TASK, purge_expired_auth_records
 
 
 def add_code(user: User, *, expires_in: timedelta, consumed: bool = False) -> int:
-    now = now_utc()
-    otp = EmailOtp(
-        user_id=user.id,
-        purpose=OtpPurpose.VERIFY_EMAIL.value,
-        code_hash="0" * 64,
-        created_at=now - timedelta(minutes=1),
-        expires_at=now + expires_in,
-        consumed_at=now if consumed else None,
-    )
-    db.session.add(otp)
-    db.session.commit()
-    return otp.id
+    created = now_utc() - timedelta(minutes=1)
+    return EmailOtpFactory(
+        user=user, expires_in=expires_in, consumed=consumed, created_at=created, code_hash="0" * 64
+    ).id
 
 
 def add_revocation(jti: str, *, expires_in: timedelta) -> None:

@@ -13,24 +13,10 @@ from sqlalchemy import func, select, text
 from jobboard.extensions import db
 from jobboard.models import FREE_PLAN, Bid, Job, JobStatus, Plan, User, now_utc
 from jobboard.quotas import params_size, seconds_to_next_utc_day
-from tests.helpers_bids import bid_payload, make_job
-from tests.helpers_jobs import in_future, payload
+from tests.support.bids import bid_payload
+from tests.support.factories import JobFactory, PlanFactory
+from tests.support.jobs import in_future, payload
 from workers.plans import process_plan_subscriptions
-
-
-def make_plan(name: str, **limits: int) -> Plan:
-    values = {
-        "max_running_jobs": 2,
-        "max_open_jobs": 100,
-        "jobs_per_day": 1000,
-        "max_params_bytes": 65536,
-        "bids_per_day": 50,
-        **limits,
-    }
-    plan = Plan(name=name, **values)
-    db.session.add(plan)
-    db.session.commit()
-    return plan
 
 
 def on_plan(user: User, plan: Plan, ends: datetime | None = None) -> User:
@@ -85,9 +71,9 @@ def test_my_plan_shows_the_limits_the_live_usage_and_no_end_on_free(
     headers = auth_headers(verified_user)
     for _ in range(3):
         assert post_job(client, headers).status_code == 201
-    running = make_job(verified_user, status=JobStatus.IN_PROGRESS)
-    make_job(verified_user, status=JobStatus.COMPLETED)
-    theirs = make_job(other_user)
+    running = JobFactory(owner=verified_user, status=JobStatus.IN_PROGRESS)
+    JobFactory(owner=verified_user, status=JobStatus.COMPLETED)
+    theirs = JobFactory(owner=other_user)
     assert (
         client.post(f"/api/jobs/{theirs.id}/bids/", json=bid_payload(), headers=headers).status_code
         == 201
@@ -144,7 +130,7 @@ def test_params_of_exactly_max_params_bytes_pass_and_one_more_is_422(
 
 
 def test_params_size_counts_utf8_bytes_not_characters(client, verified_user, auth_headers):
-    on_plan(verified_user, make_plan("tiny-params", max_params_bytes=20))
+    on_plan(verified_user, PlanFactory(name="tiny-params", max_params_bytes=20))
     headers = auth_headers(verified_user)
     assert params_size({"t": "éééé"}) == len(json.dumps({"t": "éééé"}, ensure_ascii=False)) + 4 - 1
     assert post_job(client, headers, params={"t": "é" * 6}).status_code == 201  # 20 bytes
@@ -152,7 +138,7 @@ def test_params_size_counts_utf8_bytes_not_characters(client, verified_user, aut
 
 
 def test_job_lists_carry_at_most_max_params_bytes_per_job(client, verified_user, auth_headers):
-    on_plan(verified_user, make_plan("small-params", max_params_bytes=64))
+    on_plan(verified_user, PlanFactory(name="small-params", max_params_bytes=64))
     headers = auth_headers(verified_user)
     for size in (10, 30, 50):
         assert post_job(client, headers, params={"t": "y" * size}).status_code == 201
@@ -165,7 +151,7 @@ def test_job_lists_carry_at_most_max_params_bytes_per_job(client, verified_user,
 def test_max_open_jobs_at_the_edge_is_429_with_retry_after_naming_the_limit(
     client, verified_user, auth_headers
 ):
-    on_plan(verified_user, make_plan("three-open", max_open_jobs=3))
+    on_plan(verified_user, PlanFactory(name="three-open", max_open_jobs=3))
     headers = auth_headers(verified_user)
     created = [post_job(client, headers).get_json() for _ in range(3)]
     assert all("id" in job for job in created)
@@ -184,9 +170,9 @@ def test_max_open_jobs_at_the_edge_is_429_with_retry_after_naming_the_limit(
 
 
 def test_in_progress_jobs_count_as_open(client, verified_user, auth_headers):
-    on_plan(verified_user, make_plan("two-open", max_open_jobs=2))
-    make_job(verified_user, status=JobStatus.IN_PROGRESS)
-    make_job(verified_user, status=JobStatus.COMPLETED)
+    on_plan(verified_user, PlanFactory(name="two-open", max_open_jobs=2))
+    JobFactory(owner=verified_user, status=JobStatus.IN_PROGRESS)
+    JobFactory(owner=verified_user, status=JobStatus.COMPLETED)
     headers = auth_headers(verified_user)
     assert post_job(client, headers).status_code == 201
     assert post_job(client, headers).status_code == 429
@@ -195,9 +181,11 @@ def test_in_progress_jobs_count_as_open(client, verified_user, auth_headers):
 def test_jobs_per_day_at_the_edge_is_429_until_the_next_utc_day(
     client, verified_user, auth_headers
 ):
-    on_plan(verified_user, make_plan("two-a-day", jobs_per_day=2))
+    on_plan(verified_user, PlanFactory(name="two-a-day", jobs_per_day=2))
     # Yesterday's jobs do not count.
-    make_job(verified_user, status=JobStatus.COMPLETED, created_at=now_utc() - timedelta(days=1))
+    JobFactory(
+        owner=verified_user, status=JobStatus.COMPLETED, created_at=now_utc() - timedelta(days=1)
+    )
     headers = auth_headers(verified_user)
     assert post_job(client, headers).status_code == 201
     assert post_job(client, headers).status_code == 201
@@ -217,7 +205,7 @@ def test_seconds_to_next_utc_day():
 
 
 def test_a_quota_refusal_creates_no_job_and_no_queue_entry(client, verified_user, auth_headers):
-    on_plan(verified_user, make_plan("one-open", max_open_jobs=1))
+    on_plan(verified_user, PlanFactory(name="one-open", max_open_jobs=1))
     headers = auth_headers(verified_user)
     assert post_job(client, headers).status_code == 201
     assert post_job(client, headers).status_code == 429
@@ -231,10 +219,10 @@ def test_a_quota_refusal_creates_no_job_and_no_queue_entry(client, verified_user
 
 
 def test_bids_per_day_at_the_edge_is_429(client, verified_user, other_user, auth_headers):
-    on_plan(verified_user, make_plan("two-bids", bids_per_day=2))
+    on_plan(verified_user, PlanFactory(name="two-bids", bids_per_day=2))
     headers = auth_headers(verified_user)
-    jobs = [make_job(other_user) for _ in range(3)]
-    old = make_job(other_user)
+    jobs = [JobFactory(owner=other_user) for _ in range(3)]
+    old = JobFactory(owner=other_user)
     db.session.add(
         Bid(
             job_id=old.id,
@@ -266,8 +254,8 @@ def test_bids_per_day_at_the_edge_is_429(client, verified_user, other_user, auth
 def test_a_bid_refused_for_another_reason_is_not_reported_as_a_quota(
     client, verified_user, auth_headers
 ):
-    on_plan(verified_user, make_plan("no-bids", bids_per_day=0))
-    own = make_job(verified_user)
+    on_plan(verified_user, PlanFactory(name="no-bids", bids_per_day=0))
+    own = JobFactory(owner=verified_user)
     response = client.post(
         f"/api/jobs/{own.id}/bids/", json=bid_payload(), headers=auth_headers(verified_user)
     )
@@ -436,7 +424,7 @@ def test_changed_params_are_held_to_the_owners_plan_too(app, verified_user):
     from jobboard.errors import Unprocessable
     from jobboard.quotas import check_job_params
 
-    on_plan(verified_user, make_plan("small-edit", max_params_bytes=16))
+    on_plan(verified_user, PlanFactory(name="small-edit", max_params_bytes=16))
     check_job_params(verified_user.id, {"t": "x" * 8})  # 16 bytes
     with pytest.raises(Unprocessable, match="max_params_bytes"):
         check_job_params(verified_user.id, {"t": "x" * 9})

@@ -202,7 +202,7 @@ def test_entry_points_add_kinds(plugin_distribution):
 def test_entry_point_kinds_are_accepted_by_the_api(
     plugin_distribution, client, verified_user, auth_headers
 ):
-    from tests.helpers_jobs import payload
+    from tests.support.jobs import payload
 
     decorated, _ = plugin_distribution
     load_entry_points(force=True)

@@ -4,55 +4,15 @@ configured by environment variables only, in production mode."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from config import DEV_SECRET_KEY, PROJECT_ROOT, libpq_url
-from tests.conftest import free_port, wait_until
-
-
-def procfile_entries() -> dict[str, str]:
-    entries = {}
-    for line in (PROJECT_ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, command = line.split(":", 1)
-            entries[name.strip()] = command.strip()
-    return entries
-
-
-@pytest.fixture
-def production_env(fresh_database: str, smtp_server) -> dict[str, str]:
-    venv_bin = str(Path(sys.executable).parent)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("FLASK_", "APP_ENV", "DATABASE_URL", "MAIL_", "SECRET", "JWT"))
-    }
-    env.update(
-        PATH=f"{venv_bin}{os.pathsep}{env.get('PATH', '')}",
-        APP_ENV="production",
-        DATABASE_URL=fresh_database.replace("postgresql://", "postgres://", 1),
-        SECRET_KEY=secrets.token_urlsafe(48),
-        JWT_SECRET_KEY=secrets.token_urlsafe(48),
-        MAIL_SERVER="127.0.0.1",
-        MAIL_PORT=str(smtp_server.port),
-        PORT=str(free_port()),
-        WEB_CONCURRENCY="1",
-    )
-    return env
-
-
-def run_entry(command: str, env: dict[str, str], **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        ["bash", "-c", command], cwd=PROJECT_ROOT, env=env, start_new_session=True, **kwargs
-    )
+from tests.support.polling import wait_until
+from tests.support.processes import Process
+from tests.support.procfile import procfile_entries
 
 
 def test_procfile_declares_release_web_and_worker():
@@ -62,16 +22,16 @@ def test_procfile_declares_release_web_and_worker():
     assert entries["worker"] == "python -m workers"
 
 
-def test_release_web_and_worker_run_from_environment_only(production_env):
+def test_release_web_and_worker_run_from_environment_only(production_env, tmp_path):
     entries = procfile_entries()
 
     for _ in range(2):  # a second release is harmless
-        release = run_entry(entries["release"], production_env, stdout=subprocess.PIPE)
-        release.communicate(timeout=120)
+        release = Process.shell("release", entries["release"], production_env, tmp_path / "r.log")
+        release.wait(timeout=120)
         assert release.returncode == 0
 
-    web = run_entry(entries["web"], production_env, stderr=subprocess.DEVNULL)
-    worker = run_entry(entries["worker"], production_env, stderr=subprocess.DEVNULL)
+    web = Process.shell("web", entries["web"], production_env, tmp_path / "web.log")
+    worker = Process.shell("worker", entries["worker"], production_env, tmp_path / "worker.log")
     try:
         url = f"http://127.0.0.1:{production_env['PORT']}/health"
 
@@ -94,8 +54,7 @@ def test_release_web_and_worker_run_from_environment_only(production_env):
         assert wait_until(lambda: worker_registered() == 2, timeout=30)
     finally:
         for process in (web, worker):
-            os.killpg(process.pid, 15)
-            process.wait(timeout=20)
+            process.stop()
 
 
 def test_production_refuses_to_start_with_default_secrets(production_env):

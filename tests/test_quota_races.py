@@ -4,7 +4,6 @@ user's row held from a third connection). Exactly one may pass."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import psycopg
@@ -16,10 +15,12 @@ from werkzeug.test import TestResponse
 
 from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, Plan, User
-from tests.conftest import bearer, lock_waiters, wait_until
-from tests.helpers_bids import bid_payload, make_live_job
-from tests.helpers_jobs import payload
+from jobboard.models import Bid, Job, User
+from tests.support.auth import bearer
+from tests.support.bids import bid_payload, make_live_job
+from tests.support.factories import PlanFactory
+from tests.support.jobs import payload
+from tests.support.races import behind_a_row_lock
 
 
 @pytest.fixture
@@ -29,17 +30,8 @@ def database_url(live_app) -> str:
 
 def put_on_plan(live_app: Flask, user: User, **limits: int) -> dict[str, str]:
     with live_app.app_context():
-        values = {
-            "max_running_jobs": 2,
-            "max_open_jobs": 100,
-            "jobs_per_day": 1000,
-            "max_params_bytes": 65536,
-            "bids_per_day": 50,
-            **limits,
-        }
-        name = f"race-{user.id}"
-        db.session.add(Plan(name=name, **values))
-        db.session.get(User, user.id).plan_name = name
+        plan = PlanFactory(name=f"race-{user.id}", **limits)
+        db.session.get(User, user.id).plan_name = plan.name
         db.session.commit()
         return bearer(user)
 
@@ -50,31 +42,8 @@ def race(
     user_id: int,
     calls: list[Callable[[FlaskClient], TestResponse]],
 ) -> list[TestResponse]:
-    barrier = threading.Barrier(len(calls) + 1)
-    outcomes: list[TestResponse | BaseException | None] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[FlaskClient], TestResponse]) -> None:
-        try:
-            client = live_app.test_client()
-            barrier.wait(timeout=10)
-            outcomes[index] = call(client)
-        except BaseException as error:
-            outcomes[index] = error
-
-    threads = [threading.Thread(target=run, args=item, daemon=True) for item in enumerate(calls)]
-    with psycopg.connect(libpq_url(database_url)) as lock_holder:
-        lock_holder.execute("SELECT id FROM users WHERE id = %s FOR UPDATE", (user_id,))
-        for thread in threads:
-            thread.start()
-        barrier.wait(timeout=10)
-        wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
-        lock_holder.rollback()
-    for thread in threads:
-        thread.join(timeout=30)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes  # type: ignore[return-value]
+    lock = "SELECT id FROM users WHERE id = %s FOR UPDATE"
+    return behind_a_row_lock(live_app, database_url, lock, user_id, calls)
 
 
 def count(live_app: Flask, model, **where) -> int:

@@ -10,9 +10,9 @@ from sqlalchemy import event
 
 from jobboard.extensions import db
 from jobboard.models import JobStatus
-from tests.conftest import bearer
-from tests.helpers_assignments import awarded_job, deliver, place_bid, post_job, review
-from tests.helpers_jobs import create_job, run_queued_attempt
+from tests.support.assignments import awarded_job, deliver, place_bid, post_job, review
+from tests.support.auth import bearer
+from tests.support.jobs import create_job, run_queued_attempt
 
 
 @pytest.fixture

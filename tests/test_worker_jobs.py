@@ -17,8 +17,10 @@ from sqlalchemy import select, text
 
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, User, now_utc
-from tests.conftest import bearer, body_of, wait_until
-from tests.helpers_jobs import create_job
+from tests.support.auth import bearer
+from tests.support.jobs import create_job
+from tests.support.polling import wait_until
+from tests.support.smtp import body_of
 
 logger = logging.getLogger(__name__)
 

@@ -9,14 +9,22 @@ from email.message import Message
 from typing import Any
 
 from flask.testing import FlaskClient
+from flask_jwt_extended import create_access_token
 from sqlalchemy import func, select, text
 
 from jobboard.extensions import db
 from jobboard.models import EmailOtp, User
-from tests.conftest import DEFAULT_PASSWORD, Mailbox, body_of
+from tests.support.smtp import Mailbox, body_of
 from workers.app import QUEUE_MAIL, task_app
 
+DEFAULT_PASSWORD = "correct horse battery"
 CODE_PATTERN = re.compile(r"\b(\d{6})\b")
+
+
+def bearer(user: User | int) -> dict[str, str]:
+    """Authorization header with a fresh access token (needs an app context)."""
+    user_id = user if isinstance(user, int) else user.id
+    return {"Authorization": f"Bearer {create_access_token(identity=str(user_id))}"}
 
 
 @dataclass(frozen=True)
@@ -139,3 +147,24 @@ def codes_of(email: str) -> list[EmailOtp]:
             .execution_options(populate_existing=True)
         )
     )
+
+
+def sign_up(
+    client: FlaskClient, mailbox: Mailbox, email: str, display_name: str, skills: list[str]
+) -> dict[str, str]:
+    """Register, read the code from the email the worker sent, verify, log in and fill in
+    the public profile; the user's Authorization header."""
+    registered = client.post("/api/register/", json={"email": email, "password": DEFAULT_PASSWORD})
+    assert registered.status_code == 201, registered.get_json()
+    message = mailbox.wait_for(lambda m: email in m["To"] and CODE_PATTERN.search(body_of(m)))
+    code = CODE_PATTERN.search(body_of(message)).group(1)
+    verified = client.post("/api/verify-email/", json={"email": email, "otp": code})
+    assert verified.status_code == 200, verified.get_json()
+    login = client.post("/api/login/", json={"email": email, "password": DEFAULT_PASSWORD})
+    assert login.status_code == 200, login.get_json()
+    headers = {"Authorization": f"Bearer {login.get_json()['access_token']}"}
+    profile = client.patch(
+        "/api/me/", json={"display_name": display_name, "skills": skills}, headers=headers
+    )
+    assert profile.status_code == 200, profile.get_json()
+    return headers

@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from jobboard.extensions import db
 from jobboard.models import User
-from tests.conftest import bearer
-from tests.helpers_bids import bid_payload
-from tests.helpers_jobs import payload
+from tests.support.auth import bearer
+from tests.support.bids import bid_payload
+from tests.support.jobs import payload
 
 
 def post_job(client: FlaskClient, owner: User, **overrides: Any) -> dict[str, Any]:
@@ -68,20 +68,6 @@ def review(client: FlaskClient, user: User, job_id: int, body: Any = None) -> An
     if body is None:
         body = {"rating": 5, "comment": "Great."}
     return client.post(f"/api/jobs/{job_id}/reviews/", json=body, headers=bearer(user))
-
-
-def queue_entries(task_name: str, job_id: int | None = None) -> list[dict[str, Any]]:
-    """Queue rows of `task_name` (of job `job_id`), oldest first."""
-    rows = db.session.execute(
-        text(
-            "SELECT id, status::text AS status, args, scheduled_at, priority, queue_name"
-            " FROM procrastinate_jobs WHERE task_name = :task"
-            " AND (CAST(:job_id AS integer) IS NULL OR (args->>'job_id')::int = :job_id)"
-            " ORDER BY id"
-        ),
-        {"task": task_name, "job_id": job_id},
-    ).mappings()
-    return [dict(row) for row in rows]
 
 
 def queued_emails_to(address: str) -> list[dict[str, Any]]:

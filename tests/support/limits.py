@@ -10,7 +10,7 @@ from sqlalchemy import text
 from werkzeug.test import TestResponse
 
 from jobboard.extensions import db
-from tests.conftest import DEFAULT_PASSWORD
+from tests.support.auth import DEFAULT_PASSWORD
 
 
 def from_ip(ip: str) -> dict[str, Any]:

@@ -100,13 +100,16 @@ def queue_row(queue_job_id: int) -> dict[str, Any]:
     return dict(row)
 
 
-def queue_rows(task_name: str) -> list[dict[str, Any]]:
+def queue_rows(task_name: str, job_id: int | None = None) -> list[dict[str, Any]]:
+    """Queue rows of `task_name` (of job `job_id`), oldest first."""
     rows = db.session.execute(
         text(
-            "SELECT id, status::text AS status, args, scheduled_at FROM procrastinate_jobs"
-            " WHERE task_name = :task ORDER BY id"
+            "SELECT id, status::text AS status, args, scheduled_at, priority, queue_name"
+            " FROM procrastinate_jobs WHERE task_name = :task"
+            " AND (CAST(:job_id AS integer) IS NULL OR (args->>'job_id')::int = :job_id)"
+            " ORDER BY id"
         ),
-        {"task": task_name},
+        {"task": task_name, "job_id": job_id},
     ).mappings()
     return [dict(row) for row in rows]
 

@@ -1,21 +1,20 @@
-"""Factories and helpers for the bids tests."""
+"""Helpers for the bids tests."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-import psycopg
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Job, JobStatus, User
-from tests.conftest import bearer, lock_waiters, wait_until
+from jobboard.models import Job, User
+from tests.support.auth import bearer
+from tests.support.factories import JobFactory
+from tests.support.races import behind_a_row_lock
 
 
 def in_days(days: int) -> date:
@@ -33,28 +32,10 @@ def bid_payload(**overrides: Any) -> dict[str, Any]:
     return payload
 
 
-def make_job(owner: User, **fields: Any) -> Job:
-    """A job row as the jobs service would leave it after a POST (no queue entry: the
-    bids tests never run jobs)."""
-    job = Job(
-        owner_id=owner.id,
-        name=fields.pop("name", "Translate a short text"),
-        description=fields.pop("description", "About 300 words, English to French."),
-        kind=fields.pop("kind", "echo"),
-        params=fields.pop("params", {}),
-        scheduled_time=fields.pop("scheduled_time", datetime.now(UTC) + timedelta(days=2)),
-        status=fields.pop("status", JobStatus.PENDING),
-        **fields,
-    )
-    db.session.add(job)
-    db.session.commit()
-    return job
-
-
 def make_live_job(live_app: Flask, owner: User, **fields: Any) -> Job:
     """A committed job, detached with its attributes loaded."""
     with live_app.app_context():
-        job = make_job(owner, **fields)
+        job = JobFactory(owner=owner.id, **fields)
         db.session.refresh(job)
         db.session.expunge(job)
         return job
@@ -106,37 +87,8 @@ def run_at_once(
     job_id: int,
     calls: list[Callable[[FlaskClient], TestResponse]],
 ) -> list[int]:
-    """Run each call in its own thread with its own test client (its own app context,
-    session and database connection) and return their status codes.
-
-    A barrier lines the threads up, and the job's row is held locked from another
-    connection until every call is queued behind that lock: so the calls provably run
-    their transactions at the same time, rather than possibly one after the other."""
-    barrier = threading.Barrier(len(calls) + 1)
-    outcomes: list[int | BaseException] = [0] * len(calls)
-
-    def run(index: int, call: Callable[[FlaskClient], TestResponse]) -> None:
-        try:
-            client = live_app.test_client()
-            barrier.wait(timeout=10)
-            outcomes[index] = call(client).status_code
-        except BaseException as error:
-            outcomes[index] = error
-
-    threads = [
-        threading.Thread(target=run, args=(index, call), daemon=True)
-        for index, call in enumerate(calls)
-    ]
-    with psycopg.connect(libpq_url(database_url)) as lock_holder:
-        lock_holder.execute("SELECT id FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
-        for thread in threads:
-            thread.start()
-        barrier.wait(timeout=10)
-        wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
-        lock_holder.rollback()
-    for thread in threads:
-        thread.join(timeout=30)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return outcomes  # type: ignore[return-value]
+    """The calls at the same time, queued behind a lock on the job's row (see
+    tests.support.races.behind_a_row_lock); their status codes."""
+    lock = "SELECT id FROM jobs WHERE id = %s FOR UPDATE"
+    responses = behind_a_row_lock(live_app, database_url, lock, job_id, calls)
+    return [response.status_code for response in responses]

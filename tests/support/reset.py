@@ -7,8 +7,8 @@ from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from jobboard.extensions import db
-from tests.conftest import Mailbox
-from tests.helpers_auth import QueuedJob, code_in, queued_mail_jobs, run_job
+from tests.support.auth import QueuedJob, code_in, queued_mail_jobs, run_job
+from tests.support.smtp import Mailbox
 
 
 def reset_job_for(email: str) -> QueuedJob:

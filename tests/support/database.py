@@ -1,0 +1,52 @@
+"""The database server the tests use, their per-run database names, and the app config
+pointing at a database and the SMTP sink."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+from config import TestConfig, libpq_url, sqlalchemy_url
+from jobboard.embedded_db import drop_database, recreate_database, with_database
+
+RUN_ID = f"jbtest_{os.getpid()}"
+
+
+@dataclass
+class DatabaseServer:
+    admin_url: str
+
+    def url(self, name: str) -> str:
+        return with_database(self.admin_url, name)
+
+    def create(self, name: str, template: str | None = None) -> str:
+        return recreate_database(self.admin_url, name, template)
+
+    def drop(self, name: str) -> None:
+        drop_database(self.admin_url, name)
+
+
+def make_config(database_url: str, smtp_port: int, **overrides: Any) -> type[TestConfig]:
+    attributes = {
+        "DATABASE_URL": sqlalchemy_url(database_url),
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": smtp_port,
+        "MAIL_USE_TLS": False,
+        "MAIL_USE_SSL": False,
+        **overrides,
+    }
+    return type("RunTestConfig", (TestConfig,), attributes)
+
+
+def lock_waiters(database_url: str) -> int:
+    """Sessions of this database currently waiting for a lock: how race tests know that
+    the requests they fired are really queued behind a lock they hold."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True) as watcher:
+        row = watcher.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        ).fetchone()
+    return row[0] if row else 0

@@ -1,0 +1,118 @@
+"""Start a Procfile-like process with its environment, capture its output, stop its
+process group gracefully, then kill it: the one way run.py, the tests and bench spawn
+the web, the worker and the release step.
+
+Standard library only: run.py imports this before the virtual environment exists.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Process:
+    """`argv` in its own session at the repository root, so stopping it stops its
+    children too (gunicorn's workers, a shell's command).
+
+    Output (stdout and stderr) is appended to `log_path`; without one it is a text pipe,
+    `process.output`, that the caller reads.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path | None = None,
+        cwd: Path = ROOT,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        log: IO[bytes] | None = None
+        if log_path is not None:
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            log = log_path.open("ab")
+        try:
+            self.popen = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=env,
+                stdout=log if log is not None else subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=log is None,
+                start_new_session=True,
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own copy
+
+    @classmethod
+    def shell(
+        cls, name: str, command: str, env: dict[str, str], log_path: Path | None = None
+    ) -> Process:
+        """A Procfile entry as a platform runs it: `bash -c` at the repository root."""
+        return cls(name, ["bash", "-c", command], env, log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def output(self) -> IO[str]:
+        assert self.popen.stdout is not None, "output goes to the log file"
+        return self.popen.stdout
+
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def check_running(self) -> None:
+        if not self.running():
+            where = f"; see {self.log_path}" if self.log_path else ""
+            raise RuntimeError(f"{self.name} exited with status {self.popen.returncode}{where}")
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def signal(self, signum: int) -> None:
+        """Send `signum` to the whole process group."""
+        try:
+            os.killpg(self.popen.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def kill(self) -> None:
+        """SIGKILL to the group: no chance to clean up, as when a machine dies."""
+        self.signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM to the group, then SIGKILL if it has not exited within `timeout`."""
+        if self.running():
+            self.signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.popen.stdout is not None:
+            self.popen.stdout.close()
+        return self.popen.returncode
