@@ -87,6 +87,11 @@ class Config:
     MAIL_WORKER_CONCURRENCY = env_int("MAIL_WORKER_CONCURRENCY", 2)
     WORKER_POLL_INTERVAL = env_float("WORKER_POLL_INTERVAL", 0.1)
     WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
+    # Worker processes started by one `python -m workers` (each with the settings above).
+    WORKER_PROCESSES = env_int("WORKER_PROCESSES", 1)
+    # Procrastinate's own log level in the worker: its per-job lines cost ~10 % of the
+    # worker's time at INFO.
+    QUEUE_LOG_LEVEL = os.environ.get("QUEUE_LOG_LEVEL", "WARNING")
 
     # Jobs and the queue.
     JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0)
