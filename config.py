@@ -59,7 +59,10 @@ class Config:
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", DEV_JWT_SECRET_KEY)
     DATABASE_URL = os.environ.get("DATABASE_URL")
 
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    # No pre-ping (a `;` round trip before every request's first statement): a pooled
+    # connection that died with the database fails its request with 503 (errors.py), and
+    # SQLAlchemy then invalidates the whole pool, so the next request connects afresh.
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": False}
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15")))
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "30")))
