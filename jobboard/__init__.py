@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import Config, config_for_environment, sqlalchemy_url
 from jobboard.edges import register_edges
 from jobboard.extensions import api, db, jwt, mail, migrate
+from jobboard.readonly import register_read_only_requests
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     register_edges(app)
     trust_proxies(app)
     register_extensions(app)
+    register_read_only_requests(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)

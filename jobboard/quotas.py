@@ -15,7 +15,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import ScalarSelect, func, select
 
 from jobboard.errors import TooManyRequests, Unprocessable
 from jobboard.extensions import db
@@ -40,12 +40,15 @@ def params_size(params: Any) -> int:
 
 
 def plan_for_update(user_id: int) -> Plan:
-    """The user's plan, with the user's row locked until the transaction ends."""
-    db.session.execute(
-        select(User.id).where(User.id == user_id).with_for_update(key_share=True)
-    ).one()
+    """The user's plan, with the user's row locked until the transaction ends (one
+    statement: the plan comes with the lock). What the limits count must be read by a
+    later statement: one that waited for the lock sees only what its snapshot, taken
+    before the wait, saw."""
     return db.session.scalars(
-        select(Plan).join(User, User.plan_name == Plan.name).where(User.id == user_id)
+        select(Plan)
+        .join(User, User.plan_name == Plan.name)
+        .where(User.id == user_id)
+        .with_for_update(of=User, key_share=True)
     ).one()
 
 
@@ -65,14 +68,17 @@ def check_new_job(user_id: int, params: Any) -> None:
     plan = plan_for_update(user_id)
     check_params_size(plan, params)
     now = now_utc()
-    open_jobs = count_open_jobs(user_id)
+    # Both counts in one statement, taken after the lock (see plan_for_update).
+    open_jobs, jobs_today = db.session.execute(
+        select(_open_jobs(user_id), _jobs_since(user_id, start_of_utc_day(now)))
+    ).one()
     if open_jobs >= plan.max_open_jobs:
         raise TooManyRequests(
             f"max_open_jobs reached: your plan '{plan.name}' allows {plan.max_open_jobs} "
             "open (pending or in progress) jobs; wait for some to finish or cancel some.",
             headers={"Retry-After": str(current_app.config["OPEN_JOBS_RETRY_AFTER_SECONDS"])},
         )
-    if count_jobs_since(user_id, start_of_utc_day(now)) >= plan.jobs_per_day:
+    if jobs_today >= plan.jobs_per_day:
         raise TooManyRequests(
             f"jobs_per_day reached: your plan '{plan.name}' allows {plan.jobs_per_day} new "
             "jobs per UTC day.",
@@ -100,12 +106,26 @@ def check_new_bid(user_id: int) -> None:
         )
 
 
-def count_open_jobs(user_id: int) -> int:
-    return db.session.scalar(
+def _open_jobs(user_id: int) -> ScalarSelect[int]:
+    return (
         select(func.count())
         .select_from(Job)
         .where(Job.owner_id == user_id, Job.status.in_([s.value for s in OPEN_JOB_STATUSES]))
+        .scalar_subquery()
     )
+
+
+def _jobs_since(user_id: int, since: datetime) -> ScalarSelect[int]:
+    return (
+        select(func.count())
+        .select_from(Job)
+        .where(Job.owner_id == user_id, Job.created_at >= since)
+        .scalar_subquery()
+    )
+
+
+def count_open_jobs(user_id: int) -> int:
+    return db.session.scalar(select(_open_jobs(user_id))) or 0
 
 
 def count_running_jobs(user_id: int) -> int:
@@ -122,11 +142,7 @@ def count_running_jobs(user_id: int) -> int:
 
 
 def count_jobs_since(user_id: int, since: datetime) -> int:
-    return db.session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.owner_id == user_id, Job.created_at >= since)
-    )
+    return db.session.scalar(select(_jobs_since(user_id, since))) or 0
 
 
 def count_bids_since(user_id: int, since: datetime) -> int:

@@ -70,19 +70,40 @@ def verified_user_doc(blp: Blueprint, forbidden: str = NOT_VERIFIED) -> Callable
 
 
 class SelectPage(Page):
-    """A page of a `select(...)`, for `@blp.paginate(SelectPage, **PAGE_SIZES)`: one COUNT
-    and one LIMIT/OFFSET query, never the whole result set in memory."""
+    """A page of a `select(...)`, for `@blp.paginate(SelectPage, **PAGE_SIZES)`: one
+    LIMIT/OFFSET query whose rows carry the total (`count(*) OVER ()`, counted over the
+    whole filtered set before LIMIT applies), so X-Pagination costs no second query. Only
+    a page past the end (no row to carry the total) runs a COUNT of its own."""
 
     collection: Select[Any]
 
+    def __init__(self, collection: Select[Any], page_params: Any) -> None:
+        self.collection = collection
+        self.page_params = page_params
+        self._items, self.page_params.item_count = self._page_and_total()
+
+    def _page_and_total(self) -> tuple[list[Any], int]:
+        first = self.page_params.first_item
+        if first > MAX_OFFSET:
+            return [], self._count()  # past any table's end; PostgreSQL's OFFSET is a bigint
+        page = (
+            self.collection.add_columns(func.count().over().label("page_total"))
+            .limit(self.page_params.page_size)
+            .offset(first)
+        )
+        rows = db.session.execute(page).all()
+        if rows:
+            return [row[0] for row in rows], int(rows[0][-1])
+        return [], 0 if first == 0 else self._count()
+
+    def _count(self) -> int:
+        counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
+        return db.session.scalar(counted) or 0
+
     @property
     def items(self) -> list[Any]:
-        if self.page_params.first_item > MAX_OFFSET:
-            return []  # past any table's end; PostgreSQL's OFFSET is a bigint
-        page = self.collection.limit(self.page_params.page_size).offset(self.page_params.first_item)
-        return list(db.session.scalars(page))
+        return self._items
 
     @property
     def item_count(self) -> int:
-        counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
-        return db.session.scalar(counted) or 0
+        return int(self.page_params.item_count)

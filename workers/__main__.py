@@ -1,5 +1,9 @@
 """`python -m workers`: the Procrastinate workers on every queue, periodic tasks included.
 
+With WORKER_PROCESSES above 1, this process starts that many minus one more copies of
+itself (each with WORKER_PROCESSES=1), restarts any that dies and stops them with itself:
+on a machine with more cores, several event loops fetch and finish jobs in parallel.
+
 One process runs two Procrastinate workers side by side, so mail and maintenance never
 wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, the other
 `mail` and `maintenance` with MAIL_WORKER_CONCURRENCY slots that jobs cannot take. Sync
@@ -17,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -84,7 +90,9 @@ class QuietRoutineChecks(logging.Filter):
         return not routine
 
 
-async def supervise(task_app: Any, conninfo: str, workers: list[dict[str, Any]]) -> None:
+async def supervise(
+    task_app: Any, conninfo: str, workers: list[dict[str, Any]], extra_processes: int = 0
+) -> None:
     """Run Procrastinate's worker until SIGTERM/SIGINT, through database outages.
 
     When PostgreSQL goes away, Procrastinate 3.10's LISTEN connection dies and its worker
@@ -99,6 +107,9 @@ async def supervise(task_app: Any, conninfo: str, workers: list[dict[str, Any]])
     stopping = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stopping.set)
+    children = [
+        asyncio.create_task(keep_process(index, stopping)) for index in range(extra_processes)
+    ]
     delay = RESTART_FIRST_DELAY
     while not stopping.is_set():
         if not await wait_for_database(conninfo, stopping):
@@ -116,7 +127,34 @@ async def supervise(task_app: Any, conninfo: str, workers: list[dict[str, Any]])
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), delay)
         delay = min(delay * 2, RESTART_MAX_DELAY)
+    stopping.set()  # the children stop with this process, whatever ended its loop
+    await asyncio.gather(*children, return_exceptions=True)
     logger.info("worker stopped")
+
+
+async def keep_process(index: int, stopping: asyncio.Event) -> None:
+    """One more worker process (`python -m workers` with WORKER_PROCESSES=1), restarted
+    when it exits, sent SIGTERM (then killed after SHUTDOWN_WAIT_SECONDS) on stop."""
+    env = {**os.environ, "WORKER_PROCESSES": "1"}
+    while not stopping.is_set():
+        process = await asyncio.create_subprocess_exec(sys.executable, "-m", "workers", env=env)
+        logger.info("worker process %d started (pid %d)", index + 2, process.pid)
+        exited = asyncio.create_task(process.wait())
+        stop = asyncio.create_task(stopping.wait())
+        await asyncio.wait({exited, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if stopping.is_set():
+            if process.returncode is None:
+                process.terminate()
+            try:
+                await asyncio.wait_for(exited, SHUTDOWN_WAIT_SECONDS)
+            except TimeoutError:
+                process.kill()
+                await exited
+            return
+        logger.warning("worker process %d exited (%s); restarting", index + 2, process.returncode)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), RESTART_MAX_DELAY)
 
 
 _retiring: set[asyncio.Task[Any]] = set()  # old loops winding down in the background
@@ -223,6 +261,7 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
+    logging.getLogger("procrastinate").setLevel(config.QUEUE_LOG_LEVEL)
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietRoutineChecks())
     # The database (the embedded one in development) resolved from the configuration;
@@ -232,7 +271,8 @@ def main() -> None:
     workers = worker_set(config)
     for options in workers:
         logger.info("starting worker %s", options)
-    asyncio.run(supervise(task_app, conninfo, workers))
+    extra = max(0, config.WORKER_PROCESSES - 1)
+    asyncio.run(supervise(task_app, conninfo, workers, extra_processes=extra))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg_pool
 from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 
 QUEUE_JOBS = "jobs"
@@ -47,17 +48,38 @@ class TransactionalPsycopgConnector(PsycopgConnector):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._transactional_sync = SyncPsycopgConnector(**kwargs)
+        sync_kwargs = {k: v for k, v in kwargs.items() if k not in ("pool_factory", "configure")}
+        self._transactional_sync = SyncPsycopgConnector(**sync_kwargs)
 
     def get_sync_connector(self) -> SyncPsycopgConnector:
         return self._transactional_sync
+
+
+async def autocommit(connection: Any) -> None:
+    """Every statement Procrastinate runs on its pool (fetch, finish, heartbeat, defer)
+    is a single function call or statement, its own transaction: in autocommit it is one
+    round trip instead of three (BEGIN, statement, COMMIT). `kwargs={"autocommit": True}`
+    would do the same but breaks the LISTEN connection of Procrastinate 3.10."""
+    await connection.set_autocommit(True)
+
+
+def unchecked_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
+    """The pool without psycopg_pool's per-checkout `check` (a `SELECT 1` round trip before
+    every statement), which Procrastinate's connector asks for. A connection that died
+    with the database fails its statement instead; the worker's supervisor
+    (`workers.__main__.supervise`) replaces the whole pool after an outage, and a task
+    that failed on a dead connection is retried (`InfrastructureRetry`)."""
+    kwargs.pop("check", None)
+    return psycopg_pool.AsyncConnectionPool(**kwargs)
 
 
 def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
     # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
     # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
     # pool past psycopg_pool's default of 4 when they need it.
-    return TransactionalPsycopgConnector(conninfo=conninfo, max_size=10)
+    return TransactionalPsycopgConnector(
+        conninfo=conninfo, max_size=10, configure=autocommit, pool_factory=unchecked_pool
+    )
 
 
 task_app = App(

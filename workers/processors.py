@@ -72,6 +72,11 @@ class Processor:
     description: str = ""
     # False for a kind done by a person (`manual`): never deferred to the queue.
     runs_in_queue: bool = True
+    # True (the default, and every plugin's unless it says otherwise) runs the processor
+    # in a worker thread with a database session of its own; False runs it on the worker's
+    # event loop, between two statements on the worker's own connection pool: only for
+    # kinds that return at once, never sleep, and touch no database (echo, checksum, ...).
+    blocking: bool = True
 
     def load_params(self, params: Any) -> dict[str, Any]:
         """The params as the kind's schema loads them; raises ValidationError."""
@@ -102,6 +107,7 @@ def register(
     description: str | None = None,
     *,
     runs_in_queue: bool = True,
+    blocking: bool = True,
 ) -> Processor:
     """Add (or replace) the processor of `kind`."""
     if not kind or len(kind) > 50:
@@ -116,6 +122,7 @@ def register(
         schema_instance,
         summary.splitlines()[0] if summary else "",
         runs_in_queue=runs_in_queue,
+        blocking=blocking,
     )
     with _registry_lock:
         if kind in _registry and _registry[kind].function is not function:
@@ -130,12 +137,17 @@ def unregister(kind: str) -> None:
 
 
 def processor(
-    kind: str, *, schema: Schema | type[Schema] | None = None, description: str | None = None
+    kind: str,
+    *,
+    schema: Schema | type[Schema] | None = None,
+    description: str | None = None,
+    blocking: bool = True,
 ) -> Callable[[ProcessorFunction], ProcessorFunction]:
-    """Register the decorated `function(params, run)` as the processor of `kind`."""
+    """Register the decorated `function(params, run)` as the processor of `kind`
+    (`blocking=False` only for one that returns at once; see `Processor.blocking`)."""
 
     def decorator(function: ProcessorFunction) -> ProcessorFunction:
-        registered = register(kind, function, schema, description)
+        registered = register(kind, function, schema, description, blocking=blocking)
         function.__processor__ = registered  # type: ignore[attr-defined]
         return function
 
@@ -234,7 +246,7 @@ class NoParams(StrictParams):
     """No params: `{}`."""
 
 
-@processor("echo", schema=AnyObjectParams)
+@processor("echo", schema=AnyObjectParams, blocking=False)
 def echo(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Returns its params unchanged."""
     return params
@@ -271,7 +283,7 @@ def wordcount(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     }
 
 
-@processor("checksum", schema=ChecksumParams)
+@processor("checksum", schema=ChecksumParams, blocking=False)
 def checksum(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Hex digest of the UTF-8 text with sha256 (default), sha1 or md5."""
     algorithm = params["algorithm"]
@@ -283,7 +295,7 @@ class FlakyFailure(Exception):
     """The planned failure of a `flaky` job."""
 
 
-@processor("flaky", schema=FlakyParams)
+@processor("flaky", schema=FlakyParams, blocking=False)
 def flaky(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Fails its first `fail_times` attempts, then succeeds: for trying retries."""
     if run.attempt <= params["fail_times"]:

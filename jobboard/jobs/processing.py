@@ -8,6 +8,12 @@ change of the job's status is a transition of `jobboard.jobs.transitions`:
     start_attempt (one conditional UPDATE), commit
     run the processor, holding no lock
     complete (one statement: status + result) | schedule_retry | fail, commit
+
+The worker's `process_job` (workers/jobs.py) runs the same steps: for a processor that is
+not `blocking`, the start and the completion are each one statement in autocommit on
+the worker's own pool and the processor runs on its event loop (`run_processor`); the
+rest (a job not simply pending, a failure, a blocking kind) comes here in a thread:
+`run_attempt`, `finish_attempt`, `store_failure`.
 """
 
 from __future__ import annotations
@@ -49,24 +55,33 @@ def run_attempt(
             db.session.rollback()
         return attempt
     db.session.commit()
+    return finish_attempt(attempt, should_abort)
 
+
+def finish_attempt(attempt: Attempt, should_abort: Callable[[], bool] = lambda: False) -> str:
+    """Run the processor of a started (committed) `attempt` and store its outcome."""
     started = time.monotonic()
-    output, error = _run_processor(attempt, should_abort)
+    output, error = run_processor(attempt, should_abort)
     duration_ms = round((time.monotonic() - started) * 1000)
-
+    if error is not None:
+        db.session.rollback()  # the processor's own database work goes with its failure
+        return store_failure(attempt.job_id, attempt.attempt, error, duration_ms)
     # The processor's own database work (the report's email) is still uncommitted here and
     # commits with the outcome below.
-    if error is None:
-        if not complete(job_id, attempt.attempt, output, duration_ms):
-            db.session.rollback()  # the stalled-job check gave this attempt up for dead
-            return Outcome.SUPERSEDED
-        db.session.commit()
-        return Outcome.COMPLETED
-    job = attempt_still_owned(job_id, attempt.attempt)
+    if not complete(attempt.job_id, attempt.attempt, output, duration_ms):
+        db.session.rollback()  # the stalled-job check gave this attempt up for dead
+        return Outcome.SUPERSEDED
+    db.session.commit()
+    return Outcome.COMPLETED
+
+
+def store_failure(job_id: int, attempt_number: int, error: str, duration_ms: int) -> str:
+    """Attempt `attempt_number` of job `job_id` failed with `error`: retry or fail it."""
+    job = attempt_still_owned(job_id, attempt_number)
     if job is None:
         db.session.rollback()
         return Outcome.SUPERSEDED
-    if attempt.attempt < job.max_attempts:
+    if attempt_number < job.max_attempts:
         outcome = schedule_retry(job, error)
     else:
         outcome = fail(job, error, duration_ms)
@@ -74,7 +89,8 @@ def run_attempt(
     return outcome
 
 
-def _run_processor(attempt: Attempt, should_abort: Callable[[], bool]) -> tuple[object, str | None]:
+def run_processor(attempt: Attempt, should_abort: Callable[[], bool]) -> tuple[object, str | None]:
+    """The processor's output and None, or None and the error that failed the attempt."""
     run = JobRun(
         job_id=attempt.job_id,
         owner_id=attempt.owner_id,
@@ -91,7 +107,6 @@ def _run_processor(attempt: Attempt, should_abort: Callable[[], bool]) -> tuple[
         output = processor.run(processor.load_params(attempt.params), run)
         json.dumps(output)  # refuse what the JSONB column could not store, as a failure
     except Exception as exc:  # a processor's failure is the attempt's outcome, never ours
-        db.session.rollback()
         logger.info("job %s attempt %s failed: %r", run.job_id, run.attempt, exc)
         return None, describe(exc)
     return output, None

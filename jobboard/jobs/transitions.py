@@ -26,6 +26,7 @@ and release, in the same transaction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,7 +75,7 @@ class Attempt:
 # Start: pending (unassigned, owned by this queue entry) -> in_progress, attempts + 1. The
 # conditional UPDATE takes the row lock, so a cancel or an award racing the pickup wins or
 # loses cleanly.
-_START = text(
+_START_SQL = (
     "UPDATE jobs SET status = :in_progress, attempts = attempts + 1,"
     " started_at = :now, updated_at = :now"
     " WHERE id = :job_id AND status = :pending AND assignee_id IS NULL"
@@ -82,21 +83,81 @@ _START = text(
     "      OR queue_job_id = :queue_job_id)"
     " RETURNING attempts, owner_id, kind, params, max_attempts, scheduled_time"
 )
+_START = text(_START_SQL)
 
 # Complete: in_progress (this attempt) -> completed, and the result stored, in one statement.
-_COMPLETE = text(
+_COMPLETE_SQL = (
     "WITH done AS (UPDATE jobs SET status = :completed, finished_at = :now, updated_at = :now"
     " WHERE id = :job_id AND status = :in_progress AND attempts = :attempt RETURNING id)"
     " INSERT INTO job_results (job_id, output, completed_at, duration_ms, note)"
     " SELECT id, CAST(:output AS jsonb), :now, :duration_ms, :note FROM done RETURNING job_id"
 )
+_COMPLETE = text(_COMPLETE_SQL)
+
+
+def _driver_sql(sql: str) -> str:
+    """The same statement in psycopg's placeholder style (`:name` -> `%(name)s`), for the
+    worker's own autocommit connections (`start_attempt_async`, `complete_async`)."""
+    return re.sub(r"(?<![:\w]):(\w+)", r"%(\1)s", sql)
+
+
+_START_DRIVER = _driver_sql(_START_SQL)
+_COMPLETE_DRIVER = _driver_sql(_COMPLETE_SQL)
+
+
+def _start_params(job_id: int, queue_job_id: int | None) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "queue_job_id": queue_job_id,
+        "now": now_utc(),
+        "pending": JobStatus.PENDING.value,
+        "in_progress": JobStatus.IN_PROGRESS.value,
+    }
+
+
+def _complete_params(
+    job_id: int, attempt: int, output: object, duration_ms: int, note: str | None
+) -> dict[str, Any]:
+    return {
+        "now": now_utc(),
+        "job_id": job_id,
+        "attempt": attempt,
+        "output": json.dumps(output),
+        "duration_ms": duration_ms,
+        "note": note,
+        "completed": JobStatus.COMPLETED.value,
+        "in_progress": JobStatus.IN_PROGRESS.value,
+    }
+
+
+async def start_attempt_async(
+    connection: Any, job_id: int, queue_job_id: int | None
+) -> Attempt | None:
+    """The worker's hot path: `start_attempt`'s conditional UPDATE alone, on an autocommit
+    psycopg connection (one round trip, its own transaction). None when the job is not
+    simply pending: the caller then runs `start_attempt`, which decides under the lock."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(_START_DRIVER, _start_params(job_id, queue_job_id))
+        row = await cursor.fetchone()
+    return None if row is None else _attempt(job_id, row)
+
+
+async def complete_async(
+    connection: Any, job_id: int, attempt: int, output: object, duration_ms: int
+) -> bool:
+    """`complete` on an autocommit psycopg connection: the one statement (status + result)
+    is its own transaction, so row, result and status still commit together."""
+    async with connection.cursor() as cursor:
+        await cursor.execute(
+            _COMPLETE_DRIVER, _complete_params(job_id, attempt, output, duration_ms, None)
+        )
+        return await cursor.fetchone() is not None
 
 
 def start_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str:
     """Begin the next attempt of job `job_id` for queue entry `queue_job_id`; the caller
     commits. Returns the attempt, or the Outcome of a job that has no attempt to run."""
-    params = {"job_id": job_id, "queue_job_id": queue_job_id}
-    row = _execute_start(params)
+    row = _execute_start(job_id, queue_job_id)
     if row is not None:
         return _attempt(job_id, row)
     # Not simply pending: decided under the row lock.
@@ -113,21 +174,13 @@ def start_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str
         return Outcome.SKIPPED
     if not recover_interrupted(job):
         return Outcome.FAILED
-    row = _execute_start(params)
+    row = _execute_start(job_id, queue_job_id)
     assert row is not None  # pending and locked by this transaction
     return _attempt(job_id, row)
 
 
-def _execute_start(params: dict[str, Any]) -> Any:
-    return db.session.execute(
-        _START,
-        {
-            **params,
-            "now": now_utc(),
-            "pending": JobStatus.PENDING.value,
-            "in_progress": JobStatus.IN_PROGRESS.value,
-        },
-    ).first()
+def _execute_start(job_id: int, queue_job_id: int | None) -> Any:
+    return db.session.execute(_START, _start_params(job_id, queue_job_id)).first()
 
 
 def _attempt(job_id: int, row: Any) -> Attempt:
@@ -156,17 +209,7 @@ def complete(
     (a processor's return value, or an assignee's delivery with `note`). False, and
     nothing written, when that attempt no longer owns the job. The caller commits."""
     done = db.session.execute(
-        _COMPLETE,
-        {
-            "now": now_utc(),
-            "job_id": job_id,
-            "attempt": attempt,
-            "output": json.dumps(output),
-            "duration_ms": duration_ms,
-            "note": note,
-            "completed": JobStatus.COMPLETED.value,
-            "in_progress": JobStatus.IN_PROGRESS.value,
-        },
+        _COMPLETE, _complete_params(job_id, attempt, output, duration_ms, note)
     ).first()
     return done is not None
 

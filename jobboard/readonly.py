@@ -1,0 +1,38 @@
+"""Reading requests run in autocommit: no BEGIN and ROLLBACK round trips around their
+SELECTs.
+
+A GET, HEAD or OPTIONS request only reads (every change is a POST, PATCH or DELETE), and
+each of its SELECTs sees committed data by itself; the ones that must agree with each
+other (a page and its total) are one statement (`views.SelectPage`). The switch happens
+when a request checks a connection out of the pool, so a request that never touches the
+database (the OpenAPI document, static files) never connects; a connection checked out
+outside a request (the worker, the CLI, the tests' rolled-back outer transaction) keeps
+transactions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from flask import Flask, has_request_context, request
+from sqlalchemy import event, exc
+
+from jobboard.extensions import db
+
+READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def register_read_only_requests(app: Flask) -> None:
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "checkout", _autocommit_for_reading_requests)
+
+
+def _autocommit_for_reading_requests(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    reading = has_request_context() and request.method in READING_METHODS
+    try:
+        if dbapi_connection.autocommit != reading:
+            dbapi_connection.autocommit = reading
+    except psycopg.Error as error:  # closed with the database: the pool connects afresh
+        raise exc.DisconnectionError(str(error)) from error
