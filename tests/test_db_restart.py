@@ -93,7 +93,13 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
     worker = WorkerProcess(app.config["DATABASE_URL_FOR_WORKER"], smtp_server.port)
     try:
         with app.app_context():
-            user = UserFactory(email="restart@example.com")
+            # On `pro`: the outage piles up pending jobs, and free's max_open_jobs would
+            # answer 429 (correctly) before the database came back; this test is about 503.
+            user = UserFactory(
+                email="restart@example.com",
+                plan_name="pro",
+                plan_ends_at=now_utc() + timedelta(days=30),
+            )
             headers = bearer(user)
         statuses: Counter[int] = Counter()
         accepted: list[int] = []

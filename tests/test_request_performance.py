@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from jobboard.extensions import db
 from jobboard.models import User
-from tests.conftest import bearer
+from tests.support.auth import bearer
 
 
 def _driver_autocommit() -> bool:

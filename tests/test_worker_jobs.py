@@ -11,14 +11,11 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 from sqlalchemy import select, text
 
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, User, now_utc
-from tests.support.auth import bearer
-from tests.support.jobs import create_job
+from tests.support.jobs import Api, create_job, parse
 from tests.support.polling import wait_until
 from tests.support.smtp import body_of
 
@@ -28,39 +25,6 @@ logger = logging.getLogger(__name__)
 FAST_RETRIES = {"JOB_RETRY_BASE_SECONDS": "0.2"}
 
 
-class Api:
-    """The jobs API as one live user calls it."""
-
-    def __init__(self, app: Flask, client: FlaskClient, user_id: int) -> None:
-        self.app = app
-        self.client = client
-        with app.app_context():
-            self.headers = bearer(user_id)
-
-    def create(self, at: datetime, **fields) -> dict:
-        body = {"name": fields.pop("name", "job"), "scheduled_time": at.isoformat(), **fields}
-        response = self.client.post("/api/jobs/", json=body, headers=self.headers)
-        assert response.status_code == 201, response.get_json()
-        return response.get_json()
-
-    def job(self, job_id: int) -> dict:
-        return self.client.get(f"/api/jobs/{job_id}/", headers=self.headers).get_json()
-
-    def result(self, job_id: int):
-        return self.client.get(f"/api/jobs/{job_id}/result/", headers=self.headers)
-
-    def cancel(self, job_id: int, client: FlaskClient | None = None):
-        return (client or self.client).delete(f"/api/jobs/{job_id}/", headers=self.headers)
-
-    def retry(self, job_id: int):
-        return self.client.post(f"/api/jobs/{job_id}/retry/", headers=self.headers)
-
-    def wait_for_status(self, job_id: int, *statuses: str, timeout: float = 15) -> dict:
-        return wait_until(
-            lambda: (job := self.job(job_id))["status"] in statuses and job, timeout=timeout
-        )
-
-
 @pytest.fixture
 def api(live_app, live_client, make_live_user) -> Api:
     # make_live_user's object comes back detached and expired: look the id up instead.
@@ -68,10 +32,6 @@ def api(live_app, live_client, make_live_user) -> Api:
     with live_app.app_context():
         owner_id = db.session.scalar(select(User.id).where(User.email == "owner@example.com"))
     return Api(live_app, live_client, owner_id)
-
-
-def parse(timestamp: str) -> datetime:
-    return datetime.fromisoformat(timestamp)
 
 
 def lateness(job: dict) -> timedelta:

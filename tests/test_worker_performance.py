@@ -11,8 +11,8 @@ from sqlalchemy import select, text
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import User, now_utc
-from tests.conftest import wait_until
-from tests.test_worker_jobs import Api, parse
+from tests.support.jobs import Api, parse
+from tests.support.polling import wait_until
 from workers.processors import get_processor
 
 
@@ -66,7 +66,7 @@ def test_worker_processes_run_side_by_side_and_stop_together(
     assert api.result(done[2]["id"]).get_json()["output"]["words"] == 3
 
     worker.stop()
-    assert worker.process.returncode == 0
+    assert worker.returncode == 0
     # The child process went with its parent: no worker of this database is left running.
     wait_until(lambda: registered() == 0, timeout=20)
 

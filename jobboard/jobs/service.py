@@ -98,15 +98,21 @@ def create_job(
                 raise Conflict("A request with this Idempotency-Key is in progress; retry.")
             return replayed, False
 
-    # Every column of the new job is known (Python-side defaults, RETURNING id): keep them
-    # instead of expiring them on commit, which made rendering the 201 reload the row.
+    commit_as_written()
+    return job, True
+
+
+def commit_as_written() -> None:
+    """Commit, keeping the objects as this transaction wrote them (every column is known:
+    Python-side defaults, RETURNING id). The answer then shows what the request did,
+    without reloading the row: a reload would cost a query and could show what a worker
+    did a moment later (a retried or re-queued job already `in_progress`)."""
     session = db.session()
     session.expire_on_commit = False
     try:
         session.commit()
     finally:
         session.expire_on_commit = True
-    return job, True
 
 
 def future_or_now(when: datetime | None) -> datetime:

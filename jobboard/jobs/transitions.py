@@ -40,7 +40,7 @@ from jobboard import notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
-from jobboard.jobs.service import future_or_now, runs_in_queue, schedule_job
+from jobboard.jobs.service import commit_as_written, future_or_now, runs_in_queue, schedule_job
 from jobboard.locking import locked, locked_rows
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, User, now_utc
 from workers.processors import get_processor
@@ -302,7 +302,7 @@ def retry_failed_job(user: User | None, job_id: int) -> Job:
     job.finished_at = None
     job.result = None  # the failure's result row goes; the next outcome writes a new one
     schedule_job(job, None)
-    db.session.commit()
+    commit_as_written()
     return job
 
 
@@ -375,7 +375,7 @@ def release(user: User, job_id: int) -> Job:
         schedule_job(job, job.scheduled_time if job.scheduled_time > now_utc() else None)
     if other_id is not None:
         notices.released(job, user, other_id)
-    db.session.commit()
+    commit_as_written()
     return job
 
 
@@ -415,7 +415,7 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
         if job.queue_job_id is not None:
             queue.cancel(job.queue_job_id)
         schedule_job(job, None if run_now else job.scheduled_time)
-    db.session.commit()
+    commit_as_written()
     return job
 
 

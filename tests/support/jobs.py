@@ -5,12 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select, text
 
 from jobboard.extensions import db
 from jobboard.jobs import service
 from jobboard.jobs.processing import run_attempt
 from jobboard.models import Job, JobStatus, User, now_utc
+from tests.support.auth import bearer
+from tests.support.polling import wait_until
 
 JOB_FIELDS = {
     "id",
@@ -137,3 +141,40 @@ def run_queued_attempt(job_id: int) -> str:
 
 def job_count() -> int:
     return db.session.scalar(select(func.count()).select_from(Job))
+
+
+class Api:
+    """The jobs API as one live user calls it."""
+
+    def __init__(self, app: Flask, client: FlaskClient, user_id: int) -> None:
+        self.app = app
+        self.client = client
+        with app.app_context():
+            self.headers = bearer(user_id)
+
+    def create(self, at: datetime, **fields) -> dict:
+        body = {"name": fields.pop("name", "job"), "scheduled_time": at.isoformat(), **fields}
+        response = self.client.post("/api/jobs/", json=body, headers=self.headers)
+        assert response.status_code == 201, response.get_json()
+        return response.get_json()
+
+    def job(self, job_id: int) -> dict:
+        return self.client.get(f"/api/jobs/{job_id}/", headers=self.headers).get_json()
+
+    def result(self, job_id: int):
+        return self.client.get(f"/api/jobs/{job_id}/result/", headers=self.headers)
+
+    def cancel(self, job_id: int, client: FlaskClient | None = None):
+        return (client or self.client).delete(f"/api/jobs/{job_id}/", headers=self.headers)
+
+    def retry(self, job_id: int):
+        return self.client.post(f"/api/jobs/{job_id}/retry/", headers=self.headers)
+
+    def wait_for_status(self, job_id: int, *statuses: str, timeout: float = 15) -> dict:
+        return wait_until(
+            lambda: (job := self.job(job_id))["status"] in statuses and job, timeout=timeout
+        )
+
+
+def parse(timestamp: str) -> datetime:
+    return datetime.fromisoformat(timestamp)
