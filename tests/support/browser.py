@@ -56,8 +56,8 @@ def chromium_path() -> str:
         if found:
             return found
     reason = (
-        "the browser tests need Debian's chromium: `python3 run.py test` installs it when run "
-        "as root, or install it with `sudo apt-get install -y chromium`"
+        "the browser tests need Debian's `chromium` package: `python3 run.py test` installs "
+        "it when run as root; otherwise install that package yourself (see README, Tests)"
     )
     if os.environ.get("CI"):
         pytest.fail(reason)
