@@ -279,10 +279,18 @@ class Bench:
         ).fetchall()
         return [row[0] for row in rows]
 
-    def unfinished_queue_entries(self, owner_id: int) -> int:
+    def has_queued_entries(self, owner_id: int) -> bool:
+        """Whether any of a user's queue entries still waits or runs. Two probes of the
+        fair queue's partial indexes on the owner (migrations/sql/fair_queue_0004.sql), so
+        the cost does not grow with the backlog: the join over the user's jobs this
+        replaces took 35 ms with 50,000 queued and, polled every 10 ms during a warm-up,
+        took a core from the worker it was measuring (scenario 2 read 0.17)."""
         return self.scalar(
-            "SELECT count(*) FROM jobs j JOIN procrastinate_jobs q ON q.id = j.queue_job_id"
-            " WHERE j.owner_id = %s AND q.status IN ('todo', 'doing')",
+            "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status = 'todo'"
+            "   AND args ? 'owner_id' AND (args->>'owner_id')::bigint = %s)"
+            " OR EXISTS (SELECT 1 FROM procrastinate_jobs WHERE status = 'doing'"
+            "   AND args ? 'owner_id' AND (args->>'owner_id')::bigint = %s)",
+            owner_id,
             owner_id,
         )
 
@@ -292,10 +300,7 @@ class Bench:
         did not complete."""
         wait_for(
             what,
-            lambda: (
-                self.completed_jobs(owner_id) >= count
-                or self.unfinished_queue_entries(owner_id) == 0
-            ),
+            lambda: self.completed_jobs(owner_id) >= count or not self.has_queued_entries(owner_id),
             self.settings.drain_timeout,
             self.check_processes,
         )

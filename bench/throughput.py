@@ -195,7 +195,7 @@ class EndToEndArm(Arm):
         return self.bench.completed_jobs(self.owner_id)
 
     def finished(self, count: int) -> bool:
-        return self.completed() >= count or self.bench.unfinished_queue_entries(self.owner_id) == 0
+        return self.completed() >= count or not self.bench.has_queued_entries(self.owner_id)
 
     def finish_times(self, warmup: int, count: int) -> tuple[Any, Any, int]:
         rows = self.bench.conn.execute(
