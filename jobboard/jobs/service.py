@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import ColumnElement, Select, String, cast, false, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -37,10 +37,11 @@ SORT_KEYS = [*SORT_COLUMNS, *(f"-{key}" for key in SORT_COLUMNS)]
 DEFAULT_SORT = "-created_at"
 
 
-def job_lock(job_id: int) -> str:
+def job_lock(job_id: ColumnElement[int]) -> ColumnElement[str]:
     """Procrastinate lock and queueing lock of a job's attempts: one runs at a time, and at
-    most one waits in the queue."""
-    return f"job-{job_id}"
+    most one waits in the queue. SQL, for the job id may be drawn by the statement that
+    defers the entry (`create_job`)."""
+    return literal("job-") + cast(job_id, String)
 
 
 # --- creating and scheduling -----------------------------------------------------------
@@ -138,19 +139,27 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
     current transaction and remember the queue entry; the caller commits."""
     if job.id is None:
         db.session.flush()
-    job.queue_job_id = queue.defer(
+    job.queue_job_id = db.session.scalar(
+        select(queue_entry(literal(job.id), job.owner_id, job.priority, at))
+    )
+    return job.queue_job_id
+
+
+def queue_entry(
+    job_id: ColumnElement[int], owner_id: int, priority: int, at: datetime | None
+) -> ColumnElement[int]:
+    """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
+    return queue.deferral(
         PROCESS_JOB_TASK,
         queue=QUEUE_JOBS,
         schedule_at=at,
-        lock=job_lock(job.id),
-        queueing_lock=job_lock(job.id),
-        priority=job.priority,
-        job_id=job.id,
+        lock=job_lock(job_id),
+        queueing_lock=job_lock(job_id),
+        priority=priority,
         # Whose entry it is: the queue's fetch applies the owner's running limit and orders
         # by `priority` only among the owner's own entries (migrations/sql/fair_queue_0004.sql).
-        owner_id=job.owner_id,
+        args={"job_id": job_id, "owner_id": owner_id},
     )
-    return job.queue_job_id
 
 
 def request_fingerprint(data: Mapping[str, Any]) -> str:
