@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import caller, counts_against_quotas
 from jobboard.edges import Blueprint
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
@@ -57,6 +57,7 @@ class Jobs(VerifiedUserView):
         """List your own jobs"""
         return service.owned_jobs_query(caller(), filters)
 
+    @counts_against_quotas
     @authenticated
     @blp.arguments(JobIn)
     @blp.arguments(IdempotencyHeaders, location="headers")

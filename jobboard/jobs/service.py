@@ -14,15 +14,37 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, String, cast, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    cast,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from jobboard import queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
-from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc, zero_filled
+from jobboard.models import (
+    IdempotencyKey,
+    Job,
+    JobResult,
+    JobStatus,
+    Plan,
+    User,
+    now_utc,
+    zero_filled,
+)
 from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
 from workers.processors import get_processor
 
@@ -65,23 +87,26 @@ def create_job(
     # still return the job it created. No scheduled_time means now.
     run_now = data.get("scheduled_time") is None
     scheduled_time = future_or_now(data.get("scheduled_time"))
-    quotas.check_new_job(owner_id, data["params"])
-
-    job = Job(
-        owner_id=owner_id,
-        name=data["name"],
-        description=data.get("description"),
-        kind=data["kind"],
-        params=data["params"],
-        # In UTC, as the database returns it: the response renders this object as it is.
-        scheduled_time=scheduled_time,
-        priority=data["priority"],
-        max_attempts=data["max_attempts"],
+    # No statement when the request's token lookup took the lock (routes.Jobs.post).
+    plan = quotas.plan_for_update(owner_id)
+    quotas.check_params_size(plan, data["params"])
+    job = _insert_within_quotas(
+        plan,
+        {
+            "owner_id": owner_id,
+            "name": data["name"],
+            "description": data.get("description"),
+            "kind": data["kind"],
+            "params": data["params"],
+            # In UTC, as the database returns it: the response renders this object as it is.
+            "scheduled_time": scheduled_time,
+            "priority": data["priority"],
+            "max_attempts": data["max_attempts"],
+        },
+        # A manual job waits for a person, never for the queue.
+        queued=runs_in_queue(data["kind"]),
+        queue_at=None if run_now else scheduled_time,
     )
-    db.session.add(job)
-    db.session.flush()
-    if runs_in_queue(job.kind):  # a manual job waits for a person, never for the queue
-        schedule_job(job, None if run_now else job.scheduled_time)
 
     if idempotency_key is not None:
         # ON CONFLICT DO NOTHING waits for a concurrent request holding the same key to
@@ -101,6 +126,57 @@ def create_job(
 
     commit_as_written()
     return job, True
+
+
+def _insert_within_quotas(
+    plan: Plan, values: dict[str, Any], *, queued: bool, queue_at: datetime | None
+) -> Job:
+    """Insert a job with `values`, and when `queued` its queue entry for `queue_at` (None:
+    now), unless the owner's quotas refuse it (429). One statement: it counts what the
+    quotas limit (after the owner's row lock, `quotas.plan_for_update`, was granted),
+    draws the job's id, defers the entry and inserts the job with the entry's id; without
+    a job there is no entry."""
+    now = now_utc()
+    owner_id = values["owner_id"]
+    reached = quotas.new_job_quotas_reached(owner_id, plan, now).cte("quotas_reached")
+    drawn = (
+        select(func.nextval(func.pg_get_serial_sequence(Job.__tablename__, Job.id.key)).label("id"))
+        .where(quotas.new_job_allowed(reached))
+        # Evaluated once (as PostgreSQL does with a volatile CTE anyway): the job and its
+        # entry must get the same id.
+        .cte("drawn")
+        .prefix_with("MATERIALIZED")
+    )
+    queue_job_id = (
+        queue_entry(drawn.c.id, owner_id, values["priority"], queue_at) if queued else null()
+    )
+    values = values | {
+        "created_at": now,
+        "updated_at": now,
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+    }
+    columns = Job.__table__.c
+    row = select(
+        drawn.c.id,
+        queue_job_id,
+        *(literal(value, columns[key].type) for key, value in values.items()),
+    )
+    inserted = (
+        insert(Job)
+        .from_select(["id", "queue_job_id", *values], row)
+        .returning(*columns)
+        .cte("inserted")
+    )
+    outcome = db.session.execute(
+        select(reached.c.max_open_jobs, reached.c.jobs_per_day, aliased(Job, inserted))
+        .select_from(reached)
+        .outerjoin(inserted, true())
+    ).one()
+    job = outcome[-1]
+    if job is None:  # the same row says why: no second query, no second snapshot
+        quotas.refuse_new_job(plan, outcome, now)
+    return job
 
 
 def commit_as_written() -> None:
