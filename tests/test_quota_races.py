@@ -4,7 +4,9 @@ user's row held from a third connection). Exactly one may pass."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -15,7 +17,7 @@ from werkzeug.test import TestResponse
 
 from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, User
+from jobboard.models import Bid, Job, User, now_utc
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload, make_live_job
 from tests.support.database import lock_waiting_queries
@@ -130,6 +132,27 @@ def test_creates_wait_for_the_owners_lock_in_their_first_statement_and_count_aft
             {"id": owner.id},
         )
     assert entries == 2
+
+
+def test_a_time_ahead_when_the_create_arrived_is_not_refused_for_the_wait_on_the_lock(
+    live_app, database_url, make_live_user
+):
+    """The owner's row lock is taken before the view runs; the scheduled_time check is
+    against the request's arrival, as it was when the lock came after the check."""
+    owner = make_live_user()
+    with live_app.app_context():
+        headers = bearer(owner)
+
+    def create_a_second_ahead(client: FlaskClient) -> TestResponse:
+        body = payload(scheduled_time=(now_utc() + timedelta(seconds=1)).isoformat())
+        return client.post("/api/jobs/", json=body, headers=headers)
+
+    (response,) = race(
+        live_app, database_url, owner.id, [create_a_second_ahead], queued=lambda: time.sleep(1.5)
+    )
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["scheduled_time"] < now_utc().isoformat()
 
 
 def test_two_bids_racing_for_the_last_bid_of_the_day_let_exactly_one_through(

@@ -24,6 +24,7 @@ from jobboard.views import (
     SelectPage,
     VerifiedUserView,
     documented_error,
+    received_at,
     verified_user_doc,
 )
 
@@ -76,7 +77,9 @@ class Jobs(VerifiedUserView):
     )
     def post(self, data: dict[str, Any], headers: dict[str, Any]):
         """Create a job, queued for its scheduled time"""
-        job, created = service.create_job(caller(), data, headers.get("idempotency_key"))
+        job, created = service.create_job(
+            caller(), data, headers.get("idempotency_key"), received_at()
+        )
         return job, 201, ({} if created else {"Idempotent-Replayed": "true"})
 
 

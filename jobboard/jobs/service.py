@@ -70,12 +70,17 @@ def job_lock(job_id: ColumnElement[int]) -> ColumnElement[str]:
 
 
 def create_job(
-    owner: User, data: Mapping[str, Any], idempotency_key: str | None = None
+    owner: User,
+    data: Mapping[str, Any],
+    idempotency_key: str | None = None,
+    received_at: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Create a job and queue its first attempt at `scheduled_time`, in one transaction.
 
     Returns `(job, created)`; `created` is False when `idempotency_key` was already used by
     this owner with the same body, and the job is the one that first request created.
+    `scheduled_time` must be after `received_at`, the request's arrival (default now): the
+    request may have waited for the owner's row lock since (routes.Jobs.post).
     """
     owner_id = owner.id
     fingerprint = request_fingerprint(data) if idempotency_key is not None else ""
@@ -86,7 +91,7 @@ def create_job(
     # Checked after the replay lookup: repeating a request whose time has passed since must
     # still return the job it created. No scheduled_time means now.
     run_now = data.get("scheduled_time") is None
-    scheduled_time = future_or_now(data.get("scheduled_time"))
+    scheduled_time = future_or_now(data.get("scheduled_time"), received_at)
     # No statement when the request's token lookup took the lock (routes.Jobs.post).
     plan = quotas.plan_for_update(owner_id)
     quotas.check_params_size(plan, data["params"])
@@ -192,11 +197,13 @@ def commit_as_written() -> None:
         session.expire_on_commit = True
 
 
-def future_or_now(when: datetime | None) -> datetime:
-    """`when` in UTC (None: now); 422 for a time that is not in the future."""
+def future_or_now(when: datetime | None, received_at: datetime | None = None) -> datetime:
+    """`when` in UTC (None: now); 422 for a time that is not in the future: not after
+    `received_at` (the request's arrival; default now), so that a time still ahead when
+    the request came in is not refused for the request's wait on a lock (create_job)."""
     if when is None:
         return now_utc()
-    if when <= now_utc():
+    if when <= (received_at or now_utc()):
         raise Unprocessable(
             "scheduled_time must be in the future.",
             errors={"json": {"scheduled_time": ["Must be in the future."]}},
