@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import flask_smorest
 import marshmallow as ma
-from flask import Flask, Response, abort, request
+from flask import Flask, Response, abort, g, request
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.routing import IntegerConverter
@@ -147,6 +147,12 @@ def register_edges(app: Flask) -> None:
     # redirect: werkzeug's redirects carry a Location built from the Host header.
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False
+
+    @app.before_request
+    def note_arrival() -> None:
+        """When the request arrived (`views.received_at`): a time it must be later than is
+        checked against this, not against a moment after the request waited for a lock."""
+        g.received_at = datetime.now(UTC)
 
     @app.before_request
     def refuse_large_bodies() -> None:

@@ -7,11 +7,22 @@ two can never leave a job without its queue entry, or a queue entry without its 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from itertools import chain
 from typing import Any
+
+from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, String, cast, func, literal
+from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy.sql.expression import tuple_
+from sqlalchemy.types import UserDefinedType
 
 from jobboard.extensions import db
 from workers.app import task_app
+
+# Procrastinate's SQL API for deferring (migrations/sql/procrastinate_3_10_0_schema.sql).
+DEFER_FUNCTION = "procrastinate_defer_jobs_v1"
+JOB_TO_DEFER_TYPE = "procrastinate_job_to_defer_v1"
 
 
 def transaction_connection() -> Any:
@@ -41,6 +52,51 @@ def defer(
         connection=transaction_connection(),
     )
     return deferrer.defer(**task_kwargs)
+
+
+def deferral(
+    task_name: str,
+    *,
+    queue: str,
+    schedule_at: datetime | None,
+    lock: str | ColumnElement[str] | None,
+    queueing_lock: str | ColumnElement[str] | None,
+    priority: int,
+    args: Mapping[str, Any],
+) -> ColumnElement[int]:
+    """SQL that defers `task_name` when the statement holding it runs, and is the new queue
+    entry's id: what `defer` does, as part of a statement of ours, whose values (`args`,
+    the locks) may be SQL too, such as the id of a row the same statement inserts.
+
+    It calls the function that Procrastinate's own `defer` runs (its `defer_jobs` query):
+    part of its versioned SQL API, where a changed contract gets a new name (`_v2`), not a
+    changed body. tests/test_queue_sql.py fails if the installed Procrastinate's function
+    or type stops matching what this builds."""
+    job = tuple_(
+        literal(queue, String),
+        literal(task_name, String),
+        literal(priority, Integer),
+        literal(lock, String) if isinstance(lock, str | None) else lock,
+        literal(queueing_lock, String) if isinstance(queueing_lock, str | None) else queueing_lock,
+        func.jsonb_build_object(
+            *chain.from_iterable((literal(key, String), value) for key, value in args.items())
+        ),
+        literal(schedule_at, DateTime(timezone=True)),
+    )
+    jobs = array([cast(job, _ProcrastinateType(JOB_TO_DEFER_TYPE))])
+    return getattr(func, DEFER_FUNCTION)(jobs, type_=ARRAY(BigInteger))[1]
+
+
+class _ProcrastinateType(UserDefinedType):
+    """A composite type of Procrastinate's schema, by name."""
+
+    cache_ok = True
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_col_spec(self, **_kw: Any) -> str:
+        return self.name
 
 
 def cancel(queue_job_id: int) -> bool:

@@ -3,6 +3,8 @@
 Services call these; views never do. Each check that counts runs under the user's row
 lock (`FOR NO KEY UPDATE`, held until the caller's transaction ends), so two concurrent
 requests of one user at the limit are counted one after the other and cannot both pass.
+A new job's counts are part of the statement that inserts it (`new_job_quotas_reached`),
+and `POST /api/jobs/` takes the lock with its token lookup (`with_user_locked`).
 The running-jobs limit is not here: the queue applies it when it fetches (README, "Plans,
 quotas and the fair queue").
 """
@@ -15,7 +17,9 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ScalarSelect, func, select
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, and_, func, not_, select
+from sqlalchemy.orm import SessionTransaction
+from sqlalchemy.sql.selectable import NamedFromClause
 
 from jobboard.errors import TooManyRequests, Unprocessable
 from jobboard.extensions import db
@@ -40,16 +44,52 @@ def params_size(params: Any) -> int:
 
 
 def plan_for_update(user_id: int) -> Plan:
-    """The user's plan, with the user's row locked until the transaction ends (one
-    statement: the plan comes with the lock). What the limits count must be read by a
-    later statement: one that waited for the lock sees only what its snapshot, taken
-    before the wait, saw."""
+    """The user's plan, with the user's row locked until the transaction ends: one
+    statement, the plan coming with the lock, or none when this transaction already took
+    the lock with the request's token lookup (`with_user_locked`). What the limits count
+    must be read by a later statement: one that waited for the lock sees only what its
+    snapshot, taken before the wait, saw."""
+    held = db.session.info.get(_HELD_LOCK)
+    if held is not None and held.user_id == user_id and held.transaction is _transaction():
+        return held.plan
     return db.session.scalars(
-        select(Plan)
-        .join(User, User.plan_name == Plan.name)
-        .where(User.id == user_id)
-        .with_for_update(of=User, key_share=True)
+        _lock_user(select(Plan).join(User, User.plan_name == Plan.name).where(User.id == user_id))
     ).one()
+
+
+def with_user_locked(query: Select[Any]) -> Select[Any]:
+    """`query`, which selects one user by id, locking that user's row as `plan_for_update`
+    does and bringing the user's plan as its last column. Pass the user and the plan to
+    `held_lock` then: the quota checks of the rest of the transaction use them, and count
+    in statements that start after this one."""
+    return _lock_user(query.add_columns(Plan).join(Plan, User.plan_name == Plan.name))
+
+
+def held_lock(user: User, plan: Plan) -> None:
+    """The current transaction holds `user`'s row lock, taken with `with_user_locked`."""
+    db.session.info[_HELD_LOCK] = _HeldLock(user.id, plan, _transaction())
+
+
+@dataclass(frozen=True)
+class _HeldLock:
+    user_id: int
+    plan: Plan
+    # A row lock lasts as long as its transaction: the record is void once it ended.
+    transaction: SessionTransaction | None
+
+
+_HELD_LOCK = "jobboard.quotas.held_lock"
+
+
+def _transaction() -> SessionTransaction | None:
+    return db.session().get_transaction()
+
+
+def _lock_user(query: Select[Any]) -> Select[Any]:
+    # NO KEY UPDATE: inserting a job (or bid) referencing the user takes a KEY SHARE lock
+    # on the row, which this one lets through.
+    # populate_existing: decide on the row as the lock found it (see jobboard.locking).
+    return query.with_for_update(of=User, key_share=True).execution_options(populate_existing=True)
 
 
 def check_params_size(plan: Plan, params: Any) -> None:
@@ -62,23 +102,32 @@ def check_params_size(plan: Plan, params: Any) -> None:
         raise Unprocessable(message, errors={"json": {"params": [message]}})
 
 
-def check_new_job(user_id: int, params: Any) -> None:
-    """Refuse a job over the owner's plan: params size (422), max_open_jobs and
-    jobs_per_day (429). Locks the owner's row for the rest of the transaction."""
-    plan = plan_for_update(user_id)
-    check_params_size(plan, params)
-    now = now_utc()
-    # Both counts in one statement, taken after the lock (see plan_for_update).
-    open_jobs, jobs_today = db.session.execute(
-        select(_open_jobs(user_id), _jobs_since(user_id, start_of_utc_day(now)))
-    ).one()
-    if open_jobs >= plan.max_open_jobs:
+def new_job_quotas_reached(user_id: int, plan: Plan, now: datetime) -> Select[tuple[bool, bool]]:
+    """One row: whether the user has reached `max_open_jobs` and `jobs_per_day` (columns
+    named so), counted by the statement it is part of. Run it in the statement that
+    inserts the job, under `plan_for_update`'s lock (jobs.service.create_job): two
+    creates of one user are then counted one after the other."""
+    return select(
+        (_open_jobs(user_id) >= plan.max_open_jobs).label("max_open_jobs"),
+        (_jobs_since(user_id, start_of_utc_day(now)) >= plan.jobs_per_day).label("jobs_per_day"),
+    )
+
+
+def new_job_allowed(reached: NamedFromClause) -> ColumnElement[bool]:
+    """The condition on `new_job_quotas_reached`'s row that lets a new job in."""
+    return and_(not_(reached.c.max_open_jobs), not_(reached.c.jobs_per_day))
+
+
+def refuse_new_job(plan: Plan, reached: Row[Any], now: datetime) -> None:
+    """429 naming the quota that `reached` (a `new_job_quotas_reached` row) says is
+    reached, max_open_jobs first; nothing when neither is (then `new_job_allowed` held)."""
+    if reached.max_open_jobs:
         raise TooManyRequests(
             f"max_open_jobs reached: your plan '{plan.name}' allows {plan.max_open_jobs} "
             "open (pending or in progress) jobs; wait for some to finish or cancel some.",
             headers={"Retry-After": str(current_app.config["OPEN_JOBS_RETRY_AFTER_SECONDS"])},
         )
-    if jobs_today >= plan.jobs_per_day:
+    if reached.jobs_per_day:
         raise TooManyRequests(
             f"jobs_per_day reached: your plan '{plan.name}' allows {plan.jobs_per_day} new "
             "jobs per UTC day.",

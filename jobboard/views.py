@@ -4,9 +4,10 @@ answers and authentication, and pagination done by the database."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, ClassVar
 
-from flask import request
+from flask import g, request
 from flask.views import MethodView
 from flask_smorest import Blueprint, Page
 from flask_smorest.error_handler import ErrorSchema
@@ -39,6 +40,11 @@ class VerifiedUserView(MethodView):
     sending."""
 
     decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+
+
+def received_at() -> datetime:
+    """When the current request arrived (noted by `edges.register_edges`)."""
+    return g.received_at
 
 
 def client_ip() -> str:

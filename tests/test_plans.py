@@ -8,8 +8,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
+from jobboard import quotas
 from jobboard.extensions import db
 from jobboard.models import FREE_PLAN, Bid, Job, JobStatus, Plan, User, now_utc
 from jobboard.quotas import params_size, seconds_to_next_utc_day
@@ -213,6 +214,75 @@ def test_a_quota_refusal_creates_no_job_and_no_queue_entry(client, verified_user
         text("SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'process_job'")
     )
     assert entries == 1
+
+
+def test_with_both_job_quotas_reached_the_refusal_names_max_open_jobs_first(
+    client, verified_user, auth_headers
+):
+    on_plan(verified_user, PlanFactory(name="one-of-each", max_open_jobs=1, jobs_per_day=1))
+    headers = auth_headers(verified_user)
+    created = post_job(client, headers).get_json()
+
+    both = post_job(client, headers)
+    assert both.status_code == 429 and "max_open_jobs" in both.get_json()["message"]
+    assert client.delete(f"/api/jobs/{created['id']}/", headers=headers).status_code == 200
+    daily = post_job(client, headers)
+    assert daily.status_code == 429 and "jobs_per_day" in daily.get_json()["message"]
+    assert abs(int(daily.headers["Retry-After"]) - seconds_to_next_utc_day(now_utc())) <= 5
+
+
+def test_params_over_the_plan_are_422_even_over_a_quota(client, verified_user, auth_headers):
+    on_plan(verified_user, PlanFactory(name="one-small", max_open_jobs=1, max_params_bytes=20))
+    headers = auth_headers(verified_user)
+    assert post_job(client, headers, params={}).status_code == 201
+
+    response = post_job(client, headers, params={"text": "x" * 20})
+
+    assert response.status_code == 422
+    assert "max_params_bytes" in response.get_json()["message"]
+
+
+def test_manual_jobs_count_against_the_quotas_and_get_no_queue_entry(
+    client, verified_user, auth_headers
+):
+    on_plan(verified_user, PlanFactory(name="two-manual", max_open_jobs=2))
+    headers = auth_headers(verified_user)
+    for _ in range(2):
+        created = post_job(client, headers, kind="manual", params={"brief": "b"})
+        assert created.status_code == 201
+        assert db.session.get(Job, created.get_json()["id"]).queue_job_id is None
+    assert post_job(client, headers, kind="manual", params={"brief": "b"}).status_code == 429
+    assert db.session.scalar(text("SELECT count(*) FROM procrastinate_jobs")) == 0
+
+
+def test_the_token_lookups_lock_serves_the_quota_checks_of_its_own_transaction_only(
+    app, verified_user, other_user
+):
+    """The lock taken with the token lookup (`with_user_locked`) spares `plan_for_update`
+    its statement in the same transaction, for the same user; after a commit the lock is
+    gone and the plan is locked and read again."""
+    executed: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if not statement.startswith(("SAVEPOINT", "RELEASE")):  # the test's transaction
+            executed.append(statement)
+
+    user_id, other_id = verified_user.id, other_user.id
+    user, plan = db.session.execute(
+        quotas.with_user_locked(select(User).where(User.id == user_id))
+    ).one()
+    quotas.held_lock(user, plan)
+    event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        assert quotas.plan_for_update(user_id) is plan
+        assert executed == []
+        assert quotas.plan_for_update(other_id).name == FREE_PLAN
+        assert len(executed) == 1 and "FOR NO KEY UPDATE OF users" in executed[0]
+        db.session.commit()
+        assert quotas.plan_for_update(user_id).name == FREE_PLAN
+        assert len(executed) == 2 and "FOR NO KEY UPDATE OF users" in executed[1]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
 
 
 # --- quota on bids ---------------------------------------------------------------------------

@@ -4,20 +4,23 @@ user's row held from a third connection). Exactly one may pass."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import psycopg
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from werkzeug.test import TestResponse
 
 from config import libpq_url
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, User
+from jobboard.models import Bid, Job, User, now_utc
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload, make_live_job
+from tests.support.database import lock_waiting_queries
 from tests.support.factories import PlanFactory
 from tests.support.jobs import payload
 from tests.support.races import behind_a_row_lock
@@ -41,9 +44,10 @@ def race(
     database_url: str,
     user_id: int,
     calls: list[Callable[[FlaskClient], TestResponse]],
+    queued: Callable[[], object] | None = None,
 ) -> list[TestResponse]:
     lock = "SELECT id FROM users WHERE id = %s FOR UPDATE"
-    return behind_a_row_lock(live_app, database_url, lock, user_id, calls)
+    return behind_a_row_lock(live_app, database_url, lock, user_id, calls, queued)
 
 
 def count(live_app: Flask, model, **where) -> int:
@@ -54,7 +58,11 @@ def count(live_app: Flask, model, **where) -> int:
         return db.session.scalar(query)
 
 
-def create(headers: dict[str, str]) -> Callable[[FlaskClient], TestResponse]:
+def create(
+    headers: dict[str, str], idempotency_key: str | None = None
+) -> Callable[[FlaskClient], TestResponse]:
+    if idempotency_key is not None:
+        headers = {**headers, "Idempotency-Key": idempotency_key}
     return lambda client: client.post("/api/jobs/", json=payload(), headers=headers)
 
 
@@ -88,6 +96,63 @@ def test_two_creates_racing_for_the_last_job_of_the_day_let_exactly_one_through(
     assert "jobs_per_day" in refused.get_json()["message"]
     assert int(refused.headers["Retry-After"]) >= 1
     assert count(live_app, Job, owner_id=owner.id) == 2
+
+
+def test_creates_wait_for_the_owners_lock_in_their_first_statement_and_count_after_it(
+    live_app, live_client, database_url, make_live_user
+):
+    """POST /api/jobs/ takes the owner's row lock in its token lookup, the first statement
+    of its transaction, and counts the quotas in the INSERT that follows: a statement that
+    waited for the lock would see only its snapshot from before the wait. With and without
+    an Idempotency-Key (which adds statements between the two), one of two creates racing
+    for the last open job passes."""
+    owner = make_live_user()
+    headers = put_on_plan(live_app, owner, max_open_jobs=2)
+    assert live_client.post("/api/jobs/", json=payload(), headers=headers).status_code == 201
+    waiting: list[str] = []
+
+    responses = race(
+        live_app,
+        database_url,
+        owner.id,
+        [create(headers), create(headers, idempotency_key="the-last-one")],
+        queued=lambda: waiting.extend(lock_waiting_queries(database_url)),
+    )
+
+    assert len(waiting) == 2
+    for statement in waiting:
+        assert "revoked_tokens" in statement and "FOR NO KEY UPDATE OF users" in statement
+        assert "FROM jobs" not in statement
+    assert sorted(r.status_code for r in responses) == [201, 429]
+    assert count(live_app, Job, owner_id=owner.id) == 2
+    # The refused job has no queue entry either.
+    with live_app.app_context():
+        entries = db.session.scalar(
+            text("SELECT count(*) FROM procrastinate_jobs WHERE (args->>'owner_id')::int = :id"),
+            {"id": owner.id},
+        )
+    assert entries == 2
+
+
+def test_a_time_ahead_when_the_create_arrived_is_not_refused_for_the_wait_on_the_lock(
+    live_app, database_url, make_live_user
+):
+    """The owner's row lock is taken before the view runs; the scheduled_time check is
+    against the request's arrival, as it was when the lock came after the check."""
+    owner = make_live_user()
+    with live_app.app_context():
+        headers = bearer(owner)
+
+    def create_a_second_ahead(client: FlaskClient) -> TestResponse:
+        body = payload(scheduled_time=(now_utc() + timedelta(seconds=1)).isoformat())
+        return client.post("/api/jobs/", json=body, headers=headers)
+
+    (response,) = race(
+        live_app, database_url, owner.id, [create_a_second_ahead], queued=lambda: time.sleep(1.5)
+    )
+
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["scheduled_time"] < now_utc().isoformat()
 
 
 def test_two_bids_racing_for_the_last_bid_of_the_day_let_exactly_one_through(

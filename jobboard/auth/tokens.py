@@ -6,7 +6,12 @@ of a user at once by generation. Each token carries the user's `token_generation
 in its `gen` claim; bumping the user's generation (password change or reset, logout from
 everywhere) makes every earlier token stale, with nothing stored per token. A counter
 rather than an "issued after" timestamp: a login in the same second as the revocation
-gets a valid token."""
+gets a valid token.
+
+A view whose requests count against the caller's plan quotas says so
+(`counts_against_quotas`): its token lookup, the first statement of the request's
+transaction, then also locks the caller's row and brings the plan, so the quota check
+needs no statement of its own (jobboard.quotas)."""
 
 from __future__ import annotations
 
@@ -15,17 +20,19 @@ from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from flask import g
+from flask import current_app, g, request
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm.attributes import set_committed_value
 
+from jobboard import quotas
 from jobboard.errors import Forbidden, error_response
 from jobboard.extensions import db
 from jobboard.models import RevokedToken, User
 
 GENERATION_CLAIM = "gen"
+COUNTS_AGAINST_QUOTAS = "_jobboard_counts_against_quotas"
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,7 +54,7 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
-        user, jti_revoked = token_state(payload)
+        user, jti_revoked = token_state(payload, lock_for_quotas=_view_counts_against_quotas())
         # Kept for `load_user`, which flask-jwt-extended calls next: no second query.
         g.jobboard_token_user = user
         if user is None:
@@ -73,16 +80,37 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     jwt.token_verification_failed_loader(lambda _h, _p: unauthorized("Token rejected"))
 
 
-def token_state(payload: dict[str, Any]) -> tuple[User | None, bool]:
-    """The token's user and whether its jti is revoked: one query, two index lookups."""
-    row = db.session.execute(
-        select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
-            User.id == int(payload["sub"])
-        )
-    ).one_or_none()
+def token_state(payload: dict[str, Any], lock_for_quotas: bool = False) -> tuple[User | None, bool]:
+    """The token's user and whether its jti is revoked: one query, two index lookups.
+    With `lock_for_quotas`, the same query locks the user's row and loads the plan for
+    the quota checks of the rest of the transaction (`quotas.with_user_locked`)."""
+    query = select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
+        User.id == int(payload["sub"])
+    )
+    if lock_for_quotas:
+        query = quotas.with_user_locked(query)
+    row = db.session.execute(query).one_or_none()
     if row is None:
         return None, False
+    if lock_for_quotas:
+        quotas.held_lock(row[0], row[2])
     return row[0], bool(row[1])
+
+
+def counts_against_quotas(view: Callable[P, R]) -> Callable[P, R]:
+    """Mark a view (a MethodView's method) whose requests count against the caller's plan
+    quotas: its token lookup locks the caller's row and brings the plan (`token_state`).
+    The lock is then held from the request's first statement to its commit."""
+    setattr(view, COUNTS_AGAINST_QUOTAS, True)
+    return view
+
+
+def _view_counts_against_quotas() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    view_class = getattr(view, "view_class", None)
+    if view_class is not None:  # a MethodView: the method that serves this request
+        view = getattr(view_class, request.method.lower(), None)
+    return getattr(view, COUNTS_AGAINST_QUOTAS, False)
 
 
 def revoke_all_tokens(user: User) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import caller, counts_against_quotas
 from jobboard.edges import Blueprint
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
@@ -24,6 +24,7 @@ from jobboard.views import (
     SelectPage,
     VerifiedUserView,
     documented_error,
+    received_at,
     verified_user_doc,
 )
 
@@ -57,6 +58,7 @@ class Jobs(VerifiedUserView):
         """List your own jobs"""
         return service.owned_jobs_query(caller(), filters)
 
+    @counts_against_quotas
     @authenticated
     @blp.arguments(JobIn)
     @blp.arguments(IdempotencyHeaders, location="headers")
@@ -75,7 +77,9 @@ class Jobs(VerifiedUserView):
     )
     def post(self, data: dict[str, Any], headers: dict[str, Any]):
         """Create a job, queued for its scheduled time"""
-        job, created = service.create_job(caller(), data, headers.get("idempotency_key"))
+        job, created = service.create_job(
+            caller(), data, headers.get("idempotency_key"), received_at()
+        )
         return job, 201, ({} if created else {"Idempotent-Replayed": "true"})
 
 

@@ -14,15 +14,37 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    cast,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from jobboard import queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
-from jobboard.models import IdempotencyKey, Job, JobResult, JobStatus, User, now_utc, zero_filled
+from jobboard.models import (
+    IdempotencyKey,
+    Job,
+    JobResult,
+    JobStatus,
+    Plan,
+    User,
+    now_utc,
+    zero_filled,
+)
 from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
 from workers.processors import get_processor
 
@@ -37,22 +59,28 @@ SORT_KEYS = [*SORT_COLUMNS, *(f"-{key}" for key in SORT_COLUMNS)]
 DEFAULT_SORT = "-created_at"
 
 
-def job_lock(job_id: int) -> str:
+def job_lock(job_id: ColumnElement[int]) -> ColumnElement[str]:
     """Procrastinate lock and queueing lock of a job's attempts: one runs at a time, and at
-    most one waits in the queue."""
-    return f"job-{job_id}"
+    most one waits in the queue. SQL, for the job id may be drawn by the statement that
+    defers the entry (`create_job`)."""
+    return literal("job-") + cast(job_id, String)
 
 
 # --- creating and scheduling -----------------------------------------------------------
 
 
 def create_job(
-    owner: User, data: Mapping[str, Any], idempotency_key: str | None = None
+    owner: User,
+    data: Mapping[str, Any],
+    idempotency_key: str | None = None,
+    received_at: datetime | None = None,
 ) -> tuple[Job, bool]:
     """Create a job and queue its first attempt at `scheduled_time`, in one transaction.
 
     Returns `(job, created)`; `created` is False when `idempotency_key` was already used by
     this owner with the same body, and the job is the one that first request created.
+    `scheduled_time` must be after `received_at`, the request's arrival (default now): the
+    request may have waited for the owner's row lock since (routes.Jobs.post).
     """
     owner_id = owner.id
     fingerprint = request_fingerprint(data) if idempotency_key is not None else ""
@@ -63,24 +91,27 @@ def create_job(
     # Checked after the replay lookup: repeating a request whose time has passed since must
     # still return the job it created. No scheduled_time means now.
     run_now = data.get("scheduled_time") is None
-    scheduled_time = future_or_now(data.get("scheduled_time"))
-    quotas.check_new_job(owner_id, data["params"])
-
-    job = Job(
-        owner_id=owner_id,
-        name=data["name"],
-        description=data.get("description"),
-        kind=data["kind"],
-        params=data["params"],
-        # In UTC, as the database returns it: the response renders this object as it is.
-        scheduled_time=scheduled_time,
-        priority=data["priority"],
-        max_attempts=data["max_attempts"],
+    scheduled_time = future_or_now(data.get("scheduled_time"), received_at)
+    # No statement when the request's token lookup took the lock (routes.Jobs.post).
+    plan = quotas.plan_for_update(owner_id)
+    quotas.check_params_size(plan, data["params"])
+    job = _insert_within_quotas(
+        plan,
+        {
+            "owner_id": owner_id,
+            "name": data["name"],
+            "description": data.get("description"),
+            "kind": data["kind"],
+            "params": data["params"],
+            # In UTC, as the database returns it: the response renders this object as it is.
+            "scheduled_time": scheduled_time,
+            "priority": data["priority"],
+            "max_attempts": data["max_attempts"],
+        },
+        # A manual job waits for a person, never for the queue.
+        queued=runs_in_queue(data["kind"]),
+        queue_at=None if run_now else scheduled_time,
     )
-    db.session.add(job)
-    db.session.flush()
-    if runs_in_queue(job.kind):  # a manual job waits for a person, never for the queue
-        schedule_job(job, None if run_now else job.scheduled_time)
 
     if idempotency_key is not None:
         # ON CONFLICT DO NOTHING waits for a concurrent request holding the same key to
@@ -102,6 +133,57 @@ def create_job(
     return job, True
 
 
+def _insert_within_quotas(
+    plan: Plan, values: dict[str, Any], *, queued: bool, queue_at: datetime | None
+) -> Job:
+    """Insert a job with `values`, and when `queued` its queue entry for `queue_at` (None:
+    now), unless the owner's quotas refuse it (429). One statement: it counts what the
+    quotas limit (after the owner's row lock, `quotas.plan_for_update`, was granted),
+    draws the job's id, defers the entry and inserts the job with the entry's id; without
+    a job there is no entry."""
+    now = now_utc()
+    owner_id = values["owner_id"]
+    reached = quotas.new_job_quotas_reached(owner_id, plan, now).cte("quotas_reached")
+    drawn = (
+        select(func.nextval(func.pg_get_serial_sequence(Job.__tablename__, Job.id.key)).label("id"))
+        .where(quotas.new_job_allowed(reached))
+        # Evaluated once (as PostgreSQL does with a volatile CTE anyway): the job and its
+        # entry must get the same id.
+        .cte("drawn")
+        .prefix_with("MATERIALIZED")
+    )
+    queue_job_id = (
+        queue_entry(drawn.c.id, owner_id, values["priority"], queue_at) if queued else null()
+    )
+    values = values | {
+        "created_at": now,
+        "updated_at": now,
+        "status": JobStatus.PENDING,
+        "attempts": 0,
+    }
+    columns = Job.__table__.c
+    row = select(
+        drawn.c.id,
+        queue_job_id,
+        *(literal(value, columns[key].type) for key, value in values.items()),
+    )
+    inserted = (
+        insert(Job)
+        .from_select(["id", "queue_job_id", *values], row)
+        .returning(*columns)
+        .cte("inserted")
+    )
+    outcome = db.session.execute(
+        select(reached.c.max_open_jobs, reached.c.jobs_per_day, aliased(Job, inserted))
+        .select_from(reached)
+        .outerjoin(inserted, true())
+    ).one()
+    job = outcome[-1]
+    if job is None:  # the same row says why: no second query, no second snapshot
+        quotas.refuse_new_job(plan, outcome, now)
+    return job
+
+
 def commit_as_written() -> None:
     """Commit, keeping the objects as this transaction wrote them (every column is known:
     Python-side defaults, RETURNING id). The answer then shows what the request did,
@@ -115,11 +197,13 @@ def commit_as_written() -> None:
         session.expire_on_commit = True
 
 
-def future_or_now(when: datetime | None) -> datetime:
-    """`when` in UTC (None: now); 422 for a time that is not in the future."""
+def future_or_now(when: datetime | None, received_at: datetime | None = None) -> datetime:
+    """`when` in UTC (None: now); 422 for a time that is not in the future: not after
+    `received_at` (the request's arrival; default now), so that a time still ahead when
+    the request came in is not refused for the request's wait on a lock (create_job)."""
     if when is None:
         return now_utc()
-    if when <= now_utc():
+    if when <= (received_at or now_utc()):
         raise Unprocessable(
             "scheduled_time must be in the future.",
             errors={"json": {"scheduled_time": ["Must be in the future."]}},
@@ -138,19 +222,27 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
     current transaction and remember the queue entry; the caller commits."""
     if job.id is None:
         db.session.flush()
-    job.queue_job_id = queue.defer(
+    job.queue_job_id = db.session.scalar(
+        select(queue_entry(literal(job.id), job.owner_id, job.priority, at))
+    )
+    return job.queue_job_id
+
+
+def queue_entry(
+    job_id: ColumnElement[int], owner_id: int, priority: int, at: datetime | None
+) -> ColumnElement[int]:
+    """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
+    return queue.deferral(
         PROCESS_JOB_TASK,
         queue=QUEUE_JOBS,
         schedule_at=at,
-        lock=job_lock(job.id),
-        queueing_lock=job_lock(job.id),
-        priority=job.priority,
-        job_id=job.id,
+        lock=job_lock(job_id),
+        queueing_lock=job_lock(job_id),
+        priority=priority,
         # Whose entry it is: the queue's fetch applies the owner's running limit and orders
         # by `priority` only among the owner's own entries (migrations/sql/fair_queue_0004.sql).
-        owner_id=job.owner_id,
+        args={"job_id": job_id, "owner_id": owner_id},
     )
-    return job.queue_job_id
 
 
 def request_fingerprint(data: Mapping[str, Any]) -> str:

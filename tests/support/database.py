@@ -44,9 +44,14 @@ def make_config(database_url: str, smtp_port: int, **overrides: Any) -> type[Tes
 def lock_waiters(database_url: str) -> int:
     """Sessions of this database currently waiting for a lock: how race tests know that
     the requests they fired are really queued behind a lock they hold."""
+    return len(lock_waiting_queries(database_url))
+
+
+def lock_waiting_queries(database_url: str) -> list[str]:
+    """The statements of this database's sessions that are waiting for a lock."""
     with psycopg.connect(libpq_url(database_url), autocommit=True) as watcher:
-        row = watcher.execute(
-            "SELECT count(*) FROM pg_stat_activity "
+        rows = watcher.execute(
+            "SELECT query FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        ).fetchone()
-    return row[0] if row else 0
+        ).fetchall()
+    return [row[0] for row in rows]

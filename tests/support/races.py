@@ -48,6 +48,7 @@ def behind_a_row_lock(
     lock: str,
     row_id: int,
     calls: list[Callable[[FlaskClient], TestResponse]],
+    queued: Callable[[], Any] | None = None,
 ) -> list[TestResponse]:
     """Run each call in its own thread with its own test client (its own app context,
     session and database connection) and return their responses.
@@ -55,7 +56,7 @@ def behind_a_row_lock(
     A barrier lines the threads up, and the row is held locked (`lock`, a SELECT ... FOR
     UPDATE with one parameter) from another connection until every call is queued behind
     that lock: so the calls provably run their transactions at the same time, rather than
-    possibly one after the other."""
+    possibly one after the other. `queued` is called then, before the lock is let go."""
     barrier = threading.Barrier(len(calls) + 1)
     outcomes: list[TestResponse | BaseException | None] = [None] * len(calls)
 
@@ -74,6 +75,8 @@ def behind_a_row_lock(
             thread.start()
         barrier.wait(timeout=10)
         wait_until(lambda: lock_waiters(database_url) >= len(calls), timeout=20)
+        if queued is not None:
+            queued()
         lock_holder.rollback()
     for thread in threads:
         thread.join(timeout=30)
