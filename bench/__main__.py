@@ -91,8 +91,9 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--backlog-rounds",
         type=int,
-        default=1,
-        help="rounds of scenario 2 (small then large, alternating order)",
+        default=3,
+        help="rounds of scenario 2 (small then large, alternating order); the ratio is the"
+        " median of the rounds' ratios",
     )
     parser.add_argument(
         "--http-jobs",
@@ -245,6 +246,7 @@ def run(arguments: argparse.Namespace) -> Report:
         if not arguments.keep_database:
             cleanup.callback(database.drop)
         report.environment["postgresql"] = database.server_version()
+        report.environment["autovacuum"] = database.setting("autovacuum")
         report.environment["database"] = (
             "DATABASE_URL's server" if os.environ.get("DATABASE_URL") else "embedded (pgserver)"
         )

@@ -111,7 +111,8 @@ class Report:
             f"jobboard benchmark, {self.started_at} — {env.get('cpu_count')} cores "
             f"({env.get('cpu_model')}), {env.get('memory_gib')} GiB RAM, "
             f"load average at start {env.get('load_average_start')}; Python "
-            f"{env.get('python')}, PostgreSQL {env.get('postgresql')}, Procrastinate "
+            f"{env.get('python')}, PostgreSQL {env.get('postgresql')} (autovacuum "
+            f"{env.get('autovacuum')}), Procrastinate "
             f"{env.get('procrastinate')}; {self.settings.get('summary', '')}"
         )
 

@@ -389,9 +389,12 @@ class Bench:
     # --- scenario 1: queue throughput, interleaved arms ----------------------------------
 
     def analyze(self) -> None:
-        """Steady state: fresh statistics after bulk inserts, as autovacuum would have
-        them later (without them each fetch sorts every queued row)."""
-        self.conn.execute("ANALYZE")
+        """Steady state: fresh statistics after bulk inserts and the previous drain's dead
+        rows gone, as autovacuum would have them later (without statistics each fetch
+        sorts every queued row). VACUUM as well as ANALYZE: a server may run with
+        autovacuum off (this machine's does; the table shows it), and the rows earlier
+        drains left dead would then weigh on every later arm."""
+        self.conn.execute("VACUUM ANALYZE")
 
     def pg_meter(self, worker: Process) -> CpuMeter:
         """The worker's process tree; `postgres`: the backends serving the benchmark's

@@ -66,8 +66,11 @@ class Database:
         return psycopg.connect(self.url, autocommit=True)
 
     def server_version(self) -> str:
+        return self.setting("server_version")
+
+    def setting(self, name: str) -> str:
         with self.connect() as conn:
-            return str(conn.execute("SHOW server_version").fetchone()[0])
+            return str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])
 
 
 def system_environment(database_url: str, smtp_port: int) -> dict[str, str]:
