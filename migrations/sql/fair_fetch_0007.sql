@@ -24,7 +24,9 @@ BEGIN
     -- Procrastinate's index of every waiting entry, users' included, and with 50,000 of
     -- them queued each fetch took 49 ms to find that no entry of nobody was waiting. A
     -- fetch for every queue (NULL, Procrastinate's CLI default; our workers always name
-    -- theirs) looks in each queue that has a waiting entry of nobody.
+    -- theirs) looks in each queue that has a waiting entry of nobody. Each queue's candidate
+    -- stays locked until this fetch commits (its own short transaction); other workers skip
+    -- it meanwhile, as they skip the one that starts.
     WITH candidate AS (
         SELECT jobs.*
             FROM unnest(COALESCE(target_queue_names, ARRAY(
