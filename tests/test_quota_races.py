@@ -4,7 +4,6 @@ user's row held from a third connection). Exactly one may pass."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -23,6 +22,7 @@ from tests.support.bids import bid_payload, make_live_job
 from tests.support.database import lock_waiting_queries
 from tests.support.factories import PlanFactory
 from tests.support.jobs import payload
+from tests.support.polling import wait_until
 from tests.support.races import behind_a_row_lock
 
 
@@ -143,12 +143,19 @@ def test_a_time_ahead_when_the_create_arrived_is_not_refused_for_the_wait_on_the
     with live_app.app_context():
         headers = bearer(owner)
 
+    scheduled = now_utc() + timedelta(seconds=1)
+
     def create_a_second_ahead(client: FlaskClient) -> TestResponse:
-        body = payload(scheduled_time=(now_utc() + timedelta(seconds=1)).isoformat())
+        body = payload(scheduled_time=scheduled.isoformat())
         return client.post("/api/jobs/", json=body, headers=headers)
 
+    # Released once the time has passed while the create waits behind the lock.
     (response,) = race(
-        live_app, database_url, owner.id, [create_a_second_ahead], queued=lambda: time.sleep(1.5)
+        live_app,
+        database_url,
+        owner.id,
+        [create_a_second_ahead],
+        queued=lambda: wait_until(lambda: now_utc() > scheduled, timeout=5),
     )
 
     assert response.status_code == 201, response.get_json()
