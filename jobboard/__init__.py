@@ -9,9 +9,9 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment, sqlalchemy_url
-from jobboard.edges import register_edges
+from jobboard.autocommit_reads import register_autocommit_reads
 from jobboard.extensions import api, db, jwt, mail, migrate
-from jobboard.readonly import register_read_only_requests
+from jobboard.request_rules import register_request_rules
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +23,10 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config.from_object(config_class)
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(resolve_database_url(config_class))
     configure_logging(app)
-    register_edges(app)
+    register_request_rules(app)
     trust_proxies(app)
     register_extensions(app)
-    register_read_only_requests(app)
+    register_autocommit_reads(app)
     register_blueprints(app)
     register_error_handlers(app)
     register_commands(app)

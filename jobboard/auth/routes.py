@@ -25,9 +25,9 @@ from jobboard.auth.schemas import (
     VerifyEmailIn,
 )
 from jobboard.auth.tokens import caller, login_required
-from jobboard.edges import Blueprint
 from jobboard.models import User
-from jobboard.views import client_ip, documented_error
+from jobboard.request_rules import Blueprint
+from jobboard.view_helpers import client_ip, documented_error
 
 blp = Blueprint(
     "auth",

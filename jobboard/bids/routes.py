@@ -18,11 +18,11 @@ from jobboard.bids.schemas import (
     Money,
     MyBidOut,
 )
-from jobboard.edges import Blueprint
 from jobboard.extensions import api
 from jobboard.jobs import policy
 from jobboard.models import Bid
-from jobboard.views import (
+from jobboard.request_rules import Blueprint
+from jobboard.view_helpers import (
     PAGE_SIZES,
     RETRY_AFTER,
     SelectPage,

@@ -10,8 +10,8 @@ from swagger_ui_bundle import swagger_ui_path
 from jobboard.auth.tokens import caller
 from jobboard.dashboard import service
 from jobboard.dashboard.schemas import DashboardOut
-from jobboard.edges import Blueprint
-from jobboard.views import VerifiedUserView, verified_user_doc
+from jobboard.request_rules import Blueprint
+from jobboard.view_helpers import VerifiedUserView, verified_user_doc
 
 blp = Blueprint(
     "dashboard",

@@ -6,7 +6,6 @@ from functools import partial
 from typing import Any
 
 from jobboard.auth.tokens import caller, counts_against_quotas
-from jobboard.edges import Blueprint
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
@@ -18,7 +17,8 @@ from jobboard.jobs.schemas import (
     JobResultOut,
     JobUpdateIn,
 )
-from jobboard.views import (
+from jobboard.request_rules import Blueprint
+from jobboard.view_helpers import (
     PAGE_SIZES,
     RETRY_AFTER,
     SelectPage,

@@ -14,9 +14,9 @@ from marshmallow import (
     validates_schema,
 )
 
-from jobboard.edges import UtcDateTime
 from jobboard.jobs.service import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
+from jobboard.request_rules import UtcDateTime
 from workers.processors import get_processor, kinds
 
 STATUS_VALUES = [status.value for status in JobStatus]

@@ -25,6 +25,7 @@ and release, in the same transaction.
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 from collections.abc import Mapping
@@ -46,7 +47,7 @@ from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, User, now
 from workers.processors import get_processor
 
 
-class Outcome:
+class Outcome(enum.StrEnum):
     """What one run of `process_job` did to its job."""
 
     COMPLETED = "completed"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from functools import partial
 
 from jobboard.auth.tokens import caller
-from jobboard.edges import Blueprint
 from jobboard.plans import service
 from jobboard.plans.schemas import PlanStatusOut
-from jobboard.views import VerifiedUserView, documented_error, verified_user_doc
+from jobboard.request_rules import Blueprint
+from jobboard.view_helpers import VerifiedUserView, documented_error, verified_user_doc
 
 blp = Blueprint(
     "plans",

@@ -6,10 +6,10 @@ from functools import partial
 from typing import Any
 
 from jobboard.auth.tokens import caller
-from jobboard.edges import Blueprint
+from jobboard.request_rules import Blueprint
 from jobboard.reviews import service
 from jobboard.reviews.schemas import PublicProfileOut, ReviewIn, ReviewOut
-from jobboard.views import VerifiedUserView, documented_error, verified_user_doc
+from jobboard.view_helpers import VerifiedUserView, documented_error, verified_user_doc
 
 blp = Blueprint(
     "reviews",

@@ -1,4 +1,4 @@
-"""The edges of the HTTP service, one mechanism each (SPEC §2):
+"""The HTTP boundary's input and response rules, one mechanism each:
 
 - `SafeParser`: the one way request input is read (JSON bodies, query strings, headers,
   forms). JSON deeper than `MAX_JSON_DEPTH`, a string or key holding U+0000 or an unpaired
@@ -6,7 +6,7 @@
   → 422, before any schema sees the data.
 - `IdConverter`: the `int` URL converter, bounded to the id columns' range, so
   `/api/jobs/2147483648/` is a 404 like any other unknown id.
-- `register_edges`: no trailing-slash redirects, 413 decided from `Content-Length` before
+- `register_request_rules`: no trailing-slash redirects, 413 decided from `Content-Length` before
   anything reads the body, and the security headers on every response.
 """
 
@@ -139,7 +139,7 @@ class IdConverter(IntegerConverter):
         super().__init__(map, *args, **kwargs)
 
 
-def register_edges(app: Flask) -> None:
+def register_request_rules(app: Flask) -> None:
     """Call before any route is registered: the URL map's settings apply to rules as they
     are added."""
     app.url_map.converters["int"] = IdConverter
@@ -150,7 +150,7 @@ def register_edges(app: Flask) -> None:
 
     @app.before_request
     def note_arrival() -> None:
-        """When the request arrived (`views.received_at`): a time it must be later than is
+        """When the request arrived (`view_helpers.received_at`): a time it must be later than is
         checked against this, not against a moment after the request waited for a lock."""
         g.received_at = datetime.now(UTC)
 

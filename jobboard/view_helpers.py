@@ -43,7 +43,7 @@ class VerifiedUserView(MethodView):
 
 
 def received_at() -> datetime:
-    """When the current request arrived (noted by `edges.register_edges`)."""
+    """When the current request arrived (noted by `request_rules.register_request_rules`)."""
     return g.received_at
 
 

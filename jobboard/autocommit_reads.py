@@ -3,7 +3,7 @@ SELECTs.
 
 A GET, HEAD or OPTIONS request only reads (every change is a POST, PATCH or DELETE), and
 each of its SELECTs sees committed data by itself; the ones that must agree with each
-other (a page and its total) are one statement (`views.SelectPage`). The switch happens
+other (a page and its total) are one statement (`view_helpers.SelectPage`). The switch happens
 when a request checks a connection out of the pool, so a request that never touches the
 database (the OpenAPI document, static files) never connects; a connection checked out
 outside a request (the worker, the CLI, the tests' rolled-back outer transaction) keeps
@@ -23,7 +23,7 @@ from jobboard.extensions import db
 READING_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def register_read_only_requests(app: Flask) -> None:
+def register_autocommit_reads(app: Flask) -> None:
     with app.app_context():
         engine = db.engine
     event.listen(engine, "checkout", _autocommit_for_reading_requests)

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jobboard.edges import MAX_JSON_DEPTH
 from jobboard.extensions import api
+from jobboard.request_rules import MAX_JSON_DEPTH
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload
 from tests.support.factories import JobFactory
