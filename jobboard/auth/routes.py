@@ -26,8 +26,7 @@ from jobboard.auth.schemas import (
 )
 from jobboard.auth.tokens import caller, login_required
 from jobboard.models import User
-from jobboard.request_rules import Blueprint
-from jobboard.view_helpers import client_ip, documented_error
+from jobboard.view_helpers import Blueprint, client_ip, documented_error
 
 blp = Blueprint(
     "auth",

@@ -57,6 +57,7 @@ from jobboard.errors import (
     Unprocessable,
 )
 from jobboard.extensions import db
+from jobboard.mailer import OutgoingEmail
 from jobboard.models import Bid, EmailOtp, Job, OtpPurpose, RevokedToken, User, now_utc
 from jobboard.ratelimit import (
     CODE_CHECK_FAILURES_PER_IP,
@@ -207,13 +208,6 @@ def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
         sealed_code=seal_code(code),
     )
     return otp
-
-
-@dataclass(frozen=True)
-class OutgoingEmail:
-    to: str
-    subject: str
-    body: str
 
 
 def _code_email(otp: EmailOtp, code: str) -> OutgoingEmail:

@@ -14,7 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from jobboard.jobs.service import DEFAULT_SORT, SORT_KEYS
+from jobboard.jobs.sorting import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
 from jobboard.request_rules import UtcDateTime
 from workers.processors import get_processor, kinds
