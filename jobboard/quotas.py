@@ -6,8 +6,8 @@ lock (`FOR NO KEY UPDATE`, held until the caller's transaction ends), so two con
 requests of one user at the limit are counted one after the other and cannot both pass.
 A new job's counts are part of the statement that inserts it (`new_job_quotas_reached`),
 and `POST /api/jobs/` takes the lock with its token lookup (`with_user_locked`).
-The running-jobs limit is not here: the queue applies it when it fetches (README, "Plans,
-quotas and the fair queue").
+The running-jobs limit is not here: the queue applies it when it fetches (docs/architecture.md,
+"The fair queue").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Plans and quotas (SPEC §9): GET /api/me/plan/, each quota at its edge, the CLI, and the
+"""Plans and quotas: GET /api/me/plan/, each quota at its edge, the CLI, and the
 periodic task that reminds subscribers and ends subscriptions (time passed in)."""
 
 from __future__ import annotations

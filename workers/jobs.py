@@ -150,8 +150,9 @@ async def recover_stalled_jobs(context: JobContext, timestamp: int) -> int:
     pass_context=True,
 )
 async def prune_finished_queue_jobs(context: JobContext, timestamp: int) -> None:
-    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS ago (see README). Job rows
-    and their results stay: they are ours, not the queue's."""
+    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS ago
+    (docs/configuration.md). Job rows and their results stay: they are ours, not the
+    queue's."""
     await context.app.job_manager.delete_old_jobs(
         nb_hours=queue_retention_hours(),
         include_failed=True,

@@ -1,8 +1,8 @@
 """Accounts: registration, email verification codes, tokens and the caller's profile.
 
-The rules of SPEC §3 live here; views only parse input and render output. Every function
-that changes data commits its own transaction. Emails are compared case-insensitively and
-stored lower-cased.
+The account rules (docs/security.md) live here; views only parse input and render output.
+Every function that changes data commits its own transaction. Emails are compared
+case-insensitively and stored lower-cased.
 
 Verification codes (OTPs):
 - 6 digits from `secrets`, stored as an HMAC-SHA256 keyed with SECRET_KEY, never in

@@ -34,7 +34,7 @@ blp = Blueprint(
         "Jobs run by the queue at their scheduled time. Status: pending -> in_progress -> "
         "completed | failed, pending -> cancelled. A failed attempt with attempts left goes "
         "back to pending with `last_error` and is retried with exponential backoff "
-        "(JOB_RETRY_BASE_SECONDS, doubling; see README). "
+        "(JOB_RETRY_BASE_SECONDS, doubling; see docs/configuration.md). "
         "A job handed to a person (an accepted bid) goes pending -> in_progress on award, "
         "-> completed on delivery, back to pending on release; the queue never runs it, "
         "nor a `manual` job. Somebody else's job answers 404."
@@ -69,7 +69,7 @@ class Jobs(VerifiedUserView):
     @error(
         429,
         "Over a quota of your plan (GET /api/me/plan/), named in the message: max_open_jobs "
-        "(pending + in progress; Retry-After is a suggested wait, see README) or jobs_per_day "
+        "(pending + in progress; Retry-After is a suggested wait, see docs/api.md) or jobs_per_day "
         "(Retry-After: seconds to the next UTC day).",
         headers=RETRY_AFTER,
     )

@@ -253,7 +253,7 @@ def fail(job: Job, error: str, duration_ms: int) -> str:
 
 def retry_delay(failed_attempt: int) -> timedelta:
     """Wait before the attempt after `failed_attempt`: base, 2 x base, 4 x base, ...
-    (base = JOB_RETRY_BASE_SECONDS; README, "Configuration")."""
+    (base = JOB_RETRY_BASE_SECONDS; docs/configuration.md)."""
     base = float(current_app.config["JOB_RETRY_BASE_SECONDS"])
     return timedelta(seconds=base * 2 ** (failed_attempt - 1))
 

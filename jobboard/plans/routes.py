@@ -15,7 +15,7 @@ blp = Blueprint(
     url_prefix="/api",
     description=(
         "Every user has a plan (free unless subscribed) whose limits the API and the queue "
-        "enforce; see the README, 'Plans, quotas and the fair queue'."
+        "enforce; see docs/api.md, 'Plans and quotas'."
     ),
 )
 
