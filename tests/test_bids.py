@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from jobboard.bids.currencies import ISO_4217_CURRENCY_CODES
-from jobboard.bids.schemas import earliest_date_in_use
+from jobboard.dates import earliest_date_in_use
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobStatus
 from tests.support.bids import BidsApi, bid_payload, in_days
