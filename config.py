@@ -85,7 +85,7 @@ class Config:
     # The embedded PostgreSQL's data folder, used when DATABASE_URL is unset.
     JOBBOARD_PGDATA = os.environ.get("JOBBOARD_PGDATA") or str(PROJECT_ROOT / ".data" / "postgres")
 
-    # The worker process (`python -m workers`; README, "Configuration").
+    # The worker process (`python -m workers`; docs/configuration.md).
     WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 8)
     MAIL_WORKER_CONCURRENCY = env_int("MAIL_WORKER_CONCURRENCY", 2)
     WORKER_POLL_INTERVAL = env_float("WORKER_POLL_INTERVAL", 0.1)
@@ -124,7 +124,7 @@ class Config:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
-    # Plans and quotas (README, "Plans, quotas and the fair queue").
+    # Plans and quotas (docs/api.md, "Plans and quotas").
     OPEN_JOBS_RETRY_AFTER_SECONDS = env_int("OPEN_JOBS_RETRY_AFTER_SECONDS", 30)
     PLAN_REMINDER_DAYS = env_int("PLAN_REMINDER_DAYS", 3)
 
@@ -138,22 +138,6 @@ class Config:
     OPENAPI_SWAGGER_UI_URL = "/api/docs/assets/"
     # No validator badge: it would call validator.swagger.io.
     OPENAPI_SWAGGER_UI_CONFIG = {"persistAuthorization": True, "validatorUrl": None}
-    API_SPEC_OPTIONS = {
-        "info": {
-            "description": (
-                "Register with an email, prove it with a one-time code, post jobs that a "
-                "Postgres-native queue runs at their scheduled time, and bid on each other's "
-                "jobs. All timestamps are ISO 8601 with a UTC offset; naive timestamps are "
-                "refused with 422. Money is a decimal string with two places."
-            )
-        },
-        "components": {
-            "securitySchemes": {
-                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
-            }
-        },
-    }
-
     # Request bodies over this many bytes are refused with 413 before they are read.
     MAX_CONTENT_LENGTH = int(os.environ.get("MAX_CONTENT_LENGTH", str(1024 * 1024)))
 

@@ -192,34 +192,46 @@ class Supervisor:
         self.started_at[name] = now
 
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser")
+# What the tests need from the system, by Debian package: the browser tests drive
+# chromium, the walk-through test runs docs/walkthrough.md's curl and jq commands.
+TEST_PACKAGES = {
+    "chromium": ("chromium", "chromium-browser"),
+    "curl": ("curl",),
+    "jq": ("jq",),
+}
 
 
-def ensure_chromium() -> None:
-    """The browser tests drive Debian's chromium: install it when missing and we are root
-    (as on CI), else say how. The tests themselves never change the machine."""
-    if any(shutil.which(name) for name in CHROMIUM_NAMES):
+def ensure_test_packages() -> None:
+    """Install the missing TEST_PACKAGES when we are root on a Debian-like system (as on
+    CI), else say how. The tests themselves never change the machine."""
+    missing = [
+        package
+        for package, commands in TEST_PACKAGES.items()
+        if not any(shutil.which(command) for command in commands)
+    ]
+    if not missing:
         return
+    names = " ".join(missing)
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
         say(
-            "Chromium is missing, so the browser tests will be skipped; install it with "
-            "`sudo apt-get install -y chromium` (Debian/Ubuntu) and run the tests again"
+            f"missing {names}, so the tests that need them will be skipped; install them with "
+            f"`sudo apt-get install -y {names}` (Debian/Ubuntu) and run the tests again"
         )
         return
-    say("installing Chromium for the browser tests (apt-get update; apt-get install chromium)")
+    say(f"installing {names} for the tests (apt-get update; apt-get install {names})")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-q"]
     for command in (
         [*apt, "update"],
-        [*apt, "install", "-y", "chromium"],
+        [*apt, "install", "-y", *missing],
     ):
         if subprocess.run(command, env=env).returncode:
-            say(f"`{' '.join(command)}` failed: the browser tests will be skipped (fail in CI)")
+            say(f"`{' '.join(command)}` failed: tests that need {names} skip (fail in CI)")
             return
 
 
 def run_tests(pytest_args: list[str]) -> int:
-    ensure_chromium()
+    ensure_test_packages()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("DATABASE_URL", None)  # tests create their own databases
     for check in (

@@ -1,4 +1,4 @@
-"""`python -m bench`: jobboard's benchmark (SPEC §8; issues 6 and 14).
+"""`python -m bench`: jobboard's benchmark (docs/performance.md).
 
 It brings up what it measures — a dedicated database, the web app under gunicorn and the
 worker exactly as the Procfile runs them, and an SMTP sink it can slow down — runs each

@@ -42,7 +42,7 @@ SUMMARY_KEYS = (
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
-        description="Measure jobboard's throughput, latency and timeliness (SPEC section 8).",
+        description="Measure jobboard's throughput, latency and timeliness (docs/performance.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(

@@ -52,10 +52,13 @@ def trust_proxies(app: Flask) -> None:
 
 
 def configure_logging(app: Flask) -> None:
+    """LOG_LEVEL for the application's own loggers (`jobboard.*`, which `app.logger` is
+    too), and for the process when nothing configured logging before (the web process, the
+    Flask CLI; the worker configures its own)."""
+    level = app.config["LOG_LEVEL"]
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger(__name__).setLevel(level)
 
 
 def register_extensions(app: Flask) -> None:

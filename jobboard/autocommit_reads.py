@@ -7,11 +7,14 @@ other (a page and its total) are one statement (`view_helpers.SelectPage`). The 
 when a request checks a connection out of the pool, so a request that never touches the
 database (the OpenAPI document, static files) never connects; a connection checked out
 outside a request (the worker, the CLI, the tests' rolled-back outer transaction) keeps
-transactions.
+transactions. A read that needs a transaction all the same (a `SET LOCAL`, which
+PostgreSQL ignores outside one) asks for it with `one_transaction()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
@@ -36,3 +39,16 @@ def _autocommit_for_reading_requests(dbapi_connection: Any, record: Any, proxy: 
             dbapi_connection.autocommit = reading
     except psycopg.Error as error:  # closed with the database: the pool connects afresh
         raise exc.DisconnectionError(str(error)) from error
+
+
+@contextmanager
+def one_transaction() -> Iterator[None]:
+    """Run the enclosed statements in one transaction, also in a reading request, where
+    each statement is otherwise a transaction of its own. Outside autocommit the caller's
+    transaction already is one, and this changes nothing."""
+    connection = db.session.connection().connection.driver_connection
+    if not connection.autocommit:
+        yield
+        return
+    with connection.transaction():
+        yield

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from jobboard.auth.passwords import hash_password
 from jobboard.extensions import db
 from jobboard.jobs.service import schedule_job
-from jobboard.models import BidStatus, Job, JobStatus, User, now_utc
+from jobboard.models import OPEN_JOB_STATUSES, BidStatus, Job, JobStatus, User, now_utc
 
 logger = logging.getLogger(__name__)
 
@@ -289,11 +289,7 @@ def _insert_demo_chunk(factory: DemoJobFactory, size: int) -> Counter[str]:
     _copy_rows("job_results", results)
     _copy_rows("bids", bids)
 
-    unfinished_ids = [
-        job.row["id"]
-        for job in planned
-        if job.row["status"] in (JobStatus.PENDING, JobStatus.IN_PROGRESS)
-    ]
+    unfinished_ids = [job.row["id"] for job in planned if job.row["status"] in OPEN_JOB_STATUSES]
     unfinished = db.session.scalars(select(Job).where(Job.id.in_(unfinished_ids))).all()
     for job in unfinished:
         # An in-progress demo job has no worker; queued now, the worker treats it as an
@@ -355,7 +351,7 @@ class DemoJobFactory:
             status, kind = self.showcase.pop(0)
         else:
             status = rng.choices(self.statuses, self.weights)[0]
-            unfinished = status in (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+            unfinished = status in OPEN_JOB_STATUSES
             kind = rng.choice(QUEUED_KINDS if unfinished else KINDS)
         name, description, params = self._content(kind)
         max_attempts = rng.choice((1, 2, 3, 3, 3, 3, 5))
@@ -543,7 +539,7 @@ class DemoJobFactory:
                 )
                 for b in losers
             ]
-        if status in (JobStatus.PENDING, JobStatus.IN_PROGRESS):
+        if status in OPEN_JOB_STATUSES:
             return [
                 DemoBid(b, rng.choice((BidStatus.PENDING, BidStatus.PENDING, BidStatus.WITHDRAWN)))
                 for b in bidders

@@ -7,7 +7,7 @@ socket inside the data folder only, with trust auth, and keeps running after the
 process that started it exits (`cleanup_mode=None`), so the web process, the worker and
 the Flask CLI share one server. PostgreSQL refuses to run as root; when we are root,
 pgserver runs it as a system user `pgserver` and grants `o+rx` on every parent folder of
-the data folder and of the virtual environment (see README, "Embedded PostgreSQL").
+the data folder and of the virtual environment (see docs/operations.md, "Embedded PostgreSQL").
 """
 
 from __future__ import annotations

@@ -74,6 +74,26 @@ def _summarise(errors: object) -> str | None:
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(include_name=include_name, compare_type=True)
-api = JobboardApi()
+# What the OpenAPI document says of the whole API, besides what each blueprint and view says.
+OPENAPI_DOCUMENT = {
+    "info": {
+        "description": (
+            "Register with an email, prove it with a one-time code, post jobs that a "
+            "Postgres-native queue runs at their scheduled time, and bid on each other's "
+            "jobs. All timestamps are ISO 8601 with a UTC offset; naive timestamps are "
+            "refused with 422. Money is a decimal string with two places. Every error is "
+            "a JSON body with `code`, `status` and `message` (and `errors` by field for "
+            "bad input). The rules behind the answers are described in the project's "
+            "docs/api.md and docs/security.md."
+        )
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+    },
+}
+
+api = JobboardApi(spec_kwargs=OPENAPI_DOCUMENT)
 jwt = JWTManager()
 mail = Mail()

@@ -57,7 +57,7 @@ FREE_PLAN = "free"
 
 
 class Plan(db.Model):
-    """A subscription plan and its limits (SPEC §9); see jobboard/quotas.py."""
+    """A subscription plan and its limits; jobboard/quotas.py applies them."""
 
     __tablename__ = "plans"
     __table_args__ = (
@@ -189,6 +189,11 @@ class JobStatus(enum.StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+# A job is open until it is finished or cancelled: it counts against `max_open_jobs`, and
+# it takes bids while nobody is assigned (jobboard.jobs.policy).
+OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
 
 
 class Job(TimestampMixin, db.Model):

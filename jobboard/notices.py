@@ -7,13 +7,12 @@ job when they run: a stale one (delivered, released, re-awarded) sends nothing.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 
 from jobboard import queue
-from jobboard.auth.service import OutgoingEmail
-from jobboard.bids.schemas import EARLIEST_TIME_ZONE
+from jobboard.dates import end_of_date_everywhere
 from jobboard.extensions import db
-from jobboard.mailer import queue_email
+from jobboard.mailer import OutgoingEmail, queue_email
 from jobboard.models import Bid, Job, JobStatus, User, now_utc
 from workers.app import DUE_REMINDER_TASK, OVERDUE_NOTICE_TASK, QUEUE_MAIL
 
@@ -94,9 +93,9 @@ def released(job: Job, by: User, other_id: int) -> None:
 
 
 def due_at(due_date: date) -> datetime:
-    """The moment a due date has passed everywhere on Earth: its end in UTC-12, the same
+    """The moment a due date has passed everywhere on Earth (`jobboard.dates`), the same
     "past" as a bid's proposed_deadline."""
-    return datetime.combine(due_date + timedelta(days=1), time(0), tzinfo=EARLIEST_TIME_ZONE)
+    return end_of_date_everywhere(due_date)
 
 
 def schedule_deadline_notices(job: Job) -> None:

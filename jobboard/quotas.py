@@ -1,12 +1,13 @@
-"""Plan quotas (SPEC §9): the one home of every per-plan limit checked by the API.
+"""Plan quotas: the one home of every per-plan limit checked by the API, and of the size
+rule of the JSON a user hands in (a job's params, a delivery's output).
 
 Services call these; views never do. Each check that counts runs under the user's row
 lock (`FOR NO KEY UPDATE`, held until the caller's transaction ends), so two concurrent
 requests of one user at the limit are counted one after the other and cannot both pass.
 A new job's counts are part of the statement that inserts it (`new_job_quotas_reached`),
 and `POST /api/jobs/` takes the lock with its token lookup (`with_user_locked`).
-The running-jobs limit is not here: the queue applies it when it fetches (README, "Plans,
-quotas and the fair queue").
+The running-jobs limit is not here: the queue applies it when it fetches (docs/architecture.md,
+"The fair queue").
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ from sqlalchemy.sql.selectable import NamedFromClause
 
 from jobboard.errors import TooManyRequests, Unprocessable
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, JobStatus, Plan, User, now_utc
-
-OPEN_JOB_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+from jobboard.locking import for_update
+from jobboard.models import OPEN_JOB_STATUSES, Bid, Job, JobStatus, Plan, User, now_utc
 
 
 def start_of_utc_day(now: datetime) -> datetime:
@@ -38,9 +38,10 @@ def seconds_to_next_utc_day(now: datetime) -> int:
     return max(1, int((next_day - now).total_seconds() + 0.999))
 
 
-def params_size(params: Any) -> int:
-    """The size that `max_params_bytes` limits: the params as compact UTF-8 JSON."""
-    return len(json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode())
+def json_size(value: Any) -> int:
+    """The size that `max_params_bytes` and MAX_DELIVERY_OUTPUT_BYTES limit: the value as
+    compact UTF-8 JSON (`{"a":1}` is 7 bytes; "é" counts 2 bytes, not the 6 of `\\u00e9`)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
 def plan_for_update(user_id: int) -> Plan:
@@ -88,12 +89,11 @@ def _transaction() -> SessionTransaction | None:
 def _lock_user(query: Select[Any]) -> Select[Any]:
     # NO KEY UPDATE: inserting a job (or bid) referencing the user takes a KEY SHARE lock
     # on the row, which this one lets through.
-    # populate_existing: decide on the row as the lock found it (see jobboard.locking).
-    return query.with_for_update(of=User, key_share=True).execution_options(populate_existing=True)
+    return for_update(query, no_key=True, of=User)
 
 
 def check_params_size(plan: Plan, params: Any) -> None:
-    size = params_size(params)
+    size = json_size(params)
     if size > plan.max_params_bytes:
         message = (
             f"params is {size} bytes as JSON; your plan '{plan.name}' allows "
@@ -132,6 +132,16 @@ def refuse_new_job(plan: Plan, reached: Row[Any], now: datetime) -> None:
             f"jobs_per_day reached: your plan '{plan.name}' allows {plan.jobs_per_day} new "
             "jobs per UTC day.",
             headers={"Retry-After": str(seconds_to_next_utc_day(now))},
+        )
+
+
+def check_delivery_output_size(output: Any) -> None:
+    """422 for a delivery's output over MAX_DELIVERY_OUTPUT_BYTES (the same for every plan)."""
+    limit = current_app.config["MAX_DELIVERY_OUTPUT_BYTES"]
+    if json_size(output) > limit:
+        raise Unprocessable(
+            f"output is larger than {limit} bytes as JSON.",
+            errors={"json": {"output": [f"Larger than {limit} bytes as JSON."]}},
         )
 
 

@@ -1,10 +1,10 @@
-"""Rate limits: the one home of every "at most N per window" rule (SPEC §3, "Account
-takeover and abuse"). Services call it; views never do.
+"""Rate limits: the one home of every "at most N per window" rule against password
+guessing, code guessing and mail bombing (docs/security.md). Services call it; views never do.
 
 Each limit counts events (a failed login, a code sent, ...) per subject (an address, a
 client IP, both) in a sliding window: the Nth event within the window is the last one
 allowed, and the next is refused with 429 until the oldest counted event leaves the
-window. The numbers come from configuration (config.py, README "Rate limits").
+window. The numbers come from configuration (config.py, docs/configuration.md).
 
 Storage is one row per (limit, subject) in `rate_limit_hits`, holding the times of the
 events still inside the window. Counting an event is one atomic statement

@@ -1,29 +1,27 @@
-"""What the API blueprints share: the verified-user view, OpenAPI documentation of error
-answers and authentication, and pagination done by the database."""
+"""What the API blueprints share: their Blueprint class, OpenAPI documentation of error
+answers and authentication, and pagination done by the database. Nothing here knows a
+blueprint: authentication is `jobboard.auth.tokens`'."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, ClassVar
+from functools import wraps
+from typing import Any
 
-from flask import g, request
-from flask.views import MethodView
-from flask_smorest import Blueprint, Page
+from flask import current_app, g, request
+from flask_smorest import Page
 from flask_smorest.error_handler import ErrorSchema
 from sqlalchemy import Select, func, select
 
-from config import Config
-from jobboard.auth.tokens import verified_required
+from jobboard import request_rules
 from jobboard.extensions import db
 from jobboard.ratelimit import UNKNOWN_IP
 
 NOT_VERIFIED = "Email address not verified."
 MAX_OFFSET = 2**63 - 1
-PAGE_SIZES: dict[str, int] = {
-    "page_size": Config.PAGINATION_PAGE_SIZE,
-    "max_page_size": Config.MAX_PAGE_SIZE,
-}
+# Marks a pagination whose page sizes come from the app's configuration.
+_CONFIGURED_SIZES = "jobboard_configured_sizes"
 
 
 RETRY_AFTER = {
@@ -34,12 +32,63 @@ RETRY_AFTER = {
 }
 
 
-class VerifiedUserView(MethodView):
-    """A view for verified users only. Authentication runs before flask-smorest parses
-    the arguments: strangers get 401/403, never a 422 about a body they had no business
-    sending."""
+def page_sizes(config: Mapping[str, Any]) -> tuple[int, int]:
+    """A list's default and largest page size: PAGINATION_PAGE_SIZE and MAX_PAGE_SIZE."""
+    return int(config["PAGINATION_PAGE_SIZE"]), int(config["MAX_PAGE_SIZE"])
 
-    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
+
+class Blueprint(request_rules.Blueprint):
+    """Every API blueprint: arguments read through `request_rules.SafeParser`, and
+    `paginate` taking its default and largest page size from the application's
+    configuration, read when a request comes and when the OpenAPI document is written
+    (never when a module is imported), so the sizes in force are the ones configured and
+    the ones documented."""
+
+    def paginate(
+        self,
+        pager: type[Page] | None = None,
+        *,
+        page: int | None = None,
+        page_size: int | None = None,
+        max_page_size: int | None = None,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        if page_size is not None or max_page_size is not None:
+            return super().paginate(
+                pager, page=page, page_size=page_size, max_page_size=max_page_size
+            )
+        paginate_with_sizes = super().paginate
+
+        def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+            by_sizes: dict[tuple[int, int], Callable[..., Any]] = {}
+
+            def paginated(sizes: tuple[int, int]) -> Callable[..., Any]:
+                if sizes not in by_sizes:
+                    by_sizes[sizes] = paginate_with_sizes(
+                        pager, page=page, page_size=sizes[0], max_page_size=sizes[1]
+                    )(view)
+                return by_sizes[sizes]
+
+            @wraps(view)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                return paginated(page_sizes(current_app.config))(*args, **kwargs)
+
+            # The document is written for each app by `_prepare_pagination_doc` below.
+            documented = paginate_with_sizes(pager, page=page)(view)
+            wrapper._apidoc = documented._apidoc  # type: ignore[attr-defined]
+            wrapper._apidoc["pagination"][_CONFIGURED_SIZES] = paginated  # type: ignore[attr-defined]
+            return wrapper
+
+        return decorator
+
+    def _prepare_pagination_doc(
+        self, doc: dict[str, Any], doc_info: dict[str, Any], *, app: Any, **kwargs: Any
+    ) -> dict[str, Any]:
+        pagination = doc_info.get("pagination") or {}
+        paginated = pagination.get(_CONFIGURED_SIZES)
+        if paginated is not None:
+            configured = paginated(page_sizes(app.config))._apidoc["pagination"]
+            doc_info = {**doc_info, "pagination": configured}
+        return super()._prepare_pagination_doc(doc, doc_info, app=app, **kwargs)
 
 
 def received_at() -> datetime:
@@ -63,7 +112,8 @@ def documented_error(
 
 
 def verified_user_doc(blp: Blueprint, forbidden: str = NOT_VERIFIED) -> Callable[[Any], Any]:
-    """OpenAPI for a view of `VerifiedUserView`: bearer auth and its 401/403 answers."""
+    """OpenAPI for a view of `auth.tokens.VerifiedUserView`: bearer auth and its 401/403
+    answers."""
 
     def document(view: Any) -> Any:
         view = documented_error(blp, 401, "Missing, invalid, expired or revoked access token.")(
@@ -76,7 +126,7 @@ def verified_user_doc(blp: Blueprint, forbidden: str = NOT_VERIFIED) -> Callable
 
 
 class SelectPage(Page):
-    """A page of a `select(...)`, for `@blp.paginate(SelectPage, **PAGE_SIZES)`: one
+    """A page of a `select(...)`, for `@blp.paginate(SelectPage)`: one
     LIMIT/OFFSET query whose rows carry the total (`count(*) OVER ()`, counted over the
     whole filtered set before LIMIT applies), so X-Pagination costs no second query. Only
     a page past the end (no row to carry the total) runs a COUNT of its own."""

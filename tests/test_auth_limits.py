@@ -1,4 +1,4 @@
-"""Abuse limits (SPEC §3 "Account takeover and abuse"), at their edges, with the shipped
+"""Abuse limits (docs/security.md), at their edges, with the shipped
 defaults: failed logins per (email, IP) and per IP, codes sent per IP and per address,
 failed code checks per IP; and the client IP behind TRUSTED_PROXIES."""
 

@@ -1,4 +1,4 @@
-"""The periodic deletion of accounts left unverified (SPEC §3: UNVERIFIED_ACCOUNT_DAYS)."""
+"""The periodic deletion of accounts left unverified (UNVERIFIED_ACCOUNT_DAYS)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bids and assignment (SPEC §5): placing, listing, editing, withdrawing, accepting."""
+"""Bids and assignment: placing, listing, editing, withdrawing, accepting."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select, text
 
 from jobboard.bids.currencies import ISO_4217_CURRENCY_CODES
-from jobboard.bids.schemas import earliest_date_in_use
+from jobboard.dates import earliest_date_in_use
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobStatus
 from tests.support.bids import BidsApi, bid_payload, in_days
@@ -98,7 +98,7 @@ def test_place_bid_returns_the_bid_with_the_bidders_public_profile(api, job, bid
     assert bid["currency"] == "USD"
     assert bid["proposed_deadline"] == in_days(7).isoformat()
     assert bid["comment"] == "Native speaker, done in a week."
-    # The public profile of SPEC §5 (bio included), never the email.
+    # The public profile (bio included), never the email.
     assert bid["bidder"] == {
         "id": bidder.id,
         "display_name": "Bob Bidder",

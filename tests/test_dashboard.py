@@ -12,7 +12,7 @@ from jobboard.dashboard import service
 from jobboard.dashboard.schemas import BidCountsOut, DashboardOut, JobCountsOut
 from jobboard.extensions import db
 from jobboard.models import BidStatus, JobStatus, User, now_utc
-from tests.support.auth import DEFAULT_PASSWORD
+from tests.support.auth import DEFAULT_PASSWORD, bearer
 from tests.support.dashboard import zero_bids, zero_jobs
 from tests.support.factories import BidFactory, JobFactory
 
@@ -391,3 +391,46 @@ def test_openapi_documents_the_dashboard(client):
     assert set(dashboard["properties"]) == {"jobs", "assigned", "bids", "queue"}
     assert set(dashboard["required"]) == {"jobs", "assigned", "bids"}
     assert "admins only" in dashboard["properties"]["queue"]["description"]
+
+
+# --- the queue section in a real GET (autocommit) ------------------------------------------
+
+
+def test_queue_section_runs_without_jit_in_autocommit_and_without_warnings(
+    live_app, live_client, make_live_user
+):
+    """A GET runs in autocommit (jobboard/autocommit_reads.py), where PostgreSQL ignores a
+    SET LOCAL with a warning. The queue's counts must still run with JIT off, and the
+    server must have nothing to warn about: checked on the connection the request uses,
+    not inside a test transaction that would hide both."""
+    admin = make_live_user(admin=True)
+    notices: list[str] = []
+    jit_during_counts: list[str] = []
+
+    def listen_for_notices(dbapi_connection, record, _proxy):
+        if not record.info.get("notices_heard"):
+            record.info["notices_heard"] = True
+            dbapi_connection.add_notice_handler(
+                lambda diagnostic: notices.append(diagnostic.message_primary)
+            )
+
+    def jit_setting(_conn, cursor, statement, _parameters, _context, _executemany):
+        if "FROM procrastinate_jobs GROUP BY" in statement:
+            row = cursor.connection.execute("SELECT current_setting('jit')").fetchone()
+            jit_during_counts.append(row[0])
+
+    with live_app.app_context():
+        engine = db.engine
+        headers = bearer(admin.id)
+    event.listen(engine, "checkout", listen_for_notices)
+    event.listen(engine, "after_cursor_execute", jit_setting)
+    try:
+        response = live_client.get(URL, headers=headers)
+    finally:
+        event.remove(engine, "checkout", listen_for_notices)
+        event.remove(engine, "after_cursor_execute", jit_setting)
+
+    assert response.status_code == 200, response.get_json()
+    assert "queue" in response.get_json()
+    assert jit_during_counts == ["off"]
+    assert notices == []

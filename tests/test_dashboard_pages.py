@@ -101,7 +101,7 @@ def test_dashboard_page_needs_no_login_to_load(client):
 
 def test_dashboard_without_trailing_slash_is_the_same_page(client):
     response = client.get("/dashboard")
-    assert response.status_code == 200  # no redirect (SPEC §2)
+    assert response.status_code == 200  # no redirect (docs/security.md)
     assert "Location" not in response.headers
     assert response.text == client.get("/dashboard/").text
 

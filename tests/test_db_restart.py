@@ -1,4 +1,4 @@
-"""The database going away and coming back (SPEC §2, §4 "Processing guarantees"), for
+"""The database going away and coming back (docs/operations.md, "The database away"), for
 real: a PRIVATE PostgreSQL (pgserver in a temporary folder, never the shared server of
 the other tests) is stopped and started again while clients post jobs through the WSGI
 app and a real worker process (`python -m workers`) runs them.

@@ -1,4 +1,4 @@
-"""The fair queue (SPEC §4 "Fair use of the queue").
+"""The fair queue (docs/architecture.md, "The fair queue").
 
 First the fetch rule itself, calling Procrastinate's fetch function as its worker does
 (fast and exact); then the real worker (`python -m workers`): one user's backlog of long

@@ -34,6 +34,26 @@ def test_health_is_503_when_database_is_unreachable(smtp_server):
     assert response.get_json()["database"] == "unreachable"
 
 
+def test_log_level_comes_from_the_apps_configuration(smtp_server):
+    import logging
+
+    from tests.support.database import make_config
+
+    jobboard_logger = logging.getLogger("jobboard")
+    before = jobboard_logger.level
+    try:
+        quiet = make_config("postgresql://nobody@127.0.0.1:1/none", smtp_server.port)
+        quiet.LOG_LEVEL = "WARNING"
+        app = create_app(quiet)
+        assert app.logger.getEffectiveLevel() == logging.WARNING
+        assert not logging.getLogger("jobboard.jobs.service").isEnabledFor(logging.INFO)
+        chatty = make_config("postgresql://nobody@127.0.0.1:1/none", smtp_server.port)
+        chatty.LOG_LEVEL = "DEBUG"
+        assert create_app(chatty).logger.getEffectiveLevel() == logging.DEBUG
+    finally:
+        jobboard_logger.setLevel(before)
+
+
 def test_openapi_document_is_served(client):
     response = client.get("/api/openapi.json")
     assert response.status_code == 200
@@ -158,3 +178,14 @@ def test_worker_application_is_built_once_across_threads(app, monkeypatch):
     assert len(built) == 4
     assert all(worker_app is built[0] for worker_app in built)
     assert built[0] is not app
+
+
+def test_tasks_read_their_settings_from_the_apps_configuration(app):
+    from workers.jobs import queue_retention_hours, stalled_worker_seconds
+
+    app.config["STALLED_WORKER_SECONDS"], app.config["QUEUE_RETENTION_HOURS"] = 7.5, 3
+    try:
+        assert (stalled_worker_seconds(), queue_retention_hours()) == (7.5, 3)
+    finally:
+        app.config["STALLED_WORKER_SECONDS"] = ProductionConfig.STALLED_WORKER_SECONDS
+        app.config["QUEUE_RETENTION_HOURS"] = ProductionConfig.QUEUE_RETENTION_HOURS

@@ -5,7 +5,7 @@ document, negative data rejected, authentication enforced, ...).
 
 Bounded for the suite by FUZZ_MAX_EXAMPLES examples per operation (default below);
 `python -m tests.fuzz --requests 10000` runs the same test for longer and prints the
-figures (see README, "Fuzzing").
+figures (see docs/development.md, "The fuzzer").
 """
 
 from __future__ import annotations

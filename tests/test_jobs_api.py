@@ -154,7 +154,7 @@ def test_create_job_requires_a_name_only(client, verified_user, auth_headers):
     response = client.post("/api/jobs/", json={}, headers=auth_headers(verified_user))
 
     assert response.status_code == 422
-    # scheduled_time is optional (omitted = now, SPEC §4).
+    # scheduled_time is optional (omitted = now).
     assert set(response.get_json()["errors"]["json"]) == {"name"}
 
 

@@ -142,6 +142,37 @@ def test_pagination(client, verified_user, auth_headers, jobs):
     assert pagination["next_page"] == 2
 
 
+def test_page_sizes_follow_the_apps_configuration(client, app, verified_user, auth_headers, jobs):
+    """PAGINATION_PAGE_SIZE and MAX_PAGE_SIZE are read from app.config per request: an
+    override takes effect without re-importing anything."""
+    headers = auth_headers(verified_user)
+    app.config["PAGINATION_PAGE_SIZE"], app.config["MAX_PAGE_SIZE"] = 3, 3
+    try:
+        default_page = client.get("/api/jobs/", headers=headers)
+        over_the_max = client.get(query("/api/jobs/", page_size=4), headers=headers)
+        bids_over_the_max = client.get(query("/api/bids/", page_size=4), headers=headers)
+    finally:
+        app.config["PAGINATION_PAGE_SIZE"], app.config["MAX_PAGE_SIZE"] = 20, 100
+    assert len(ids(default_page)) == 3
+    assert json.loads(default_page.headers["X-Pagination"])["total_pages"] == 2
+    assert over_the_max.status_code == 422
+    assert "page_size" in over_the_max.get_json()["errors"]["query"]
+    assert bids_over_the_max.status_code == 422
+
+
+def test_documented_page_sizes_are_the_apps(smtp_server):
+    from jobboard import create_app
+    from tests.support.database import make_config
+
+    configured = make_config("postgresql://nobody@127.0.0.1:1/none", smtp_server.port)
+    configured.PAGINATION_PAGE_SIZE, configured.MAX_PAGE_SIZE = 7, 30
+    spec = create_app(configured).test_client().get("/api/openapi.json").get_json()
+    (page_size,) = [
+        p for p in spec["paths"]["/api/jobs/"]["get"]["parameters"] if p["name"] == "page_size"
+    ]
+    assert (page_size["schema"]["default"], page_size["schema"]["maximum"]) == (7, 30)
+
+
 @pytest.mark.parametrize("path", LIST_ROUTES)
 @pytest.mark.parametrize(
     ("params", "field"),

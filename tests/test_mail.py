@@ -123,7 +123,7 @@ def test_a_silent_smtp_server_times_out_instead_of_hanging(silent_smtp_port):
 
 
 def test_a_code_that_expired_while_its_email_waited_is_replaced_before_sending(client, mailbox):
-    """SPEC §3: an email never delivers a dead code."""
+    """An email never delivers a dead code."""
     email = "expired.mail@example.com"
     register(client, email)
     job = verification_job_for(email)
@@ -299,7 +299,7 @@ def test_without_mail_server_the_worker_logs_the_code_for_the_developer(
 def test_a_code_that_expires_during_an_smtp_outage_arrives_fresh(
     live_app, live_client, start_worker, mailbox, fresh_database
 ):
-    """Issue 9 / SPEC §3: the code expires while its email waits for SMTP; the retry that
+    """The code expires while its email waits for SMTP; the retry that
     finally gets through carries a fresh code, which verifies the address."""
     email = "outage.expired@example.com"
     cut_off = start_worker(MAIL_PORT=str(free_port()))

@@ -1,4 +1,4 @@
-"""Plans and quotas (SPEC §9): GET /api/me/plan/, each quota at its edge, the CLI, and the
+"""Plans and quotas: GET /api/me/plan/, each quota at its edge, the CLI, and the
 periodic task that reminds subscribers and ends subscriptions (time passed in)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy import event, func, select, text
 from jobboard import quotas
 from jobboard.extensions import db
 from jobboard.models import FREE_PLAN, Bid, Job, JobStatus, Plan, User, now_utc
-from jobboard.quotas import params_size, seconds_to_next_utc_day
+from jobboard.quotas import json_size, seconds_to_next_utc_day
 from tests.support.bids import bid_payload
 from tests.support.factories import JobFactory, PlanFactory
 from tests.support.jobs import in_future, payload
@@ -118,8 +118,8 @@ def test_params_of_exactly_max_params_bytes_pass_and_one_more_is_422(
 ):
     headers = auth_headers(verified_user)
     limit = db.session.get(Plan, "free").max_params_bytes
-    filler = "x" * (limit - params_size({"text": ""}))
-    assert params_size({"text": filler}) == limit
+    filler = "x" * (limit - json_size({"text": ""}))
+    assert json_size({"text": filler}) == limit
 
     assert post_job(client, headers, params={"text": filler}).status_code == 201
     response = post_job(client, headers, params={"text": filler + "x"})
@@ -133,7 +133,7 @@ def test_params_of_exactly_max_params_bytes_pass_and_one_more_is_422(
 def test_params_size_counts_utf8_bytes_not_characters(client, verified_user, auth_headers):
     on_plan(verified_user, PlanFactory(name="tiny-params", max_params_bytes=20))
     headers = auth_headers(verified_user)
-    assert params_size({"t": "éééé"}) == len(json.dumps({"t": "éééé"}, ensure_ascii=False)) + 4 - 1
+    assert json_size({"t": "éééé"}) == len(json.dumps({"t": "éééé"}, ensure_ascii=False)) + 4 - 1
     assert post_job(client, headers, params={"t": "é" * 6}).status_code == 201  # 20 bytes
     assert post_job(client, headers, params={"t": "é" * 7}).status_code == 422  # 22 bytes
 
@@ -146,7 +146,7 @@ def test_job_lists_carry_at_most_max_params_bytes_per_job(client, verified_user,
     assert post_job(client, headers, params={"t": "y" * 60}).status_code == 422
     jobs = client.get("/api/jobs/?page_size=100", headers=headers).get_json()
     assert len(jobs) == 3
-    assert all(params_size(job["params"]) <= 64 for job in jobs)
+    assert all(json_size(job["params"]) <= 64 for job in jobs)
 
 
 def test_max_open_jobs_at_the_edge_is_429_with_retry_after_naming_the_limit(

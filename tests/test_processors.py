@@ -239,3 +239,15 @@ def test_a_broken_entry_point_is_skipped(tmp_path, caplog):
     assert f"broken-{suffix}" not in added
     assert f"broken-{suffix}" not in processors.kinds()
     assert "cannot load processor entry point" in caplog.text
+
+
+def test_the_report_kind_comes_from_the_projects_entry_point():
+    """`report` needs the application's services, so it is not a built-in of the leaf
+    registry: jobboard's pyproject.toml declares it in the group plugins use."""
+    from importlib.metadata import entry_points
+
+    from workers.processors import ENTRY_POINT_GROUP
+
+    (declared,) = [e for e in entry_points(group=ENTRY_POINT_GROUP) if e.name == "report"]
+    assert declared.value == "jobboard.jobs.report:report"
+    assert get_processor("report").function is declared.load()

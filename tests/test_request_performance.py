@@ -1,4 +1,4 @@
-"""Issue 14's leaner requests: reading requests in autocommit, a page and its total from
+"""Lean requests: reading requests in autocommit, a page and its total from
 one statement, the total right on full, partial, empty and past-the-end pages; the
 statements a GET and a POST of /api/jobs/ cost, counted on the wire."""
 

@@ -1,4 +1,4 @@
-"""SPEC §2, case by case: bad input is a 4xx (never a 500), size limits, trailing slashes,
+"""The HTTP edge, case by case: bad input is a 4xx (never a 500), size limits, trailing slashes,
 JSON 404/405, no Host reflection, security headers. The routes under test are read from
 the application's URL map and OpenAPI document, so a new route is covered by adding it."""
 

@@ -1,4 +1,4 @@
-"""Issue 14's worker: several processes from one `python -m workers`, the async hot path
+"""The worker: several processes from one `python -m workers`, the async hot path
 for non-blocking kinds next to the threaded one, and the queue table's autovacuum settings."""
 
 from __future__ import annotations

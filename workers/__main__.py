@@ -12,7 +12,7 @@ really runs at once (asyncio's own default is min(32, cpus + 4) threads).
 
 Settings come from `config.py` (WORKER_CONCURRENCY, MAIL_WORKER_CONCURRENCY,
 WORKER_POLL_INTERVAL, WORKER_HEARTBEAT_INTERVAL, STALLED_WORKER_SECONDS, LOG_LEVEL,
-DATABASE_URL; README, "Configuration"). The queue's connector is built from that
+DATABASE_URL; docs/configuration.md). The queue's connector is built from that
 configuration here, when the worker starts: `workers.app` reads no environment.
 """
 
@@ -43,8 +43,8 @@ from workers.context import flask_app
 
 logger = logging.getLogger("workers")
 
-# Restarting the worker loop after the database went away (SPEC §4: back at work within
-# 10 s of the database's return): waits double from the first to the last value.
+# Restarting the worker loop after the database went away (back at work within 10 s of
+# the database's return, docs/operations.md): waits double from the first to the last value.
 RESTART_FIRST_DELAY = 0.2
 RESTART_MAX_DELAY = 2.0
 # A loop that ran this long before it ended starts the backoff afresh.

@@ -8,11 +8,11 @@ import time
 from functools import partial
 from typing import Any
 
+from flask import current_app
 from procrastinate import BaseRetryStrategy, JobContext, RetryDecision, exceptions
 from procrastinate.jobs import Job as QueueJob
 from procrastinate.jobs import Status
 
-from config import config_for_environment
 from jobboard.jobs.processing import finish_attempt, run_attempt, run_processor, store_failure
 from jobboard.jobs.transitions import Outcome, complete_async, start_attempt_async
 from workers.app import (
@@ -35,11 +35,13 @@ PRUNE_CRON = "17 * * * *"
 
 
 def stalled_worker_seconds() -> float:
-    return config_for_environment().STALLED_WORKER_SECONDS
+    with app_context():
+        return float(current_app.config["STALLED_WORKER_SECONDS"])
 
 
 def queue_retention_hours() -> int:
-    return config_for_environment().QUEUE_RETENTION_HOURS
+    with app_context():
+        return int(current_app.config["QUEUE_RETENTION_HOURS"])
 
 
 class InfrastructureRetry(BaseRetryStrategy):
@@ -148,8 +150,9 @@ async def recover_stalled_jobs(context: JobContext, timestamp: int) -> int:
     pass_context=True,
 )
 async def prune_finished_queue_jobs(context: JobContext, timestamp: int) -> None:
-    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS ago (see README). Job rows
-    and their results stay: they are ours, not the queue's."""
+    """Delete queue entries that finished more than QUEUE_RETENTION_HOURS ago
+    (docs/configuration.md). Job rows and their results stay: they are ours, not the
+    queue's."""
     await context.app.job_manager.delete_old_jobs(
         nb_hours=queue_retention_hours(),
         include_failed=True,

@@ -3,7 +3,8 @@ marshmallow schema of its `params`, and the built-in kinds that need nothing but
 
 A leaf module: it imports nothing from `jobboard` (the import-linter contract in
 pyproject.toml keeps it so). A kind that needs the application's services, such as
-`report`, registers itself from `jobboard` (see `jobboard/jobs/report.py`).
+`report` (`jobboard/jobs/report.py`), comes in through the entry-point group below, which
+jobboard's own pyproject.toml uses for it.
 
 A processor is `function(params, run) -> output`: `params` are the job's params as its schema
 loaded them, `run` describes the attempt (`JobRun`), and the return value (anything JSON can

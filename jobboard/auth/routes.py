@@ -26,8 +26,7 @@ from jobboard.auth.schemas import (
 )
 from jobboard.auth.tokens import caller, login_required
 from jobboard.models import User
-from jobboard.request_rules import Blueprint
-from jobboard.view_helpers import client_ip, documented_error
+from jobboard.view_helpers import Blueprint, client_ip, documented_error
 
 blp = Blueprint(
     "auth",
@@ -50,7 +49,7 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
     }
 }
-LIMITS_README = "The limits and their environment variables are in the README (Rate limits)."
+LIMITS_README = "The limits and their environment variables: docs/configuration.md (README)."
 CODES_SENT_LIMITS = (
     "Too many codes requested: per client IP and per email address within a sliding "
     f"window (the message names the limit). {LIMITS_README}"
@@ -77,7 +76,7 @@ class Register(MethodView):
         "or not. For an account still waiting for verification, the message points to POST "
         "/api/password/forgot/: whoever owns the mailbox sets a new password there, which "
         "verifies the address, and whoever registered it first loses it. Unverified "
-        "accounts are deleted a number of days after registration (README).",
+        "accounts are deleted a number of days after registration (docs/configuration.md).",
     )
     @limited(CODES_SENT_LIMITS)
     def post(self, data: dict[str, Any]) -> User:
@@ -98,7 +97,7 @@ class VerifyEmail(MethodView):
         400,
         "The code is wrong, or it has expired (the message says which). An unknown email "
         "address gets the same answer as a wrong code. Each wrong try counts; the last "
-        "allowed one (OTP_MAX_TRIES, README) kills the code.",
+        "allowed one (OTP_MAX_TRIES, docs/configuration.md) kills the code.",
     )
     @error(409, "The address is already verified.")
     @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/resend-otp/.")
@@ -210,7 +209,7 @@ class PasswordReset(MethodView):
         400,
         "The code is wrong, or it has expired (the message says which). An unknown email "
         "address gets the same answer as a wrong code. The last allowed wrong try "
-        "(OTP_MAX_TRIES, README) kills the code.",
+        "(OTP_MAX_TRIES, docs/configuration.md) kills the code.",
     )
     @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/password/forgot/.")
     def post(self, data: dict[str, Any]) -> None:

@@ -1,8 +1,8 @@
 """Accounts: registration, email verification codes, tokens and the caller's profile.
 
-The rules of SPEC §3 live here; views only parse input and render output. Every function
-that changes data commits its own transaction. Emails are compared case-insensitively and
-stored lower-cased.
+The account rules (docs/security.md) live here; views only parse input and render output.
+Every function that changes data commits its own transaction. Emails are compared
+case-insensitively and stored lower-cased.
 
 Verification codes (OTPs):
 - 6 digits from `secrets`, stored as an HMAC-SHA256 keyed with SECRET_KEY, never in
@@ -57,6 +57,7 @@ from jobboard.errors import (
     Unprocessable,
 )
 from jobboard.extensions import db
+from jobboard.mailer import OutgoingEmail
 from jobboard.models import Bid, EmailOtp, Job, OtpPurpose, RevokedToken, User, now_utc
 from jobboard.ratelimit import (
     CODE_CHECK_FAILURES_PER_IP,
@@ -207,13 +208,6 @@ def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
         sealed_code=seal_code(code),
     )
     return otp
-
-
-@dataclass(frozen=True)
-class OutgoingEmail:
-    to: str
-    subject: str
-    body: str
 
 
 def _code_email(otp: EmailOtp, code: str) -> OutgoingEmail:

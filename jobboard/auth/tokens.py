@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from flask import current_app, g, request
+from flask.views import MethodView
 from flask_jwt_extended import JWTManager, current_user, verify_jwt_in_request
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -166,6 +167,14 @@ def verified_required(view: Callable[P, R]) -> Callable[P, R]:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+class VerifiedUserView(MethodView):
+    """A view for verified users only. Authentication runs before flask-smorest parses
+    the arguments: strangers get 401/403, never a 422 about a body they had no business
+    sending."""
+
+    decorators: ClassVar[list[Callable[..., Any]]] = [verified_required]
 
 
 def caller() -> User:

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.bids import service
 from jobboard.bids.schemas import (
     BidIn,
@@ -21,12 +21,10 @@ from jobboard.bids.schemas import (
 from jobboard.extensions import api
 from jobboard.jobs import policy
 from jobboard.models import Bid
-from jobboard.request_rules import Blueprint
 from jobboard.view_helpers import (
-    PAGE_SIZES,
     RETRY_AFTER,
+    Blueprint,
     SelectPage,
-    VerifiedUserView,
     documented_error,
     verified_user_doc,
 )
@@ -59,6 +57,15 @@ api.register_field(Money, "string", "decimal")
 JOB_NOT_VISIBLE = "No such job, or not one you may see."
 
 
+class BidsPage(SelectPage):
+    """A page of bids, shown with their bidders' public profiles (`service.shown`: one
+    query for the whole page)."""
+
+    @property
+    def items(self) -> list[service.ShownBid]:
+        return service.shown(super().items)
+
+
 error = partial(documented_error, blp)
 authenticated = verified_user_doc(blp)
 
@@ -68,7 +75,7 @@ class JobBids(VerifiedUserView):
     @authenticated
     @blp.arguments(JobBidQueryArgs, location="query")
     @blp.response(200, BidOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(BidsPage)
     @error(404, JOB_NOT_VISIBLE)
     @error(422, "Unknown status, currency or sort key, or a bad page.")
     def get(self, args: dict[str, Any], job_id: int) -> Select[tuple[Bid]]:
@@ -87,7 +94,7 @@ class JobBids(VerifiedUserView):
         "UTC day.",
         headers=RETRY_AFTER,
     )
-    def post(self, new_bid: dict[str, Any], job_id: int) -> Bid:
+    def post(self, new_bid: dict[str, Any], job_id: int) -> service.ShownBid:
         """Bid on somebody else's job; its owner is emailed."""
         return service.place_bid(job_id, caller(), **new_bid)
 
@@ -97,7 +104,7 @@ class JobBid(VerifiedUserView):
     @authenticated
     @blp.response(200, BidOut)
     @error(404, "No such bid that you may see.")
-    def get(self, job_id: int, bid_id: int) -> Bid:
+    def get(self, job_id: int, bid_id: int) -> service.ShownBid:
         """Read one bid: any bid on your job, or your own bid."""
         return service.get_bid(job_id, bid_id, caller())
 
@@ -107,7 +114,7 @@ class JobBid(VerifiedUserView):
     @error(404, "No such bid of yours.")
     @error(409, "The bid is not pending, or the job no longer takes bids.")
     @error(422, "Invalid field values, or nothing to change.")
-    def patch(self, changes: dict[str, Any], job_id: int, bid_id: int) -> Bid:
+    def patch(self, changes: dict[str, Any], job_id: int, bid_id: int) -> service.ShownBid:
         """Edit your pending bid."""
         return service.edit_bid(job_id, bid_id, caller(), changes)
 
@@ -115,7 +122,7 @@ class JobBid(VerifiedUserView):
     @blp.response(200, BidOut)
     @error(404, "No such bid of yours.")
     @error(409, "The bid is not pending.")
-    def delete(self, job_id: int, bid_id: int) -> Bid:
+    def delete(self, job_id: int, bid_id: int) -> service.ShownBid:
         """Withdraw your pending bid; you may bid on the job again afterwards."""
         return service.withdraw_bid(job_id, bid_id, caller())
 
@@ -126,7 +133,7 @@ class AcceptBid(VerifiedUserView):
     @blp.response(200, BidOut)
     @error(404, "Not your job, or no such bid on it.")
     @error(409, "The job is already assigned or not open, or the bid is not pending.")
-    def post(self, job_id: int, bid_id: int) -> Bid:
+    def post(self, job_id: int, bid_id: int) -> service.ShownBid:
         """Accept a bid on your job: its bidder is assigned, the other bids are rejected."""
         return service.accept_bid(job_id, bid_id, caller())
 
@@ -136,7 +143,7 @@ class MyBids(VerifiedUserView):
     @authenticated
     @blp.arguments(BidQueryArgs, location="query")
     @blp.response(200, MyBidOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(BidsPage)
     @error(422, "Unknown status or sort key, or a bad page.")
     def get(self, args: dict[str, Any]) -> Select[tuple[Bid]]:
         """List your own bids across all jobs, with their status."""

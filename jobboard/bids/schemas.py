@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
-from marshmallow import Schema, ValidationError, fields, pre_dump, validates_schema
+from marshmallow import Schema, ValidationError, fields, validates_schema
 from marshmallow.validate import Length, OneOf
 
 from jobboard.bids.currencies import DEFAULT_CURRENCY, ISO_4217_CURRENCY_CODES
 from jobboard.bids.sorting import DEFAULT_SORT, SORT_KEYS
+from jobboard.dates import earliest_date_in_use
 from jobboard.models import BidStatus
 from jobboard.reviews.schemas import PublicProfileOut
-from jobboard.reviews.service import public_profiles
 
 CENT = Decimal("0.01")
 MAX_FEE = Decimal("999999999.99")
 MAX_COMMENT_LENGTH = 2000
-# The date is "today" somewhere on Earth until it has ended in the last time zone, UTC-12.
-EARLIEST_TIME_ZONE = timezone(timedelta(hours=-12))
 
 BID_STATUS_CHOICES = tuple(status.value for status in BidStatus)
-
-
-def earliest_date_in_use() -> date:
-    """The calendar date in the time zone that is furthest behind (UTC-12)."""
-    return datetime.now(EARLIEST_TIME_ZONE).date()
 
 
 class Money(fields.Decimal):
@@ -159,6 +152,8 @@ class BidJobOut(Schema):
 
 
 class BidOut(Schema):
+    """Dumps a `bids.service.ShownBid`: the bid with its bidder's public profile."""
+
     id = fields.Integer()
     job_id = fields.Integer()
     bidder = fields.Nested(
@@ -173,16 +168,6 @@ class BidOut(Schema):
     status = fields.String(metadata={"enum": list(BID_STATUS_CHOICES)})
     created_at = fields.AwareDateTime(format="iso")
     updated_at = fields.AwareDateTime(format="iso")
-
-    @pre_dump(pass_collection=True)
-    def attach_bidder_profiles(self, data: Any, many: bool, **kwargs: Any) -> Any:
-        """Every bid of the page gets its bidder's public profile, the ratings of all the
-        page's bidders counted in one query."""
-        bids = list(data) if many else [data]
-        profiles = public_profiles({bid.bidder for bid in bids})
-        for bid in bids:
-            bid.bidder_profile = profiles.get(bid.bidder_id)
-        return data
 
 
 class MyBidOut(BidOut):

@@ -13,7 +13,8 @@ closed, nor slip in beside the winner as a stray pending bid.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -30,12 +31,39 @@ from jobboard.jobs import policy, transitions
 from jobboard.locking import locked
 from jobboard.mailer import queue_email
 from jobboard.models import Bid, BidStatus, Job, User, now_utc
+from jobboard.reviews.service import public_profiles
 
 LIVE_BID_INDEX = "uq_bids_live_per_bidder"
 ONE_ACCEPTED_BID_INDEX = "uq_bids_one_accepted_per_job"
 
 JOB_NOT_FOUND = "Job not found."
 BID_NOT_FOUND = "Bid not found."
+
+
+# --- what readers see ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShownBid:
+    """A bid as the API shows it: the bid's own fields (read through to the row) and its
+    bidder's public profile."""
+
+    bid: Bid
+    bidder_profile: dict[str, Any] | None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bid, name)
+
+
+def shown(bids: Iterable[Bid]) -> list[ShownBid]:
+    """`bids` with their bidders' public profiles, counted for all of them in one query."""
+    bids = list(bids)
+    profiles = public_profiles({bid.bidder for bid in bids})
+    return [ShownBid(bid, profiles.get(bid.bidder_id)) for bid in bids]
+
+
+def _shown(bid: Bid) -> ShownBid:
+    return shown([bid])[0]
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -50,7 +78,7 @@ def job_bids(
     sort: str = DEFAULT_SORT,
 ) -> Select[tuple[Bid]]:
     """The bids on a job that `viewer` may read: all of them for the owner, only their own
-    for anybody else who can see the job."""
+    for anybody else who can see the job. A page of them is shown with `shown`."""
     job = _visible_job(job_id, viewer)
     query = select(Bid).where(Bid.job_id == job.id).options(selectinload(Bid.bidder))
     if not policy.is_owner(viewer, job):
@@ -60,7 +88,7 @@ def job_bids(
     return _filtered_and_sorted(query, statuses, sort)
 
 
-def get_bid(job_id: int, bid_id: int, viewer: User) -> Bid:
+def get_bid(job_id: int, bid_id: int, viewer: User) -> ShownBid:
     """One bid: the job's owner reads any bid on it, a bidder only their own."""
     job = _visible_job(job_id, viewer)
     query = select(Bid).where(Bid.id == bid_id, Bid.job_id == job.id)
@@ -69,13 +97,13 @@ def get_bid(job_id: int, bid_id: int, viewer: User) -> Bid:
     bid = db.session.scalar(query.options(selectinload(Bid.bidder)))
     if bid is None:
         raise NotFound(BID_NOT_FOUND)
-    return bid
+    return _shown(bid)
 
 
 def bids_of(
     bidder: User, *, statuses: Collection[str] = (), sort: str = DEFAULT_SORT
 ) -> Select[tuple[Bid]]:
-    """The bidder's own bids across all jobs."""
+    """The bidder's own bids across all jobs. A page of them is shown with `shown`."""
     query = (
         select(Bid)
         .where(Bid.bidder_id == bidder.id)
@@ -116,7 +144,7 @@ def place_bid(
     fee: Decimal,
     currency: str,
     comment: str | None = None,
-) -> Bid:
+) -> ShownBid:
     job = _visible_job(job_id, bidder, share_lock=True)
     if policy.is_owner(bidder, job):
         raise Forbidden("You cannot bid on your own job.")
@@ -139,10 +167,10 @@ def place_bid(
     )
     notices.bid_placed(job, bid)
     db.session.commit()
-    return bid
+    return _shown(bid)
 
 
-def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) -> Bid:
+def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) -> ShownBid:
     """Change a pending bid while the job still takes bids."""
     job, bid = _own_bid_locked(job_id, bid_id, bidder)
     _require_pending(bid, "edited")
@@ -150,19 +178,19 @@ def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) ->
     for field, value in changes.items():
         setattr(bid, field, value)
     db.session.commit()
-    return bid
+    return _shown(bid)
 
 
-def withdraw_bid(job_id: int, bid_id: int, bidder: User) -> Bid:
+def withdraw_bid(job_id: int, bid_id: int, bidder: User) -> ShownBid:
     """Take back a pending bid; the bidder may bid on the job again later."""
     _job, bid = _own_bid_locked(job_id, bid_id, bidder)
     _require_pending(bid, "withdrawn")
     bid.status = BidStatus.WITHDRAWN
     db.session.commit()
-    return bid
+    return _shown(bid)
 
 
-def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
+def accept_bid(job_id: int, bid_id: int, owner: User) -> ShownBid:
     """The owner picks a bid: it wins, the job is handed to its bidder (`award`: in
     progress, queue entry cancelled) and every other pending bid is rejected, all in one
     transaction under the job's row lock.
@@ -194,7 +222,7 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> Bid:
     for rejected in db.session.scalars(select(User).where(User.id.in_(rejected_bidder_ids))):
         _email_rejected(job, rejected)
     db.session.commit()
-    return bid
+    return _shown(bid)
 
 
 # --- rules ----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """How bids sort: one table of sort keys, which the query args' schema and the service
-share (as `jobboard.jobs.service.SORT_COLUMNS` for jobs)."""
+share (as `jobboard.jobs.sorting` for jobs)."""
 
 from __future__ import annotations
 

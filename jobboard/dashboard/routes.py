@@ -7,11 +7,10 @@ from flask import render_template, send_from_directory
 from flask.typing import ResponseReturnValue
 from swagger_ui_bundle import swagger_ui_path
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.dashboard import service
 from jobboard.dashboard.schemas import DashboardOut
-from jobboard.request_rules import Blueprint
-from jobboard.view_helpers import VerifiedUserView, verified_user_doc
+from jobboard.view_helpers import Blueprint, verified_user_doc
 
 blp = Blueprint(
     "dashboard",

@@ -37,8 +37,8 @@ class QueueHealthOut(Schema):
                 "Queue entries per queue name and Procrastinate status (todo, doing, "
                 "succeeded, failed, cancelled, aborted). The queues jobs, mail and "
                 "maintenance are always present. Finished entries count until the hourly "
-                "prune deletes them, QUEUE_RETENTION_HOURS after they finished (see README); todo "
-                "includes entries scheduled for later."
+                "prune deletes them, QUEUE_RETENTION_HOURS after they finished (see "
+                "docs/configuration.md); todo includes entries scheduled for later."
             ),
             "example": {"jobs": {"todo": 3, "doing": 1, "succeeded": 120, "failed": 2}},
         },
@@ -62,8 +62,9 @@ class QueueHealthOut(Schema):
         required=True,
         metadata={
             "description": (
-                "Workers whose last heartbeat is within STALLED_WORKER_SECONDS (see README), "
-                "the threshold the workers themselves use to declare a peer dead."
+                "Workers whose last heartbeat is within STALLED_WORKER_SECONDS (see "
+                "docs/configuration.md), the threshold the workers themselves use to declare "
+                "a peer dead."
             )
         },
     )

@@ -12,6 +12,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import func, select, text
 
+from jobboard.autocommit_reads import one_transaction
 from jobboard.extensions import db
 from jobboard.jobs.service import job_counts_by_status
 from jobboard.models import Bid, BidStatus, Job, User, zero_filled
@@ -80,16 +81,20 @@ LIVE_WORKERS_SQL = text(
 def queue_health() -> dict[str, Any]:
     """Queue job counts per queue and status, the backlog of due jobs and its oldest
     member's age in seconds (None when nothing waits), and the workers alive now."""
-    # JIT compilation costs tens of milliseconds and only pays off on long analytical
-    # queries; a large backlog's estimate would cross jit_above_cost and trigger it here.
-    db.session.execute(text("SET LOCAL jit = off"))
     queues: dict[str, dict[str, int]] = {
         name: dict.fromkeys(QUEUE_STATUSES, 0) for name in KNOWN_QUEUES
     }
-    for queue_name, status, count in db.session.execute(QUEUE_COUNTS_SQL):
-        queues.setdefault(queue_name, dict.fromkeys(QUEUE_STATUSES, 0))[status] = count
-    waiting = db.session.execute(WAITING_SQL).one()
-    live_workers = db.session.scalar(LIVE_WORKERS_SQL, {"seconds": live_worker_window_seconds()})
+    # One transaction, even in a GET (autocommit), for SET LOCAL to last beyond itself.
+    with one_transaction():
+        # JIT compilation costs tens of milliseconds and only pays off on long analytical
+        # queries; a large backlog's estimate would cross jit_above_cost and trigger it.
+        db.session.execute(text("SET LOCAL jit = off"))
+        for queue_name, status, count in db.session.execute(QUEUE_COUNTS_SQL):
+            queues.setdefault(queue_name, dict.fromkeys(QUEUE_STATUSES, 0))[status] = count
+        waiting = db.session.execute(WAITING_SQL).one()
+        live_workers = db.session.scalar(
+            LIVE_WORKERS_SQL, {"seconds": live_worker_window_seconds()}
+        )
     return {
         "queues": queues,
         "waiting": waiting.waiting,

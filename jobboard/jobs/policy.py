@@ -20,10 +20,7 @@ from sqlalchemy import ColumnElement, and_, exists, select
 
 from jobboard.errors import Conflict, Forbidden
 from jobboard.extensions import db
-from jobboard.models import Bid, Job, JobStatus, User
-
-# A job takes bids while it is not cancelled or finished and nobody has been assigned.
-BIDDABLE_JOB_STATUSES = (JobStatus.PENDING, JobStatus.IN_PROGRESS)
+from jobboard.models import OPEN_JOB_STATUSES, Bid, Job, User
 
 JOB_NOT_YOURS = "No such job, or not yours"
 NOT_THE_OWNER = "You are the assignee, not the owner"
@@ -63,13 +60,14 @@ def require_may_change(user: User, job: Job) -> None:
 
 
 def is_open_for_bids(job: Job) -> bool:
-    return job.status in BIDDABLE_JOB_STATUSES and job.assignee_id is None
+    """Open (not finished or cancelled) and nobody assigned."""
+    return job.status in OPEN_JOB_STATUSES and job.assignee_id is None
 
 
 def open_for_bids() -> ColumnElement[bool]:
     """`is_open_for_bids` as a WHERE clause on `jobs`."""
     return and_(
-        Job.status.in_([status.value for status in BIDDABLE_JOB_STATUSES]),
+        Job.status.in_([status.value for status in OPEN_JOB_STATUSES]),
         Job.assignee_id.is_(None),
     )
 

@@ -1,5 +1,6 @@
 """The built-in `report` kind: it reads the owner's jobs and queues an email, so it lives on
-the application's side and registers itself in the leaf registry (`workers.processors`)."""
+the application's side. The registry (`workers.processors`) finds it like any plugin,
+through the `jobboard.processors` entry point that pyproject.toml declares."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobboard.auth.tokens import caller, counts_against_quotas
+from jobboard.auth.tokens import VerifiedUserView, caller, counts_against_quotas
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
@@ -17,12 +17,10 @@ from jobboard.jobs.schemas import (
     JobResultOut,
     JobUpdateIn,
 )
-from jobboard.request_rules import Blueprint
 from jobboard.view_helpers import (
-    PAGE_SIZES,
     RETRY_AFTER,
+    Blueprint,
     SelectPage,
-    VerifiedUserView,
     documented_error,
     received_at,
     verified_user_doc,
@@ -36,7 +34,7 @@ blp = Blueprint(
         "Jobs run by the queue at their scheduled time. Status: pending -> in_progress -> "
         "completed | failed, pending -> cancelled. A failed attempt with attempts left goes "
         "back to pending with `last_error` and is retried with exponential backoff "
-        "(JOB_RETRY_BASE_SECONDS, doubling; see README). "
+        "(JOB_RETRY_BASE_SECONDS, doubling; see docs/configuration.md). "
         "A job handed to a person (an accepted bid) goes pending -> in_progress on award, "
         "-> completed on delivery, back to pending on release; the queue never runs it, "
         "nor a `manual` job. Somebody else's job answers 404."
@@ -52,7 +50,7 @@ class Jobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(SelectPage)
     @error(422, "Unknown filter value or sort key")
     def get(self, filters: dict[str, Any]):
         """List your own jobs"""
@@ -71,7 +69,7 @@ class Jobs(VerifiedUserView):
     @error(
         429,
         "Over a quota of your plan (GET /api/me/plan/), named in the message: max_open_jobs "
-        "(pending + in progress; Retry-After is a suggested wait, see README) or jobs_per_day "
+        "(pending + in progress; Retry-After is a suggested wait, see docs/api.md) or jobs_per_day "
         "(Retry-After: seconds to the next UTC day).",
         headers=RETRY_AFTER,
     )
@@ -88,7 +86,7 @@ class AssignedJobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(SelectPage)
     @error(422, "Unknown filter value or sort key")
     def get(self, filters: dict[str, Any]):
         """List the jobs assigned to you (your bid was accepted)"""
@@ -100,7 +98,7 @@ class OpenJobs(VerifiedUserView):
     @authenticated
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOpenOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(SelectPage)
     @error(422, "Unknown filter value or sort key")
     def get(self, filters: dict[str, Any]):
         """List other people's jobs open for bids (public fields only)"""

@@ -14,7 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from jobboard.jobs.service import DEFAULT_SORT, SORT_KEYS
+from jobboard.jobs.sorting import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
 from jobboard.request_rules import UtcDateTime
 from workers.processors import get_processor, kinds
@@ -68,7 +68,7 @@ class JobIn(Schema):
         validate=validate.Range(min=1, max=10),
         metadata={
             "description": "Attempts before the job is failed; retries back off "
-            "exponentially from JOB_RETRY_BASE_SECONDS (see README)."
+            "exponentially from JOB_RETRY_BASE_SECONDS (see docs/configuration.md)."
         },
     )
 
@@ -170,7 +170,7 @@ class DeliveryIn(Schema):
         metadata={
             "description": "The work, as a JSON object: it becomes the job's result output "
             "(GET /api/jobs/<id>/result/). Its size as JSON is limited by "
-            "MAX_DELIVERY_OUTPUT_BYTES (see README)."
+            "MAX_DELIVERY_OUTPUT_BYTES (see docs/configuration.md)."
         },
     )
     note = fields.String(

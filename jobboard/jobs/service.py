@@ -35,6 +35,7 @@ from jobboard import queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
+from jobboard.jobs.sorting import sorted_by
 from jobboard.models import (
     IdempotencyKey,
     Job,
@@ -47,16 +48,6 @@ from jobboard.models import (
 )
 from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
 from workers.processors import get_processor
-
-SORT_COLUMNS = {
-    "created_at": Job.created_at,
-    "scheduled_time": Job.scheduled_time,
-    "status": Job.status,
-    # Case-insensitive, whatever the database's collation: "alpha" before "Bravo".
-    "name": func.lower(Job.name),
-}
-SORT_KEYS = [*SORT_COLUMNS, *(f"-{key}" for key in SORT_COLUMNS)]
-DEFAULT_SORT = "-created_at"
 
 
 def job_lock(job_id: ColumnElement[int]) -> ColumnElement[str]:
@@ -328,11 +319,7 @@ def _filtered(query: Select[tuple[Job]], filters: Mapping[str, Any]) -> Select[t
                 Job.description.icontains(q, autoescape=True),
             )
         )
-    sort = filters.get("sort") or DEFAULT_SORT
-    column = SORT_COLUMNS[sort.lstrip("-")]
-    if sort.startswith("-"):
-        return query.order_by(column.desc(), Job.id.desc())
-    return query.order_by(column.asc(), Job.id.asc())
+    return sorted_by(query, filters.get("sort"))
 
 
 def job_counts_by_status(

@@ -253,7 +253,7 @@ def fail(job: Job, error: str, duration_ms: int) -> str:
 
 def retry_delay(failed_attempt: int) -> timedelta:
     """Wait before the attempt after `failed_attempt`: base, 2 x base, 4 x base, ...
-    (base = JOB_RETRY_BASE_SECONDS; README, "Configuration")."""
+    (base = JOB_RETRY_BASE_SECONDS; docs/configuration.md)."""
     base = float(current_app.config["JOB_RETRY_BASE_SECONDS"])
     return timedelta(seconds=base * 2 ** (failed_attempt - 1))
 
@@ -336,12 +336,7 @@ def deliver(user: User, job_id: int, output: dict[str, Any], note: str | None) -
         raise NotFound(f"Job {job_id} not found, or not assigned to you.")
     if job.status != JobStatus.IN_PROGRESS:
         raise Conflict(f"Job {job.id} is {job.status}; only a job in progress can be delivered.")
-    limit = current_app.config["MAX_DELIVERY_OUTPUT_BYTES"]
-    if len(json.dumps(output, separators=(",", ":")).encode()) > limit:
-        raise Unprocessable(
-            f"output is larger than {limit} bytes as JSON.",
-            errors={"json": {"output": [f"Larger than {limit} bytes as JSON."]}},
-        )
+    quotas.check_delivery_output_size(output)
     notices.cancel_deadline_notices(job)
     db.session.flush()  # `complete` is a plain statement on the row
     if not complete(job.id, job.attempts, output, _elapsed_ms(job.started_at), note):

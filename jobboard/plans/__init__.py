@@ -1,1 +1,2 @@
-"""Plans: limits per user (SPEC §9); the quotas themselves are in jobboard/quotas.py."""
+"""Plans: limits per user (docs/operations.md, "Plans"); the quotas themselves are in
+jobboard/quotas.py."""

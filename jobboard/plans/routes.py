@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from functools import partial
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.plans import service
 from jobboard.plans.schemas import PlanStatusOut
-from jobboard.request_rules import Blueprint
-from jobboard.view_helpers import VerifiedUserView, documented_error, verified_user_doc
+from jobboard.view_helpers import Blueprint, documented_error, verified_user_doc
 
 blp = Blueprint(
     "plans",
@@ -16,7 +15,7 @@ blp = Blueprint(
     url_prefix="/api",
     description=(
         "Every user has a plan (free unless subscribed) whose limits the API and the queue "
-        "enforce; see the README, 'Plans, quotas and the fair queue'."
+        "enforce; see docs/api.md, 'Plans and quotas'."
     ),
 )
 

@@ -94,12 +94,15 @@ def process_subscriptions(now: datetime) -> dict[str, int]:
     PLAN_REMINDER_DAYS, and move those whose plan has ended back to free, with an email.
     Safe to re-run: each user is reminded once per subscription and moved once."""
     reminder_days = current_app.config["PLAN_REMINDER_DAYS"]
+    # SKIP LOCKED: two workers running this at once each take their own users.
     ended = list(
         db.session.scalars(
-            select(User)
-            .where(User.plan_ends_at.is_not(None), User.plan_ends_at <= now)
-            .order_by(User.id)
-            .with_for_update(skip_locked=True)
+            for_update(
+                select(User)
+                .where(User.plan_ends_at.is_not(None), User.plan_ends_at <= now)
+                .order_by(User.id),
+                skip_locked=True,
+            )
         )
     )
     for user in ended:
@@ -118,15 +121,17 @@ def process_subscriptions(now: datetime) -> dict[str, int]:
         logger.info("user %s: %s plan ended, now on %s", user.id, old_plan, FREE_PLAN)
     ending = list(
         db.session.scalars(
-            select(User)
-            .where(
-                User.plan_ends_at.is_not(None),
-                User.plan_ends_at > now,
-                User.plan_ends_at <= now + timedelta(days=reminder_days),
-                User.plan_reminded_at.is_(None),
+            for_update(
+                select(User)
+                .where(
+                    User.plan_ends_at.is_not(None),
+                    User.plan_ends_at > now,
+                    User.plan_ends_at <= now + timedelta(days=reminder_days),
+                    User.plan_reminded_at.is_(None),
+                )
+                .order_by(User.id),
+                skip_locked=True,
             )
-            .order_by(User.id)
-            .with_for_update(skip_locked=True)
         )
     )
     for user in ending:

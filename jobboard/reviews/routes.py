@@ -5,11 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from jobboard.auth.tokens import caller
-from jobboard.request_rules import Blueprint
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.reviews import service
 from jobboard.reviews.schemas import PublicProfileOut, ReviewIn, ReviewOut
-from jobboard.view_helpers import VerifiedUserView, documented_error, verified_user_doc
+from jobboard.view_helpers import Blueprint, documented_error, verified_user_doc
 
 blp = Blueprint(
     "reviews",

@@ -1,6 +1,6 @@
--- Fair use of the queue (issue 12): a user's jobs start only while fewer than their plan's
+-- Fair use of the queue: a user's jobs start only while fewer than their plan's
 -- max_running_jobs of them are running, in the user's own priority order; users take turns
--- by how long their oldest due job has waited. See README, "Plans, quotas and the fair queue".
+-- by how long their oldest due job has waited. See docs/architecture.md, "The fair queue".
 --
 -- A queue entry belongs to a user when its args carry "owner_id" (process_job entries).
 -- queue_owners keeps, per user with waiting entries, the time the earliest of them is due

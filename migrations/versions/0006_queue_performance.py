@@ -6,7 +6,7 @@ Create Date: 2026-11-28
 
 `procrastinate_jobs` changes fast (every job inserts a row and updates it twice) and is
 fetched from by index. Without fresh statistics after a bulk defer, the fetch's plan
-sorts every queued row (2.66 ms per fetch instead of 0.05 ms, README "Performance").
+sorts every queued row (2.66 ms per fetch instead of 0.05 ms, docs/performance.md).
 PostgreSQL's defaults analyse a table after 10 % of it changed and vacuum after 20 %;
 here both run after 1,000 rows plus 2 % of the table, and the vacuum is not throttled.
 

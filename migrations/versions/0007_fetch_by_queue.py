@@ -9,7 +9,7 @@ maintenance). Written as one query over every target queue, that lookup filtered
 `queue_name = ANY(...)` and `NOT (args ? 'owner_id')`, and the planner walked
 Procrastinate's index of every waiting entry, users' included: with 50,000 jobs queued,
 each fetch of the jobs worker took 49 ms to find nothing, and the end-to-end rate fell
-to a fifth (README "Performance", scenario 2). fair_fetch_0007.sql looks queue by queue
+to a fifth (docs/performance.md, scenario 2). fair_fetch_0007.sql looks queue by queue
 in `jobboard_queue_unowned_todo_idx`, whose order is the fetch's. The downgrade puts
 revision 0006's fetch back.
 """

@@ -1,6 +1,6 @@
 """The browser tests' tools: the app served over real HTTP, and the system's Chromium
 driven by Playwright (its own browser download is not used: `python3 run.py test`
-installs Debian's chromium; see README, "Tests")."""
+installs Debian's chromium; see docs/development.md, "Tests")."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def chromium_path() -> str:
             return found
     reason = (
         "the browser tests need Debian's `chromium` package: `python3 run.py test` installs "
-        "it when run as root; otherwise install that package yourself (see README, Tests)"
+        "it when run as root; otherwise install that package yourself (see "
+        "docs/development.md, 'Tests')"
     )
     if os.environ.get("CI"):
         pytest.fail(reason)
