@@ -87,6 +87,9 @@ class Config:
 
     # The worker process (`python -m workers`; docs/configuration.md).
     WORKER_CONCURRENCY = env_int("WORKER_CONCURRENCY", 8)
+    # Of those, how many long jobs (kinds whose time limit is over 10 s) may hold at once:
+    # half, rounded down, at least 1 (README, "Time limits and long jobs").
+    LONG_JOB_SLOTS = env_int("LONG_JOB_SLOTS", max(1, WORKER_CONCURRENCY // 2))
     MAIL_WORKER_CONCURRENCY = env_int("MAIL_WORKER_CONCURRENCY", 2)
     WORKER_POLL_INTERVAL = env_float("WORKER_POLL_INTERVAL", 0.1)
     WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)

@@ -259,6 +259,21 @@ class JobResult(db.Model):
     job: Mapped[Job] = relationship(back_populates="result")
 
 
+class JobRetry(db.Model):
+    """A failed job sent back to the queue by `retry_failed_job`: it counts against the
+    owner's `jobs_per_day` as a new job does (jobboard/quotas.py)."""
+
+    __tablename__ = "job_retries"
+    __table_args__ = (Index("ix_job_retries_owner_retried", "owner_id", "retried_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    retried_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+
+
 class IdempotencyKey(db.Model):
     """Remembers which job a client's `Idempotency-Key` created, per user."""
 

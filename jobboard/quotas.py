@@ -6,6 +6,8 @@ lock (`FOR NO KEY UPDATE`, held until the caller's transaction ends), so two con
 requests of one user at the limit are counted one after the other and cannot both pass.
 A new job's counts are part of the statement that inserts it (`new_job_quotas_reached`),
 and `POST /api/jobs/` takes the lock with its token lookup (`with_user_locked`).
+A job going back to the queue (retry, release, run-now) counts like a new one
+(`admit_requeue`); a retry is also one of the day's jobs (`job_retries`).
 The running-jobs limit is not here: the queue applies it when it fetches (docs/architecture.md,
 "The fair queue").
 """
@@ -18,14 +20,14 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, and_, func, not_, select
+from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, and_, false, func, not_, select
 from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql.selectable import NamedFromClause
 
 from jobboard.errors import TooManyRequests, Unprocessable
 from jobboard.extensions import db
 from jobboard.locking import for_update
-from jobboard.models import OPEN_JOB_STATUSES, Bid, Job, JobStatus, Plan, User, now_utc
+from jobboard.models import OPEN_JOB_STATUSES, Bid, Job, JobRetry, JobStatus, Plan, User, now_utc
 
 
 def start_of_utc_day(now: datetime) -> datetime:
@@ -118,19 +120,20 @@ def new_job_allowed(reached: NamedFromClause) -> ColumnElement[bool]:
     return and_(not_(reached.c.max_open_jobs), not_(reached.c.jobs_per_day))
 
 
-def refuse_new_job(plan: Plan, reached: Row[Any], now: datetime) -> None:
+def refuse_new_job(plan: Plan, reached: Row[Any], now: datetime, whose: str = "your") -> None:
     """429 naming the quota that `reached` (a `new_job_quotas_reached` row) says is
-    reached, max_open_jobs first; nothing when neither is (then `new_job_allowed` held)."""
+    reached, max_open_jobs first; nothing when neither is (then `new_job_allowed` held).
+    `whose` plan it is, as the message names it ("your", "the job owner's")."""
     if reached.max_open_jobs:
         raise TooManyRequests(
-            f"max_open_jobs reached: your plan '{plan.name}' allows {plan.max_open_jobs} "
+            f"max_open_jobs reached: {whose} plan '{plan.name}' allows {plan.max_open_jobs} "
             "open (pending or in progress) jobs; wait for some to finish or cancel some.",
             headers={"Retry-After": str(current_app.config["OPEN_JOBS_RETRY_AFTER_SECONDS"])},
         )
     if reached.jobs_per_day:
         raise TooManyRequests(
-            f"jobs_per_day reached: your plan '{plan.name}' allows {plan.jobs_per_day} new "
-            "jobs per UTC day.",
+            f"jobs_per_day reached: {whose} plan '{plan.name}' allows {plan.jobs_per_day} new "
+            "jobs (retries included) per UTC day.",
             headers={"Retry-After": str(seconds_to_next_utc_day(now))},
         )
 
@@ -143,6 +146,30 @@ def check_delivery_output_size(output: Any) -> None:
             f"output is larger than {limit} bytes as JSON.",
             errors={"json": {"output": [f"Larger than {limit} bytes as JSON."]}},
         )
+
+
+def admit_requeue(job: Job, *, retry: bool = False, by_owner: bool = True) -> None:
+    """Let `job` go back to the queue (a retry, a release, a run-now), or refuse it with
+    429 as a create would be refused: the owner's *other* open jobs must be fewer than
+    `max_open_jobs` (a job that is open already keeps its place, so this bites an owner
+    over the limit, whose plan changed since), and for a retry the jobs created and
+    retried since 00:00 UTC fewer than `jobs_per_day`; an admitted retry is recorded as
+    one of the day's jobs. The caller holds the job's row lock; this takes the owner's
+    (the lock order of jobboard.bids.service: the job first) and counts after it, so two
+    requeues or a requeue and a create of one owner are counted one after the other."""
+    plan = plan_for_update(job.owner_id)
+    now = now_utc()
+    others_full = _open_jobs(job.owner_id, besides=job.id) >= plan.max_open_jobs
+    day_full = _jobs_since(job.owner_id, start_of_utc_day(now)) >= plan.jobs_per_day
+    reached = db.session.execute(
+        select(
+            others_full.label("max_open_jobs"),
+            (day_full if retry else false()).label("jobs_per_day"),
+        )
+    ).one()
+    refuse_new_job(plan, reached, now, "your" if by_owner else "the job owner's")
+    if retry:
+        db.session.add(JobRetry(job_id=job.id, owner_id=job.owner_id, retried_at=now))
 
 
 def check_job_params(user_id: int, params: Any) -> None:
@@ -165,22 +192,32 @@ def check_new_bid(user_id: int) -> None:
         )
 
 
-def _open_jobs(user_id: int) -> ScalarSelect[int]:
-    return (
+def _open_jobs(user_id: int, besides: int | None = None) -> ScalarSelect[int]:
+    query = (
         select(func.count())
         .select_from(Job)
         .where(Job.owner_id == user_id, Job.status.in_([s.value for s in OPEN_JOB_STATUSES]))
-        .scalar_subquery()
     )
+    if besides is not None:
+        query = query.where(Job.id != besides)
+    return query.scalar_subquery()
 
 
-def _jobs_since(user_id: int, since: datetime) -> ScalarSelect[int]:
-    return (
+def _jobs_since(user_id: int, since: datetime) -> ColumnElement[int]:
+    """What `jobs_per_day` counts: jobs created since `since`, and retries since then."""
+    created = (
         select(func.count())
         .select_from(Job)
         .where(Job.owner_id == user_id, Job.created_at >= since)
         .scalar_subquery()
     )
+    retried = (
+        select(func.count())
+        .select_from(JobRetry)
+        .where(JobRetry.owner_id == user_id, JobRetry.retried_at >= since)
+        .scalar_subquery()
+    )
+    return created + retried
 
 
 def count_open_jobs(user_id: int) -> int:

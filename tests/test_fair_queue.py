@@ -438,14 +438,15 @@ def test_every_configured_job_slot_runs_at_once_and_mail_still_flows(
     live_app, live_client, make_live_user, start_worker, mailbox, fresh_database
 ):
     """WORKER_CONCURRENCY=8 sync jobs really run at once (asyncio's default executor has
-    only cpus + 4 threads), and with all of them busy a verification email still goes."""
+    only cpus + 4 threads), and with all of them busy a verification email still goes.
+    `sleep` is a long kind: LONG_JOB_SLOTS lets it take all 8 slots here."""
     make_live_user(email="busy@example.com")
     owner_id = user_id_of(live_app, "busy@example.com")
     with live_app.app_context():
         db.session.get(User, owner_id).plan_name = "pro"  # 8 at once
         db.session.commit()
         headers = bearer(owner_id)
-    start_worker(WORKER_CONCURRENCY="8")
+    start_worker(WORKER_CONCURRENCY="8", LONG_JOB_SLOTS="8")
     sampler = Sampler(fresh_database, owner_id)
     try:
         due = now_utc() + timedelta(seconds=1)

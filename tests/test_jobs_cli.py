@@ -8,6 +8,7 @@ import pytest
 
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus
+from tests.support.factories import PlanFactory
 from tests.support.jobs import create_job, queue_row
 
 
@@ -95,6 +96,22 @@ def test_retry_puts_a_failed_job_back_in_the_queue(runner, logs, verified_user):
     job = db.session.get(Job, job.id)
     assert (job.status, job.attempts) == (JobStatus.PENDING, 0)
     assert queue_row(job.queue_job_id)["status"] == "todo"
+
+
+def test_retry_is_held_to_the_owners_max_open_jobs(runner, logs, verified_user):
+    """The operator's retry is the owner's transition: it needs a place in the owner's
+    quotas like the owner's own retry."""
+    plan = PlanFactory(name="cli-one-open", max_open_jobs=1)
+    verified_user.plan_name = plan.name
+    job = create_job(verified_user, status=JobStatus.FAILED, attempts=3)
+    create_job(verified_user)
+
+    result = runner.invoke(args=["jobs", "retry", str(job.id)])
+
+    assert result.exit_code == 1
+    assert "max_open_jobs reached" in logged(logs)
+    db.session.expire_all()
+    assert db.session.get(Job, job.id).status == JobStatus.FAILED
 
 
 @pytest.mark.parametrize("status", [JobStatus.PENDING, JobStatus.COMPLETED])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
+from tests.support.plugins import installed, write_plugin
 from workers import processors
 from workers.processors import (
     AttemptInterrupted,
@@ -147,42 +147,32 @@ def test_decorator_registers_a_kind_with_its_schema():
 # --- the jobboard.processors entry-point group ---------------------------------------------
 
 
+PLUGIN_SOURCE = """\
+from marshmallow import Schema, fields
+from workers.processors import processor
+
+class ReverseParams(Schema):
+    text = fields.String(required=True)
+
+@processor("reverse-{suffix}", schema=ReverseParams)
+def reverse(params, run):
+    return params["text"][::-1]
+
+def length(params, run):
+    return len(params)
+"""
+
+
 @pytest.fixture
 def plugin_distribution(tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """An installed distribution, as pip would leave it: a module and a `*.dist-info` whose
-    entry_points.txt declares two kinds, one decorated and one plain function."""
-    suffix = uuid.uuid4().hex[:8]
-    module = f"jobboard_plugin_{suffix}"
-    decorated, plain = f"reverse-{suffix}", f"length-{suffix}"
-    (tmp_path / f"{module}.py").write_text(
-        "from marshmallow import Schema, fields\n"
-        "from workers.processors import processor\n\n"
-        "class ReverseParams(Schema):\n"
-        "    text = fields.String(required=True)\n\n"
-        f"@processor({decorated!r}, schema=ReverseParams)\n"
-        "def reverse(params, run):\n"
-        "    return params['text'][::-1]\n\n"
-        "def length(params, run):\n"
-        "    return len(params)\n"
+    """An installed distribution whose entry_points.txt declares two kinds, one decorated
+    and one plain function."""
+    plugin = write_plugin(
+        tmp_path, PLUGIN_SOURCE, {"reverse-{suffix}": "reverse", "length-{suffix}": "length"}
     )
-    dist_info = tmp_path / f"jobboard_plugin_{suffix}-1.0.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: jobboard-plugin-{suffix}\nVersion: 1.0\n"
-    )
-    (dist_info / "entry_points.txt").write_text(
-        f"[jobboard.processors]\n{decorated} = {module}:reverse\n{plain} = {module}:length\n"
-    )
-    sys.path.insert(0, str(tmp_path))
-    importlib.invalidate_caches()
-    try:
+    with installed(plugin):
+        decorated, plain = plugin.kinds
         yield decorated, plain
-    finally:
-        sys.path.remove(str(tmp_path))
-        sys.modules.pop(module, None)
-        unregister(decorated)
-        unregister(plain)
-        importlib.invalidate_caches()
 
 
 def test_entry_points_add_kinds(plugin_distribution):

@@ -15,12 +15,13 @@ from sqlalchemy import func, select, text
 from werkzeug.test import TestResponse
 
 from config import libpq_url
+from jobboard import quotas
 from jobboard.extensions import db
 from jobboard.models import Bid, Job, User, now_utc
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload, make_live_job
 from tests.support.database import lock_waiting_queries
-from tests.support.factories import PlanFactory
+from tests.support.factories import JobFactory, PlanFactory
 from tests.support.jobs import payload
 from tests.support.polling import wait_until
 from tests.support.races import behind_a_row_lock
@@ -193,3 +194,50 @@ def test_another_users_create_is_not_held_by_a_users_quota_lock(
         response = live_client.post("/api/jobs/", json=payload(), headers=headers)
         lock_holder.rollback()
     assert response.status_code == 201
+
+
+def make_failed_jobs(live_app: Flask, owner: User, count: int) -> list[int]:
+    """Failed jobs of `owner`, created yesterday (they do not count as today's)."""
+    with live_app.app_context():
+        yesterday = now_utc() - timedelta(days=1)
+        jobs = [JobFactory(owner=owner.id, failed=True, created_at=yesterday) for _ in range(count)]
+        return [job.id for job in jobs]
+
+
+def retry(headers: dict[str, str], job_id: int) -> Callable[[FlaskClient], TestResponse]:
+    return lambda client: client.post(f"/api/jobs/{job_id}/retry/", headers=headers)
+
+
+def test_two_retries_racing_for_the_last_open_job_let_exactly_one_through(
+    live_app, live_client, database_url, make_live_user
+):
+    owner = make_live_user()
+    headers = put_on_plan(live_app, owner, max_open_jobs=2)
+    assert live_client.post("/api/jobs/", json=payload(), headers=headers).status_code == 201
+    first, second = make_failed_jobs(live_app, owner, 2)
+
+    responses = race(
+        live_app, database_url, owner.id, [retry(headers, first), retry(headers, second)]
+    )
+
+    assert sorted(r.status_code for r in responses) == [202, 429]
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "max_open_jobs" in refused.get_json()["message"]
+    assert count(live_app, Job, owner_id=owner.id, status="pending") == 2
+
+
+def test_a_retry_and_a_create_racing_for_the_last_job_of_the_day_let_exactly_one_through(
+    live_app, live_client, database_url, make_live_user
+):
+    owner = make_live_user()
+    headers = put_on_plan(live_app, owner, jobs_per_day=2)
+    assert live_client.post("/api/jobs/", json=payload(), headers=headers).status_code == 201
+    (failed,) = make_failed_jobs(live_app, owner, 1)
+
+    responses = race(live_app, database_url, owner.id, [retry(headers, failed), create(headers)])
+
+    assert sorted(r.status_code for r in responses) in ([201, 429], [202, 429])
+    refused = next(r for r in responses if r.status_code == 429)
+    assert "jobs_per_day" in refused.get_json()["message"]
+    with live_app.app_context():
+        assert quotas.usage_of(owner.id).jobs_today == 2

@@ -10,10 +10,16 @@ wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, the 
 tasks run on the event loop's default executor, sized to the sum of both, so every slot
 really runs at once (asyncio's own default is min(32, cpus + 4) threads).
 
-Settings come from `config.py` (WORKER_CONCURRENCY, MAIL_WORKER_CONCURRENCY,
-WORKER_POLL_INTERVAL, WORKER_HEARTBEAT_INTERVAL, STALLED_WORKER_SECONDS, LOG_LEVEL,
-DATABASE_URL; docs/configuration.md). The queue's connector is built from that
-configuration here, when the worker starts: `workers.app` reads no environment.
+Of the WORKER_CONCURRENCY job slots, long jobs (kinds whose time limit is over 10 s) hold
+at most LONG_JOB_SLOTS: the fetch reads that number from a setting on the worker's own
+connections (`workers.app.autocommit`) and counts the long entries of this worker only, so
+every worker process keeps its other slots for short jobs.
+
+Settings come from `config.py` (WORKER_CONCURRENCY, LONG_JOB_SLOTS,
+MAIL_WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_HEARTBEAT_INTERVAL,
+STALLED_WORKER_SECONDS, LOG_LEVEL, DATABASE_URL; docs/configuration.md). The queue's
+connector is built from that configuration here, when the worker starts: `workers.app`
+reads no environment.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from workers.app import (
     task_app,
 )
 from workers.context import flask_app
+from workers.processors import LONG_JOB_SECONDS
 
 logger = logging.getLogger("workers")
 
@@ -64,6 +71,18 @@ def worker_options(config: type[Config] | None = None) -> dict[str, float | int]
         "update_heartbeat_interval": config.WORKER_HEARTBEAT_INTERVAL,
         "stalled_worker_timeout": config.STALLED_WORKER_SECONDS,
     }
+
+
+def long_job_slots(config: type[Config] | None = None) -> int:
+    """LONG_JOB_SLOTS, checked: 0 (this worker takes no long job) to WORKER_CONCURRENCY."""
+    config = config or config_for_environment()
+    slots = config.LONG_JOB_SLOTS
+    if not 0 <= slots <= config.WORKER_CONCURRENCY:
+        raise SystemExit(
+            f"LONG_JOB_SLOTS must be 0 to WORKER_CONCURRENCY ({config.WORKER_CONCURRENCY}), "
+            f"not {slots}"
+        )
+    return slots
 
 
 def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
@@ -91,7 +110,11 @@ class QuietRoutineChecks(logging.Filter):
 
 
 async def supervise(
-    task_app: Any, conninfo: str, workers: list[dict[str, Any]], extra_processes: int = 0
+    task_app: Any,
+    conninfo: str,
+    workers: list[dict[str, Any]],
+    extra_processes: int = 0,
+    long_slots: int | None = None,
 ) -> None:
     """Run Procrastinate's worker until SIGTERM/SIGINT, through database outages.
 
@@ -116,7 +139,7 @@ async def supervise(
             break
         started = loop.time()
         try:
-            reason = await run_workers_once(task_app, conninfo, workers, stopping)
+            reason = await run_workers_once(task_app, conninfo, workers, stopping, long_slots)
         except Exception as error:  # opening the pool failed: the database left again
             reason = repr(error)
         if stopping.is_set():
@@ -161,11 +184,15 @@ _retiring: set[asyncio.Task[Any]] = set()  # old loops winding down in the backg
 
 
 async def run_workers_once(
-    task_app: Any, conninfo: str, workers: list[dict[str, Any]], stopping: asyncio.Event
+    task_app: Any,
+    conninfo: str,
+    workers: list[dict[str, Any]],
+    stopping: asyncio.Event,
+    long_slots: int | None = None,
 ) -> str:
     """One loop of the process's workers on a connector (and pool) of their own, until one
     of them ends, the database becomes unreachable, or a stop is asked. Returns why."""
-    connector = new_connector(conninfo)
+    connector = new_connector(conninfo, long_slots)
     with task_app.replace_connector(connector):
         await connector.open_async()
         running = [
@@ -269,10 +296,19 @@ def main() -> None:
     conninfo = libpq_url(resolve_database_url(config))
     flask_app()  # built before tasks start, not on first use
     workers = worker_set(config)
+    long_slots = long_job_slots(config)
     for options in workers:
         logger.info("starting worker %s", options)
+    logger.info(
+        "long jobs (time limit over %g s) hold at most %d of the %d job slots",
+        LONG_JOB_SECONDS,
+        long_slots,
+        config.WORKER_CONCURRENCY,
+    )
     extra = max(0, config.WORKER_PROCESSES - 1)
-    asyncio.run(supervise(task_app, conninfo, workers, extra_processes=extra))
+    asyncio.run(
+        supervise(task_app, conninfo, workers, extra_processes=extra, long_slots=long_slots)
+    )
 
 
 if __name__ == "__main__":

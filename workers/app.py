@@ -5,13 +5,15 @@ A leaf module: it imports nothing from `jobboard` and reads no environment, so t
 process (which defers by task name) and the worker both import it freely. The App is built
 without a usable conninfo; the worker entry point (`python -m workers`) installs a
 connector built from the application's configuration when it starts
-(`task_app.replace_connector(new_connector(conninfo))`), and the web process never opens
-a pool: every synchronous call passes the SQLAlchemy transaction's own connection.
+(`task_app.replace_connector(new_connector(conninfo, long_job_slots))`), and the web
+process never opens a pool: every synchronous call passes the SQLAlchemy transaction's
+own connection.
 The import-linter contract in pyproject.toml keeps this module a leaf.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import psycopg_pool
@@ -55,12 +57,25 @@ class TransactionalPsycopgConnector(PsycopgConnector):
         return self._transactional_sync
 
 
-async def autocommit(connection: Any) -> None:
+# The setting that the fair fetch reads on the connection it runs on: how many long
+# entries one worker may run at once (LONG_JOB_SLOTS; migrations/sql/long_job_slots_0009.sql).
+LONG_JOB_SLOTS_SETTING = "jobboard.long_job_slots"
+
+
+async def autocommit(connection: Any, long_job_slots: int | None = None) -> None:
     """Every statement Procrastinate runs on its pool (fetch, finish, heartbeat, defer)
     is a single function call or statement, its own transaction: in autocommit it is one
     round trip instead of three (BEGIN, statement, COMMIT). `kwargs={"autocommit": True}`
-    would do the same but breaks the LISTEN connection of Procrastinate 3.10."""
+    would do the same but breaks the LISTEN connection of Procrastinate 3.10.
+
+    With `long_job_slots`, the connection also carries LONG_JOB_SLOTS_SETTING for the
+    rest of its life: Procrastinate calls its fetch with its own arguments only, so the
+    worker's share of long jobs reaches the fetch this way."""
     await connection.set_autocommit(True)
+    if long_job_slots is not None:
+        await connection.execute(
+            "SELECT set_config(%s, %s, false)", (LONG_JOB_SLOTS_SETTING, str(long_job_slots))
+        )
 
 
 def unchecked_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
@@ -73,12 +88,18 @@ def unchecked_pool(**kwargs: Any) -> psycopg_pool.AsyncConnectionPool:
     return psycopg_pool.AsyncConnectionPool(**kwargs)
 
 
-def new_connector(conninfo: str) -> TransactionalPsycopgConnector:
+def new_connector(
+    conninfo: str, long_job_slots: int | None = None
+) -> TransactionalPsycopgConnector:
+    """The worker's connector; `long_job_slots`: see `autocommit`."""
     # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
     # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
     # pool past psycopg_pool's default of 4 when they need it.
     return TransactionalPsycopgConnector(
-        conninfo=conninfo, max_size=10, configure=autocommit, pool_factory=unchecked_pool
+        conninfo=conninfo,
+        max_size=10,
+        configure=partial(autocommit, long_job_slots=long_job_slots),
+        pool_factory=unchecked_pool,
     )
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -13,8 +16,14 @@ from procrastinate import BaseRetryStrategy, JobContext, RetryDecision, exceptio
 from procrastinate.jobs import Job as QueueJob
 from procrastinate.jobs import Status
 
-from jobboard.jobs.processing import finish_attempt, run_attempt, run_processor, store_failure
-from jobboard.jobs.transitions import Outcome, complete_async, start_attempt_async
+from jobboard.jobs.processing import (
+    begin_attempt,
+    finish_attempt,
+    past_time_limit,
+    run_processor,
+    store_failure,
+)
+from jobboard.jobs.transitions import Attempt, Outcome, complete_async, start_attempt_async
 from workers.app import (
     PROCESS_JOB_TASK,
     PRUNE_QUEUE_TASK,
@@ -24,7 +33,7 @@ from workers.app import (
     task_app,
 )
 from workers.context import app_context
-from workers.processors import get_processor
+from workers.processors import LIMIT_GRACE_SECONDS, get_processor
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +56,7 @@ def queue_retention_hours() -> int:
 class InfrastructureRetry(BaseRetryStrategy):
     """Re-run an entry whose task raised: 0.5 s, 1 s, 2 s, ... (at most 5 min), 12 times.
 
-    A processor's failure never gets here (`run_attempt` stores it as the attempt's
+    A processor's failure never gets here (`finish_attempt` stores it as the attempt's
     outcome); what does is the infrastructure failing around it, such as the database
     going away mid-attempt. The re-run finds the job where the failure left it.
     """
@@ -65,28 +74,33 @@ class InfrastructureRetry(BaseRetryStrategy):
 @task_app.task(
     name=PROCESS_JOB_TASK, queue=QUEUE_JOBS, pass_context=True, retry=InfrastructureRetry()
 )
-async def process_job(context: JobContext, job_id: int, owner_id: int | None = None) -> str:
-    """Run the next attempt of job `job_id` (see jobboard.jobs.processing). `owner_id` is
-    for the queue's fair fetch only; the job row is the truth.
+async def process_job(
+    context: JobContext, job_id: int, owner_id: int | None = None, long: bool = False
+) -> str:
+    """Run the next attempt of job `job_id` (see jobboard.jobs.processing). `owner_id` and
+    `long` are for the queue's fair fetch only (migrations/sql/long_job_slots_0009.sql);
+    the job row is the truth.
 
     The common case costs two statements besides Procrastinate's fetch and finish: the
     start (one conditional UPDATE) and, for a processor that is not `blocking`, the
     completion (one statement: status + result), each its own transaction on the
     worker's autocommit pool, with the processor run on the event loop in between. A
-    blocking processor, a failure, or a job that is not simply pending goes to a thread
-    and the synchronous path (SQLAlchemy session, row lock), as before."""
+    blocking processor runs in a thread of its own with the synchronous path (SQLAlchemy
+    session, row lock), within its kind's time limit (`finish_within_time_limit`); a
+    failure, or a job that is not simply pending, goes to the event loop's executor."""
     assert context.job.id is not None
     queue_job_id = context.job.id
     should_abort = context.should_abort
     async with context.app.connector.pool.connection() as connection:
         attempt = await start_attempt_async(connection, job_id, queue_job_id)
     if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
-        return await in_thread(
-            run_attempt, job_id, queue_job_id=queue_job_id, should_abort=should_abort
-        )
+        begun = await in_thread(begin_attempt, job_id, queue_job_id)
+        if not isinstance(begun, Attempt):
+            return begun
+        attempt = begun
     processor = get_processor(attempt.kind)
     if processor is None or processor.blocking:
-        return await in_thread(finish_attempt, attempt, should_abort)
+        return await finish_within_time_limit(attempt, should_abort)
     started = time.monotonic()
     output, error = run_processor(attempt, should_abort)
     duration_ms = round((time.monotonic() - started) * 1000)
@@ -97,11 +111,86 @@ async def process_job(context: JobContext, job_id: int, owner_id: int | None = N
     return Outcome.COMPLETED if done else Outcome.SUPERSEDED
 
 
-async def in_thread(function: Any, *args: Any, **kwargs: Any) -> str:
+async def finish_within_time_limit(attempt: Attempt, should_abort: Callable[[], bool]) -> str:
+    """`finish_attempt` (the processor, then its outcome stored) in a thread of its own.
+
+    At the kind's time limit the processor is asked to stop (`run_processor`), and one
+    that stops fails its attempt there. One that ignores it is given up
+    LIMIT_GRACE_SECONDS later: its attempt is failed here and this worker slot goes to
+    the next job. Python cannot stop a thread, so the ignored one runs on until it
+    returns; its outcome is then discarded (the attempt no longer owns the job). A thread
+    of its own, not the executor's: an ignored attempt never holds a thread that the
+    next attempt needs."""
+    processor = get_processor(attempt.kind)
+    limit = processor.time_limit if processor is not None else None
+    started = time.monotonic()
+    finished = in_own_thread(f"job-{attempt.job_id}", finish_attempt, attempt, should_abort)
+    if limit is None:
+        return await finished
+    try:
+        return await asyncio.wait_for(asyncio.shield(finished), limit + LIMIT_GRACE_SECONDS)
+    except TimeoutError:
+        pass
+    elapsed = time.monotonic() - started
+    logger.error(
+        "job %s attempt %s: kind %r ignored should_abort past its time limit of %g s; its "
+        "attempt fails, its slot goes to the next job, its thread runs on unattended",
+        attempt.job_id,
+        attempt.attempt,
+        attempt.kind,
+        limit,
+    )
+    finished.add_done_callback(partial(_abandoned_attempt_ended, attempt, started))
+    error = past_time_limit(attempt, limit, elapsed)
+    return await in_thread(
+        store_failure, attempt.job_id, attempt.attempt, error, round(elapsed * 1000)
+    )
+
+
+def _abandoned_attempt_ended(attempt: Attempt, started: float, finished: asyncio.Future) -> None:
+    outcome = "cancelled" if finished.cancelled() else finished.exception() or finished.result()
+    logger.warning(
+        "job %s attempt %s: the thread given up at its time limit returned after %.1f s (%s)",
+        attempt.job_id,
+        attempt.attempt,
+        time.monotonic() - started,
+        outcome,
+    )
+
+
+def in_own_thread(name: str, function: Any, *args: Any) -> asyncio.Future[Any]:
+    """`function(*args)` in a new daemon thread, inside the worker's Flask application
+    context; the future settles on the event loop when it returns."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            with app_context():
+                result = function(*args)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+async def in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
     """`function` in the event loop's default executor (sized by `python -m workers` to
     every worker slot), inside the worker's Flask application context."""
 
-    def call() -> str:
+    def call() -> Any:
         with app_context():
             return function(*args, **kwargs)
 

@@ -11,19 +11,33 @@ loaded them, `run` describes the attempt (`JobRun`), and the return value (anyth
 hold) becomes the result's `output`. Raising an exception fails the attempt; the job is then
 retried with backoff until its `max_attempts` are spent.
 
+Every kind that the queue runs has a time limit (`Processor.time_limit`, seconds): an
+attempt still running at its limit is asked to stop (`run.should_abort()` turns True) and
+fails as past its limit, whatever it returns; the job's next attempt is then scheduled as
+after any failure. Built-ins check `should_abort` at least twice a second or return within
+milliseconds. A kind that declares no limit (every plugin that does not say) gets
+DEFAULT_TIME_LIMIT_SECONDS. Kinds whose limit is over LONG_JOB_SECONDS are *long*: a worker
+gives them at most LONG_JOB_SLOTS of its slots (docs/architecture.md, "Time limits and long jobs").
+A blocking processor that ignores `should_abort` is failed LIMIT_GRACE_SECONDS after its
+limit all the same and its worker slot goes to the next job; Python cannot stop a thread,
+so the ignored one runs on, unattended, until it returns (its result is discarded, and
+the worker logs an error naming the kind). A plugin must check `run.should_abort()`.
+
 New kinds come from two places:
 - `@processor("kind", schema=ParamsSchema)` on a function in any imported module;
 - the `jobboard.processors` entry-point group of an installed distribution, e.g. in its
   pyproject.toml `[project.entry-points."jobboard.processors"] resize = "pkg.mod:resize"`.
   The entry point's object is either a function decorated with `@processor` (importing it
-  registers it) or a plain `function(params, run)`, registered under the entry point's name
-  and taking any JSON object as params.
+  registers it; `@processor("resize", time_limit=30)` declares its limit) or a plain
+  `function(params, run)`, registered under the entry point's name, taking any JSON
+  object as params, with the default time limit.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
 import threading
 import time
@@ -39,6 +53,14 @@ from marshmallow import INCLUDE, RAISE, Schema, ValidationError, fields, validat
 logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "jobboard.processors"
+
+# A kind whose time limit is over this many seconds is long (see the module's docstring).
+LONG_JOB_SECONDS = 10.0
+# The time limit of a kind that declares none: long, so that an unknown plugin never takes
+# the slots that short jobs are promised.
+DEFAULT_TIME_LIMIT_SECONDS = 60.0
+# How long past its limit the worker waits for an attempt that ignores `should_abort`.
+LIMIT_GRACE_SECONDS = 2.0
 
 ProcessorFunction = Callable[[dict[str, Any], "JobRun"], Any]
 
@@ -78,6 +100,14 @@ class Processor:
     # event loop, between two statements on the worker's own connection pool: only for
     # kinds that return at once, never sleep, and touch no database (echo, checksum, ...).
     blocking: bool = True
+    # Seconds an attempt may run (see the module's docstring); None for a kind that the
+    # queue never runs (`manual`).
+    time_limit: float | None = DEFAULT_TIME_LIMIT_SECONDS
+
+    @property
+    def long(self) -> bool:
+        """A long kind: its attempts take one of a worker's LONG_JOB_SLOTS."""
+        return self.time_limit is not None and self.time_limit > LONG_JOB_SECONDS
 
     def load_params(self, params: Any) -> dict[str, Any]:
         """The params as the kind's schema loads them; raises ValidationError."""
@@ -109,10 +139,18 @@ def register(
     *,
     runs_in_queue: bool = True,
     blocking: bool = True,
+    time_limit: float | None = None,
 ) -> Processor:
-    """Add (or replace) the processor of `kind`."""
+    """Add (or replace) the processor of `kind`; `time_limit` in seconds (None: the
+    default, DEFAULT_TIME_LIMIT_SECONDS, for a kind that the queue runs)."""
     if not kind or len(kind) > 50:
         raise ValueError(f"A processor kind is 1-50 characters, not {kind!r}")
+    if not runs_in_queue:
+        time_limit = None
+    elif time_limit is None:
+        time_limit = DEFAULT_TIME_LIMIT_SECONDS
+    elif not (math.isfinite(time_limit) and time_limit > 0):
+        raise ValueError(f"The time limit of {kind!r} must be a number of seconds over 0")
     if schema is None:
         schema = AnyObjectParams
     schema_instance = schema() if isinstance(schema, type) else schema
@@ -124,6 +162,7 @@ def register(
         summary.splitlines()[0] if summary else "",
         runs_in_queue=runs_in_queue,
         blocking=blocking,
+        time_limit=time_limit,
     )
     with _registry_lock:
         if kind in _registry and _registry[kind].function is not function:
@@ -143,12 +182,16 @@ def processor(
     schema: Schema | type[Schema] | None = None,
     description: str | None = None,
     blocking: bool = True,
+    time_limit: float | None = None,
 ) -> Callable[[ProcessorFunction], ProcessorFunction]:
     """Register the decorated `function(params, run)` as the processor of `kind`
-    (`blocking=False` only for one that returns at once; see `Processor.blocking`)."""
+    (`blocking=False` only for one that returns at once; see `Processor.blocking`), with
+    `time_limit` seconds per attempt (default DEFAULT_TIME_LIMIT_SECONDS)."""
 
     def decorator(function: ProcessorFunction) -> ProcessorFunction:
-        registered = register(kind, function, schema, description, blocking=blocking)
+        registered = register(
+            kind, function, schema, description, blocking=blocking, time_limit=time_limit
+        )
         function.__processor__ = registered  # type: ignore[attr-defined]
         return function
 
@@ -171,7 +214,15 @@ def load_entry_points(force: bool = False) -> list[str]:
             continue
         registered = getattr(loaded, "__processor__", None)
         if isinstance(loaded, Processor):
-            registered = register(loaded.kind, loaded.function, loaded.schema, loaded.description)
+            registered = register(
+                loaded.kind,
+                loaded.function,
+                loaded.schema,
+                loaded.description,
+                runs_in_queue=loaded.runs_in_queue,
+                blocking=loaded.blocking,
+                time_limit=loaded.time_limit,
+            )
         elif registered is None and callable(loaded):
             registered = register(entry_point.name, loaded)
         elif registered is None:
@@ -247,13 +298,13 @@ class NoParams(StrictParams):
     """No params: `{}`."""
 
 
-@processor("echo", schema=AnyObjectParams, blocking=False)
+@processor("echo", schema=AnyObjectParams, blocking=False, time_limit=5)
 def echo(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Returns its params unchanged."""
     return params
 
 
-@processor("sleep", schema=SleepParams)
+@processor("sleep", schema=SleepParams, time_limit=MAX_SLEEP_SECONDS + 10)
 def sleep(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Sleeps `seconds`, checking twice a second whether the worker wants it to stop."""
     seconds = params["seconds"]
@@ -269,7 +320,7 @@ def sleep(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
 WORD = re.compile(r"\w+(?:['\u2019-]\w+)*")
 
 
-@processor("wordcount", schema=TextParams)
+@processor("wordcount", schema=TextParams, time_limit=10)
 def wordcount(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Counts words (case-insensitive, punctuation ignored), lines and characters."""
     text = params["text"]
@@ -284,7 +335,7 @@ def wordcount(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     }
 
 
-@processor("checksum", schema=ChecksumParams, blocking=False)
+@processor("checksum", schema=ChecksumParams, blocking=False, time_limit=10)
 def checksum(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Hex digest of the UTF-8 text with sha256 (default), sha1 or md5."""
     algorithm = params["algorithm"]
@@ -296,7 +347,7 @@ class FlakyFailure(Exception):
     """The planned failure of a `flaky` job."""
 
 
-@processor("flaky", schema=FlakyParams, blocking=False)
+@processor("flaky", schema=FlakyParams, blocking=False, time_limit=5)
 def flaky(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Fails its first `fail_times` attempts, then succeeds: for trying retries."""
     if run.attempt <= params["fail_times"]:

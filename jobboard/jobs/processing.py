@@ -13,13 +13,17 @@ The worker's `process_job` (workers/jobs.py) runs the same steps: for a processo
 not `blocking`, the start and the completion are each one statement in autocommit on
 the worker's own pool and the processor runs on its event loop (`run_processor`); the
 rest (a job not simply pending, a failure, a blocking kind) comes here in a thread:
-`run_attempt`, `finish_attempt`, `store_failure`.
+`begin_attempt`, `finish_attempt`, `store_failure`.
+
+Every attempt runs within its kind's time limit (`run_processor`): past it, the processor
+is asked to stop and the attempt fails like any other failed attempt.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -47,6 +51,15 @@ def run_attempt(
     should_abort: Callable[[], bool] = lambda: False,
 ) -> str:
     """Run the next attempt of job `job_id` and store its outcome; safe to run again."""
+    attempt = begin_attempt(job_id, queue_job_id)
+    if not isinstance(attempt, Attempt):
+        return attempt
+    return finish_attempt(attempt, should_abort)
+
+
+def begin_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str:
+    """Start (and commit) the next attempt of job `job_id` for queue entry `queue_job_id`,
+    or return the Outcome of a job that has no attempt to run."""
     attempt = start_attempt(job_id, queue_job_id)
     if not isinstance(attempt, Attempt):  # nothing to run; a stalled last attempt failed
         if attempt == Outcome.FAILED:
@@ -55,7 +68,7 @@ def run_attempt(
             db.session.rollback()
         return attempt
     db.session.commit()
-    return finish_attempt(attempt, should_abort)
+    return attempt
 
 
 def finish_attempt(attempt: Attempt, should_abort: Callable[[], bool] = lambda: False) -> str:
@@ -90,7 +103,19 @@ def store_failure(job_id: int, attempt_number: int, error: str, duration_ms: int
 
 
 def run_processor(attempt: Attempt, should_abort: Callable[[], bool]) -> tuple[object, str | None]:
-    """The processor's output and None, or None and the error that failed the attempt."""
+    """The processor's output and None, or None and the error that failed the attempt.
+
+    The kind's time limit counts from here: once it has passed, the processor's
+    `run.should_abort()` answers True, and an attempt that ends after it fails as past its
+    limit, whatever it returned or raised (workers.processors explains the rule)."""
+    started = time.monotonic()
+    processor = get_processor(attempt.kind)
+    limit = processor.time_limit if processor is not None else None
+    deadline = started + limit if limit is not None else math.inf
+
+    def stop_asked() -> bool:
+        return time.monotonic() >= deadline or should_abort()
+
     run = JobRun(
         job_id=attempt.job_id,
         owner_id=attempt.owner_id,
@@ -98,18 +123,37 @@ def run_processor(attempt: Attempt, should_abort: Callable[[], bool]) -> tuple[o
         attempt=attempt.attempt,
         max_attempts=attempt.max_attempts,
         scheduled_time=attempt.scheduled_time,
-        should_abort=should_abort,
+        should_abort=stop_asked,
     )
     try:
-        processor = get_processor(run.kind)
         if processor is None:
             raise LookupError(f"no processor for kind {run.kind!r} is installed on this worker")
         output = processor.run(processor.load_params(attempt.params), run)
         json.dumps(output)  # refuse what the JSONB column could not store, as a failure
     except Exception as exc:  # a processor's failure is the attempt's outcome, never ours
+        if limit is not None and time.monotonic() >= deadline:
+            return None, past_time_limit(attempt, limit, time.monotonic() - started)
         logger.info("job %s attempt %s failed: %r", run.job_id, run.attempt, exc)
         return None, describe(exc)
+    if limit is not None and time.monotonic() >= deadline:
+        return None, past_time_limit(attempt, limit, time.monotonic() - started)
     return output, None
+
+
+def past_time_limit(attempt: Attempt, limit: float, elapsed: float) -> str:
+    """The error of an attempt that ran past its kind's time limit (logged as a warning)."""
+    logger.warning(
+        "job %s attempt %s (%s) ran past its time limit of %g s: failed after %.1f s",
+        attempt.job_id,
+        attempt.attempt,
+        attempt.kind,
+        limit,
+        elapsed,
+    )
+    return (
+        f"TimeLimitExceeded: attempt {attempt.attempt} ran past the time limit of {limit:g} s "
+        f"of kind {attempt.kind!r} and was stopped after {elapsed:.1f} s"
+    )
 
 
 def describe(exc: BaseException) -> str:

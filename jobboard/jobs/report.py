@@ -13,7 +13,7 @@ from jobboard.models import User
 from workers.processors import JobRun, NoParams, processor
 
 
-@processor("report", schema=NoParams)
+@processor("report", schema=NoParams, time_limit=10)
 def report(params: dict[str, Any], run: JobRun) -> dict[str, Any]:
     """Emails the owner a summary of their jobs by status."""
     # The email is deferred on the worker's transaction, which commits together with the

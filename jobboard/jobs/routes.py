@@ -120,6 +120,12 @@ class JobById(VerifiedUserView):
     @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not pending, or it is assigned")
     @error(422, "Invalid field, past scheduled_time, params that do not fit the kind")
+    @error(
+        429,
+        "Run now (`scheduled_time: null`) counts like a create: refused while your other "
+        "open jobs are at your plan's max_open_jobs",
+        headers=RETRY_AFTER,
+    )
     def patch(self, changes: dict[str, Any], job_id: int):
         """Edit or reschedule your pending, unassigned job; its queue entry moves with it"""
         return transitions.reschedule(caller(), job_id, changes)
@@ -152,6 +158,12 @@ class JobRetry(VerifiedUserView):
     @error(403, policy.NOT_THE_OWNER)
     @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not failed")
+    @error(
+        429,
+        "A retry counts like a create: refused at your plan's max_open_jobs or jobs_per_day "
+        "(a retry is one of the day's jobs), named in the message",
+        headers=RETRY_AFTER,
+    )
     def post(self, job_id: int):
         """Retry a failed job now, with a fresh round of max_attempts"""
         return transitions.retry_failed_job(caller(), job_id)
@@ -176,6 +188,12 @@ class JobRelease(VerifiedUserView):
     @blp.response(200, JobOut)
     @error(404, "No such job, or you are neither its owner nor its assignee")
     @error(409, "The job is not in progress with an assignee")
+    @error(
+        429,
+        "The job goes back to the queue like a new one: refused while the owner's other "
+        "open jobs are at the owner's plan's max_open_jobs",
+        headers=RETRY_AFTER,
+    )
     def post(self, job_id: int):
         """Give the job back (assignee) or take it away (owner): pending and open again"""
         return transitions.release(caller(), job_id)

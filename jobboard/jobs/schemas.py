@@ -17,7 +17,7 @@ from marshmallow import (
 from jobboard.jobs.sorting import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
 from jobboard.request_rules import UtcDateTime
-from workers.processors import get_processor, kinds
+from workers.processors import LONG_JOB_SECONDS, get_processor, kinds, processors
 
 STATUS_VALUES = [status.value for status in JobStatus]
 MAX_PRIORITY = 100
@@ -26,6 +26,32 @@ MAX_PRIORITY = 100
 def _known_kind(kind: str) -> None:
     if get_processor(kind) is None:
         raise ValidationError(f"Unknown kind. Known kinds: {', '.join(kinds())}.")
+
+
+def _kind_metadata() -> dict[str, Any]:
+    """The OpenAPI of `kind`: the kinds installed, and each one's time limit (also as
+    `x-time-limits`, kind -> seconds, for programs)."""
+    installed = processors()
+    limits = {
+        kind: entry.time_limit
+        for kind, entry in sorted(installed.items())
+        if entry.time_limit is not None
+    }
+    listed = ", ".join(
+        f"{kind} {limit:g} s{' (long)' if installed[kind].long else ''}"
+        for kind, limit in limits.items()
+    )
+    return {
+        "description": "The processor: echo, sleep, wordcount, checksum, flaky, report, or a "
+        "kind added by a plugin; or `manual`: done by a person, never by the queue (the job "
+        "waits, open for bids, until a bid is accepted). Each kind the queue runs has a time "
+        "limit per attempt: an attempt still running at it is stopped and fails, and the "
+        f"next attempt is scheduled as after any failure. Kinds over {LONG_JOB_SECONDS:g} s "
+        "are long: a worker runs only a few of them at once (LONG_JOB_SLOTS, see docs/architecture.md), "
+        f"so short jobs always find a slot. Time limits: {listed}.",
+        "enum": kinds(),
+        "x-time-limits": limits,
+    }
 
 
 class JobIn(Schema):
@@ -41,16 +67,7 @@ class JobIn(Schema):
             "Omitted or null: now (a free worker takes it at once)."
         },
     )
-    kind = fields.String(
-        load_default="echo",
-        validate=_known_kind,
-        metadata={
-            "description": "The processor: echo, sleep, wordcount, checksum, flaky, "
-            "report, or a kind added by a plugin; or `manual`: done by a person, never by "
-            "the queue (the job waits, open for bids, until a bid is accepted).",
-            "enum": kinds(),
-        },
-    )
+    kind = fields.String(load_default="echo", validate=_known_kind, metadata=_kind_metadata())
     params = fields.Dict(
         keys=fields.String(),
         load_default=dict,

@@ -144,7 +144,9 @@ def _insert_within_quotas(
         .prefix_with("MATERIALIZED")
     )
     queue_job_id = (
-        queue_entry(drawn.c.id, owner_id, values["priority"], queue_at) if queued else null()
+        queue_entry(drawn.c.id, owner_id, values["kind"], values["priority"], queue_at)
+        if queued
+        else null()
     )
     values = values | {
         "created_at": now,
@@ -214,15 +216,21 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
     if job.id is None:
         db.session.flush()
     job.queue_job_id = db.session.scalar(
-        select(queue_entry(literal(job.id), job.owner_id, job.priority, at))
+        select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
     )
     return job.queue_job_id
 
 
 def queue_entry(
-    job_id: ColumnElement[int], owner_id: int, priority: int, at: datetime | None
+    job_id: ColumnElement[int], owner_id: int, kind: str, priority: int, at: datetime | None
 ) -> ColumnElement[int]:
     """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
+    args: dict[str, Any] = {"job_id": job_id, "owner_id": owner_id}
+    processor = get_processor(kind)
+    if processor is not None and processor.long:
+        # A long kind's entry takes one of a worker's long-job slots
+        # (migrations/sql/long_job_slots_0009.sql); a short one's carries no mark.
+        args["long"] = True
     return queue.deferral(
         PROCESS_JOB_TASK,
         queue=QUEUE_JOBS,
@@ -232,7 +240,7 @@ def queue_entry(
         priority=priority,
         # Whose entry it is: the queue's fetch applies the owner's running limit and orders
         # by `priority` only among the owner's own entries (migrations/sql/fair_queue_0004.sql).
-        args={"job_id": job_id, "owner_id": owner_id},
+        args=args,
     )
 
 

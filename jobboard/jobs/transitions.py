@@ -16,7 +16,9 @@
 Each runs under the job row's lock (FOR UPDATE, `jobboard.locking.locked`) or is a
 conditional UPDATE that takes it, so whoever locks first wins and the other finds the
 new status: a cancel racing the worker's start, an award racing it, a stalled attempt
-given up for dead while it finishes. Status strings come from `JobStatus` only. The caller
+given up for dead while it finishes. Status strings come from `JobStatus` only. A job that
+goes back to the queue (retry, release, run-now) asks `jobboard.quotas.admit_requeue` for
+its place in the owner's quotas, under the job's lock. The caller
 commits, except for the request-level transitions (cancel, retry, deliver, release,
 reschedule), which commit themselves. Who may act is asked of `jobboard.jobs.policy`.
 Deadline notices (`jobboard.notices`) are scheduled on award and cancelled on delivery
@@ -298,6 +300,7 @@ def retry_failed_job(user: User | None, job_id: int) -> Job:
     job = _locked_for_change(user, job_id)
     if job.status != JobStatus.FAILED:
         raise Conflict(f"Job {job.id} is {job.status}; only a failed job can be retried.")
+    quotas.admit_requeue(job, retry=True, by_owner=user is not None and policy.is_owner(user, job))
     job.status = JobStatus.PENDING
     job.attempts = 0
     job.finished_at = None
@@ -359,6 +362,7 @@ def release(user: User, job_id: int) -> Job:
             f"Job {job.id} is {job.status} and not handed to anybody; only a job in progress "
             "with an assignee can be released."
         )
+    quotas.admit_requeue(job, by_owner=policy.is_owner(user, job))
     other_id = policy.other_party_id(user, job)
     for bid in locked_rows(Bid, Bid.job_id == job.id, Bid.status == BidStatus.ACCEPTED):
         bid.status = BidStatus.WITHDRAWN
@@ -399,6 +403,8 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
             errors={"json": {"max_attempts": [f"Must be more than {job.attempts}."]}},
         )
     run_now = "scheduled_time" in values and values["scheduled_time"] is None
+    if run_now:
+        quotas.admit_requeue(job)
     if "scheduled_time" in values:
         values["scheduled_time"] = future_or_now(values["scheduled_time"])
     moved = any(

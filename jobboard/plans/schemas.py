@@ -26,7 +26,13 @@ class PlanOut(Schema):
 class UsageOut(Schema):
     running_jobs = fields.Integer(dump_only=True)
     open_jobs = fields.Integer(dump_only=True)
-    jobs_today = fields.Integer(dump_only=True, metadata={"description": "Since 00:00 UTC."})
+    jobs_today = fields.Integer(
+        dump_only=True,
+        metadata={
+            "description": "Jobs created and failed jobs retried since 00:00 UTC: what "
+            "jobs_per_day counts."
+        },
+    )
     bids_today = fields.Integer(dump_only=True, metadata={"description": "Since 00:00 UTC."})
 
 
