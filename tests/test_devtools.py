@@ -1,0 +1,63 @@
+"""The tooling around the product: run.py's launcher needs nothing but the standard
+library (it runs before the virtual environment exists), and the benchmark's scenarios
+are registered where `python -m bench` finds them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from config import PROJECT_ROOT
+
+
+def test_run_py_and_its_launcher_import_with_the_standard_library_alone():
+    # -S: no site-packages, so any third-party or virtual-environment import fails; -I
+    # would also drop the current directory, so the repository goes first by hand.
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import runpy; runpy.run_path(sys.argv[1] + '/run.py', run_name='not_main'); "
+        "import devtools.launcher, devtools.processes; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('jobboard', 'workers', 'config', 'tests', 'bench')))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(PROJECT_ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd="/",
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.strip() == "[]"
+
+
+def test_every_benchmark_scenario_is_selectable_and_declares_its_options():
+    from bench.__main__ import parse_arguments
+    from bench.scenarios import SCENARIOS
+
+    numbers = {number for scenario in SCENARIOS for number in scenario.selected_by}
+    assert numbers == {"1", "2", "3", "4", "5"}
+    defaults = parse_arguments([])
+    assert defaults.scenarios == numbers
+    assert defaults.timed_ahead == (2.0, 5.0)
+    assert (defaults.backlog_small, defaults.backlog_large) == (5000, 50_000)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scenarios", "1,9"], "unknown scenarios: 9"),
+        (["--small-backlog", "10", "--backlog", "5"], "--small-backlog must be between"),
+        (["--rounds", "0"], "argument --rounds: must be >= 1"),
+        (["--timed-ahead", "soon"], "argument --timed-ahead: expected seconds"),
+    ],
+)
+def test_the_benchmark_refuses_bad_options_naming_them(argv, message, capsys):
+    from bench.__main__ import parse_arguments
+
+    with pytest.raises(SystemExit) as exit_info:
+        parse_arguments(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
