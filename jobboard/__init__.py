@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import click
 from flask import Flask
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -56,6 +57,10 @@ def configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    if click.get_current_context(silent=True) is not None:  # created by the `flask` CLI
+        from jobboard.cli_output import quiet_libraries
+
+        quiet_libraries()
 
 
 def register_extensions(app: Flask) -> None:
