@@ -8,7 +8,6 @@ contract and tests/test_devtools.py keep it so).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shutil
@@ -20,6 +19,7 @@ import time
 import venv
 from pathlib import Path
 
+from devtools import locks
 from devtools.processes import Process
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,20 +35,52 @@ def say(message: str) -> None:
 
 
 def ensure_virtualenv() -> None:
-    """Create .venv and install the project (with test extras) when pyproject changed."""
+    """Create .venv and install the locked versions into it when the locks (or
+    pyproject.toml) changed since the last install."""
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs under any python3
         sys.exit(f"jobboard needs Python 3.11 or newer, this is {sys.version.split()[0]}")
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    wanted = locks.fingerprint()
     if PYTHON.exists() and STAMP.exists() and STAMP.read_text() == wanted:
         return
+    started = time.monotonic()
+    create_virtualenv()
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if running != locks.python_version():
+        say(
+            f"note: this is Python {running}; deployments run {locks.python_version()} "
+            "(.python-version), the version the tests are run on"
+        )
+    say(
+        f"installing the {locks.locked_count()} locked packages (requirements.txt, "
+        "requirements-dev.txt) and jobboard itself into .venv; the first time this "
+        "downloads them, which takes a minute or more"
+    )
+    pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run(locks.install_command(PYTHON), check=True, cwd=ROOT)
+    # --no-deps installs exactly the lock: a dependency pyproject.toml gained since the
+    # lock was made would be missing, which pip check names.
+    if subprocess.run([*pip, "check"], cwd=ROOT).returncode:
+        sys.exit(f"[run.py] the locks miss a dependency: run `{locks.LOCK_COMMAND}`")
+    STAMP.write_text(wanted)
+    say(f"installed in {time.monotonic() - started:.0f} s")
+
+
+def create_virtualenv() -> None:
     if not PYTHON.exists():
         say(f"creating the virtual environment in {VENV}")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    say("installing jobboard and its dependencies into .venv (about 20 s the first time)")
-    pip = [str(PYTHON), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "install", "--editable", f"{ROOT}[dev]"], check=True, cwd=ROOT)
-    STAMP.write_text(wanted)
+
+
+def regenerate_locks(uv_args: list[str]) -> int:
+    """`python3 run.py lock [uv options]`: both lock files anew from pyproject.toml."""
+    create_virtualenv()
+    say(f"resolving pyproject.toml for Python {locks.python_version()} with uv pip compile")
+    locks.regenerate(BIN, uv_args)
+    say(
+        f"wrote {locks.RUNTIME_LOCK.name} and {locks.DEV_LOCK.name}; the next command installs them"
+    )
+    return 0
 
 
 def ensure_dotenv() -> None:
@@ -191,20 +223,38 @@ class Supervisor:
 
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser")
+SKIP_BROWSER_INSTALL = "JOBBOARD_SKIP_BROWSER_INSTALL"
 
 
 def ensure_chromium() -> None:
-    """The browser tests drive Debian's chromium: install it when missing and we are root
-    (as on CI), else say how. The tests themselves never change the machine."""
+    """The browser tests drive Debian's chromium. When it is missing and we are root (as
+    on CI) it is installed with apt-get, after saying so; JOBBOARD_SKIP_BROWSER_INSTALL=1
+    leaves the machine alone. The tests themselves never change the machine: without
+    Chromium they are skipped, or fail when CI is set."""
     if any(shutil.which(name) for name in CHROMIUM_NAMES):
+        return
+    without = "the browser tests will be skipped (they fail instead when CI is set)"
+    if os.environ.get(SKIP_BROWSER_INSTALL):
+        say(f"Chromium is missing and {SKIP_BROWSER_INSTALL} is set: {without}")
         return
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
         say(
-            "Chromium is missing, so the browser tests will be skipped; install it with "
+            f"Chromium is missing, so {without}; install it with "
             "`sudo apt-get install -y chromium` (Debian/Ubuntu) and run the tests again"
         )
         return
-    say("installing Chromium for the browser tests (apt-get update; apt-get install chromium)")
+    say(
+        "Chromium is missing: installing Debian's `chromium` package and its dependencies"
+        " system-wide for the browser tests (apt-get update, then apt-get install; several"
+        " hundred MB, apt-get says how much). To leave this machine alone, set"
+        f" {SKIP_BROWSER_INSTALL}=1: {without}"
+    )
+    if sys.stdin.isatty() and not os.environ.get("CI"):
+        answer = input("[run.py] install Chromium now? [Y/n] ").strip().lower()
+        if answer not in ("", "y", "yes"):
+            say(f"not installed: {without}")
+            return
+    started = time.monotonic()
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     apt = ["apt-get", "-o", "DPkg::Lock::Timeout=300", "-q"]
     for command in (
@@ -212,8 +262,9 @@ def ensure_chromium() -> None:
         [*apt, "install", "-y", "chromium"],
     ):
         if subprocess.run(command, env=env).returncode:
-            say(f"`{' '.join(command)}` failed: the browser tests will be skipped (fail in CI)")
+            say(f"`{' '.join(command)}` failed: {without}")
             return
+    say(f"Chromium installed in {time.monotonic() - started:.0f} s")
 
 
 def run_tests(pytest_args: list[str]) -> int:
@@ -241,6 +292,8 @@ def stop_database() -> int:
 
 def main(argv: list[str]) -> int:
     command, rest = (argv[0], argv[1:]) if argv else ("up", [])
+    if command == "lock":
+        return regenerate_locks(rest)
     ensure_virtualenv()
     if command == "up":
         return run_system()
@@ -248,4 +301,4 @@ def main(argv: list[str]) -> int:
         return run_tests(rest)
     if command == "stop-db":
         return stop_database()
-    sys.exit(f"usage: python3 run.py [up | test [pytest args] | stop-db], not {command!r}")
+    sys.exit(f"usage: python3 run.py [up | test [pytest args] | stop-db | lock], not {command!r}")

@@ -18,7 +18,7 @@ def test_run_py_and_its_launcher_import_with_the_standard_library_alone():
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
         "import runpy; runpy.run_path(sys.argv[1] + '/run.py', run_name='not_main'); "
-        "import devtools.launcher, devtools.processes; "
+        "import devtools.launcher, devtools.locks, devtools.processes; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('jobboard', 'workers', 'config', 'tests', 'bench')))"
     )
@@ -61,3 +61,55 @@ def test_the_benchmark_refuses_bad_options_naming_them(argv, message, capsys):
         parse_arguments(argv)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+# --- what the test command installs on the machine -----------------------------------------
+
+
+@pytest.fixture
+def no_chromium(monkeypatch):
+    from devtools import launcher
+
+    monkeypatch.setattr(
+        launcher.shutil, "which", lambda name: "/usr/bin/apt-get" if name == "apt-get" else None
+    )
+    monkeypatch.setattr(launcher.os, "geteuid", lambda: 0)
+    monkeypatch.delenv(launcher.SKIP_BROWSER_INSTALL, raising=False)
+    commands: list[list[str]] = []
+
+    def run(command, **_kwargs):
+        print("RAN " + " ".join(command))
+        commands.append(command)
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(launcher.subprocess, "run", run)
+    return launcher, commands
+
+
+def test_the_test_command_says_what_it_installs_before_installing_it(no_chromium, capsys):
+    launcher, commands = no_chromium
+    launcher.ensure_chromium()
+    said = capsys.readouterr().out
+    assert [command[-1] for command in commands] == ["update", "chromium"]
+    notice = said.index("installing Debian's `chromium` package")
+    assert notice < said.index("RAN apt-get")
+    assert "JOBBOARD_SKIP_BROWSER_INSTALL=1" in said[: said.index("RAN apt-get")]
+
+
+def test_the_browser_install_can_be_skipped(no_chromium, monkeypatch, capsys):
+    launcher, commands = no_chromium
+    monkeypatch.setenv(launcher.SKIP_BROWSER_INSTALL, "1")
+    launcher.ensure_chromium()
+    assert commands == []
+    assert "skipped (they fail instead when CI is set)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_without_chromium_the_browser_tests_skip_but_fail_in_ci(monkeypatch, ci):
+    from tests.support import browser
+
+    monkeypatch.setattr(browser.shutil, "which", lambda name: None)
+    monkeypatch.setenv("CI", ci)
+    expected = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(expected):
+        browser.chromium_path()
