@@ -112,6 +112,7 @@ def database_url(env: dict[str, str]) -> str:
     if configured:
         say("using DATABASE_URL from the environment")
         return configured
+    embedded_database_notice("DATABASE_URL")
     url = venv_python(
         "import logging; logging.disable(logging.INFO)\n"
         "from jobboard import embedded_db; print(embedded_db.database_url())",
@@ -120,6 +121,16 @@ def database_url(env: dict[str, str]) -> str:
     say(f"embedded PostgreSQL is running; its data lives in {ROOT / '.data' / 'postgres'}")
     say("it keeps running after this command stops (stop it with: python3 run.py stop-db)")
     return url
+
+
+def embedded_database_notice(variable: str) -> None:
+    """What starting the embedded PostgreSQL changes on the machine, said beforehand."""
+    if os.name == "posix" and os.geteuid() == 0:
+        say(
+            "running as root: the embedded PostgreSQL runs as the system user 'pgserver'"
+            " (created with useradd if missing), and the folders above .data/postgres get"
+            f" o+rx so that it can reach its data; set {variable} to use a server of your own"
+        )
 
 
 def pump(prefix: str, stream) -> None:
@@ -281,6 +292,7 @@ def run_tests(pytest_args: list[str]) -> int:
             return 1
     if not env.get("TEST_DATABASE_URL"):
         say("TEST_DATABASE_URL unset: tests use the embedded PostgreSQL in .data/postgres")
+        embedded_database_notice("TEST_DATABASE_URL")
     return subprocess.run([str(PYTHON), "-m", "pytest", *pytest_args], cwd=ROOT, env=env).returncode
 
 

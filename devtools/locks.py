@@ -66,6 +66,7 @@ def install_command(python: Path) -> list[str]:
         "install",
         "--disable-pip-version-check",
         "--quiet",
+        "--quiet",  # errors only: not setuptools' notes on building the project editable
         "--no-deps",
         "-r",
         str(RUNTIME_LOCK),

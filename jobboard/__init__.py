@@ -57,6 +57,9 @@ def configure_logging(app: Flask) -> None:
         logging.basicConfig(
             level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
         )
+    # Procrastinate announces its built-in tasks at INFO whenever an App is built (at
+    # import, in every process): nothing an operator can act on.
+    logging.getLogger("procrastinate.blueprints").setLevel(logging.WARNING)
     if click.get_current_context(silent=True) is not None:  # created by the `flask` CLI
         from jobboard.cli_output import quiet_libraries
 

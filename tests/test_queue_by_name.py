@@ -1,6 +1,6 @@
 """The web side defers by task name (`jobboard.queue.defer`) and never loads the worker's
 task modules: no periodic task is registered in the web process, on its first request
-or later."""
+or later, and its start says nothing of Procrastinate's built-in tasks."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def test_a_request_that_defers_loads_no_task_module(fresh_database, smtp_server)
     assert seen["task_modules"] == ["workers.app", "workers.processors"]
     assert seen["periodic"] == 0
     assert "Registering task" not in finished.stderr
+    assert "Adding tasks from blueprint" not in finished.stderr  # a quiet start
 
 
 def test_no_task_sets_defaults_that_a_deferral_by_name_would_skip():
