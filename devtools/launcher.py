@@ -47,8 +47,8 @@ def ensure_virtualenv() -> None:
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if running != locks.python_version():
         say(
-            f"note: this is Python {running}; deployments run {locks.python_version()} "
-            "(.python-version), the version the tests are run on"
+            f"note: this is Python {running}; .python-version pins {locks.python_version()}"
+            " for deployments (the locks hold for both)"
         )
     say(
         f"installing the {locks.locked_count()} locked packages (requirements.txt, "
