@@ -17,45 +17,30 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench.harness import Harness
 from bench.report import Report, load_average, machine
-from bench.scenarios import Bench, Settings
-from bench.system import Database, log_dir_for, run_migrations, start_web, system_environment
+from bench.scenarios import SCENARIOS
+from bench.system import log_dir_for, run_migrations, start_web, system_environment
 from config import PROJECT_ROOT
-from tests.support.processes import free_port
-from tests.support.smtp import Mailbox, SmtpServer
+from devtools.database import DatabaseServer
+from devtools.processes import free_port
+from devtools.smtp import Mailbox, SmtpServer
 
 logger = logging.getLogger("bench")
 
-SUMMARY_KEYS = (
-    "raw_jobs_per_s",
-    "e2e_jobs_per_s",
-    "celery_jobs_per_s",
-    "e2e_per_raw",
-    "e2e_per_celery",
-    "round_trips_per_job",
-    "get_jobs_statements",
-    "post_jobs_statements",
-    "backlog_large_per_small",
-)
+# Options that are not counts (the JSON's settings.counts has every other one).
+NOT_COUNTS = {"scenarios", "database", "keep_database", "json"}
 
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
+    numbers = sorted({number for scenario in SCENARIOS for number in scenario.selected_by})
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure jobboard's throughput, latency and timeliness (docs/performance.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--jobs",
-        type=int,
-        default=5000,
-        help="jobs queued per arm and round in scenario 1 (raw no-op, end-to-end echo, Celery)",
-    )
-    parser.add_argument(
-        "--rounds",
-        type=int,
-        default=3,
-        help="rounds of scenario 1; the arms run in rotating order in each",
+        "--scenarios", default=",".join(numbers), help="comma-separated scenarios to run"
     )
     parser.add_argument(
         "--warmup",
@@ -65,99 +50,11 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         " of the drain)",
     )
     parser.add_argument(
-        "--round-trip-jobs",
-        type=int,
-        default=1000,
-        help="jobs per arm drained through the counting proxy for round trips (0: skip)",
-    )
-    parser.add_argument(
-        "--backlog",
-        type=int,
-        default=50_000,
-        help="the large queued backlog of scenario 2",
-    )
-    parser.add_argument(
-        "--small-backlog",
-        type=int,
-        default=5000,
-        help="the small queued backlog of scenario 2",
-    )
-    parser.add_argument(
-        "--backlog-window",
-        type=int,
-        default=2000,
-        help="completions waited for in each backlog drain (warm-up included)",
-    )
-    parser.add_argument(
-        "--backlog-rounds",
-        type=int,
-        default=3,
-        help="rounds of scenario 2 (small then large, alternating order); the ratio is the"
-        " median of the rounds' ratios",
-    )
-    parser.add_argument(
-        "--http-jobs",
-        type=int,
-        default=1500,
-        help="echo jobs POSTed in scenario 2's HTTP variant (the load of 3)",
-    )
-    parser.add_argument(
-        "--http-concurrency",
-        type=int,
-        default=8,
-        help="clients POSTing in scenario 2's HTTP variant",
-    )
-    parser.add_argument(
-        "--timed-jobs",
-        type=int,
-        default=100,
-        help="jobs scheduled ahead in each of scenario 3's three groups",
-    )
-    parser.add_argument(
-        "--timed-ahead",
-        default="2,5",
-        help="scenario 3 schedules jobs this many seconds ahead (low,high)",
-    )
-    parser.add_argument(
-        "--api-seed", type=int, default=10_000, help="jobs of the caller in scenario 4"
-    )
-    parser.add_argument(
-        "--api-requests",
-        type=int,
-        default=600,
-        help="requests per endpoint at concurrency 16 in scenario 4",
-    )
-    parser.add_argument(
-        "--api-requests-serial",
-        type=int,
-        default=200,
-        help="requests per endpoint at concurrency 1 in scenario 4",
-    )
-    parser.add_argument(
-        "--statement-requests",
-        type=int,
-        default=20,
-        help="requests per endpoint sent through the counting proxy in scenario 4",
-    )
-    parser.add_argument(
-        "--register-requests",
-        type=int,
-        default=100,
-        help="registrations per SMTP speed in scenario 5",
-    )
-    parser.add_argument(
-        "--smtp-delay",
-        type=float,
-        default=2.0,
-        help="seconds the slow SMTP sink takes per message in scenario 5",
-    )
-    parser.add_argument(
         "--web-workers",
         type=int,
         default=int(os.environ.get("WEB_CONCURRENCY", "2")),
         help="gunicorn workers (the Procfile's WEB_CONCURRENCY)",
     )
-    parser.add_argument("--scenarios", default="1,2,3,4,5", help="comma-separated scenarios to run")
     parser.add_argument(
         "--database",
         default="jobboard_bench",
@@ -180,45 +77,19 @@ def parse_arguments(argv: list[str]) -> argparse.Namespace:
         default=PROJECT_ROOT / "bench-results.json",
         help="where to write the figures as JSON",
     )
+    for scenario in SCENARIOS:
+        scenario.add_arguments(parser)
     arguments = parser.parse_args(argv)
-    scenarios = {part.strip() for part in arguments.scenarios.split(",") if part.strip()}
-    unknown = scenarios - {"1", "2", "3", "4", "5"}
+    chosen = {part.strip() for part in arguments.scenarios.split(",") if part.strip()}
+    unknown = chosen - set(numbers)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
-    if arguments.rounds < 1 or arguments.jobs < 2 or arguments.backlog_rounds < 1:
-        parser.error("--rounds and --backlog-rounds must be >= 1, --jobs >= 2")
-    if not 0 < arguments.small_backlog <= arguments.backlog:
-        parser.error("--small-backlog must be between 1 and --backlog")
-    arguments.scenario_set = scenarios
-    low, _, high = arguments.timed_ahead.partition(",")
-    arguments.timed_ahead_window = (float(low), float(high or low))
+    arguments.scenarios = chosen
+    for scenario in SCENARIOS:
+        problem = scenario.check_arguments(arguments)
+        if problem:
+            parser.error(problem)
     return arguments
-
-
-def settings_from(arguments: argparse.Namespace) -> Settings:
-    return Settings(
-        jobs=arguments.jobs,
-        http_jobs=arguments.http_jobs,
-        http_concurrency=arguments.http_concurrency,
-        timed_jobs=arguments.timed_jobs,
-        timed_ahead=arguments.timed_ahead_window,
-        api_seed=arguments.api_seed,
-        api_requests=arguments.api_requests,
-        api_requests_serial=arguments.api_requests_serial,
-        register_requests=arguments.register_requests,
-        smtp_delay=arguments.smtp_delay,
-        web_workers=arguments.web_workers,
-        scenarios=arguments.scenario_set,
-        drain_timeout=arguments.drain_timeout,
-        rounds=arguments.rounds,
-        warmup=arguments.warmup,
-        round_trip_jobs=arguments.round_trip_jobs,
-        backlog_small=arguments.small_backlog,
-        backlog_large=arguments.backlog,
-        backlog_window=arguments.backlog_window,
-        backlog_rounds=arguments.backlog_rounds,
-        statement_requests=arguments.statement_requests,
-    )
 
 
 def stop_on_sigterm() -> None:
@@ -228,22 +99,22 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def run(arguments: argparse.Namespace) -> Report:
+def run(settings: argparse.Namespace) -> Report:
     from workers.__main__ import worker_options
 
-    settings = settings_from(arguments)
-    log_dir = log_dir_for(arguments.database)
+    chosen = [scenario for scenario in SCENARIOS if scenario.selected_by & settings.scenarios]
+    log_dir = log_dir_for(settings.database)
     for old_log in log_dir.glob("*.log"):
         old_log.unlink()  # the logs of the last run only
     report = Report()
     # Every headline figure is in the summary; null when its scenario did not run.
-    report.summary = dict.fromkeys(SUMMARY_KEYS)
+    report.summary = dict.fromkeys(key for scenario in SCENARIOS for key in scenario.summary_keys)
     report.environment = machine()
     with ExitStack() as cleanup:
-        logger.info("preparing database %r", arguments.database)
-        database = Database.on_configured_server(arguments.database)
+        logger.info("preparing database %r", settings.database)
+        database = DatabaseServer.at(os.environ.get("DATABASE_URL")).database(settings.database)
         database.recreate()
-        if not arguments.keep_database:
+        if not settings.keep_database:
             cleanup.callback(database.drop)
         report.environment["postgresql"] = database.server_version()
         report.environment["autovacuum"] = database.setting("autovacuum")
@@ -258,7 +129,7 @@ def run(arguments: argparse.Namespace) -> Report:
         run_migrations(env, log_dir)
 
         web, web_port = None, 0
-        if settings.scenarios - {"1"}:
+        if any(scenario.needs_web for scenario in chosen):
             web_port = free_port()
             logger.info(
                 "starting gunicorn (%d workers) on 127.0.0.1:%d", settings.web_workers, web_port
@@ -271,7 +142,7 @@ def run(arguments: argparse.Namespace) -> Report:
             "worker": options,
             "web_workers": settings.web_workers,
             "counts": {
-                key: value for key, value in vars(settings).items() if key not in {"scenarios"}
+                key: value for key, value in vars(settings).items() if key not in NOT_COUNTS
             },
             "scenarios": sorted(settings.scenarios),
             "summary": (
@@ -280,20 +151,10 @@ def run(arguments: argparse.Namespace) -> Report:
             ),
         }
 
-        bench = Bench(settings, report, database, env, sink, web, web_port)
-        cleanup.callback(bench.close)
-        chosen = settings.scenarios
-        baseline = bench.throughput() if "1" in chosen else None
-        if "2" in chosen:
-            bench.backlog()
-        if "3" in chosen:
-            bench.timeliness_idle()
-        if chosen & {"2", "3"}:
-            bench.end_to_end_http_under_load(baseline)
-        if "4" in chosen:
-            bench.api()
-        if "5" in chosen:
-            bench.register()
+        harness = Harness(settings, report, database, env, sink, web, web_port)
+        cleanup.callback(harness.close)
+        for scenario in chosen:
+            scenario.run(harness)
     report.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     report.environment["load_average_end"] = load_average()
     return report

@@ -42,6 +42,25 @@ def shown_spread(figures: dict[str, Any], digits: int = 1) -> str:
     return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
 
 
+def add_timeliness_rows(
+    report: Report, label: str, figures: dict[str, Any], p99_target: float
+) -> None:
+    """Scenario 3's rows for one group of jobs scheduled ahead (`Harness.lateness`)."""
+    scenario = f"3 timeliness, {label}"
+    report.add(scenario, f"lateness p50 ({figures['count']} jobs)", figures["p50"], "s")
+    report.add(
+        scenario,
+        "lateness p99",
+        figures["p99"],
+        "s",
+        f"<= {p99_target:g} s",
+        figures["p99"] <= p99_target,
+    )
+    report.add(scenario, "lateness max", figures["max"], "s")
+    early = figures["early_starts"] + figures["engine_early_starts"]
+    report.add(scenario, "jobs started early", early, "", "0", early == 0)
+
+
 @dataclass
 class Row:
     scenario: str

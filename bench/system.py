@@ -1,28 +1,25 @@
-"""What the benchmark brings up: a dedicated database, the Procfile's web and worker
-processes, and their environment. Everything listens on loopback only, and everything
-started here is stopped by `System.close()`, on errors and Ctrl-C too."""
+"""What the benchmark brings up and how it watches it: the Procfile's release, web and
+worker processes and their environment, and the CPU time processes spend. Everything
+listens on loopback only; `python -m bench` stops everything it started, on errors and
+Ctrl-C too. The database is `devtools.database`'s, shared with the tests."""
 
 from __future__ import annotations
 
 import http.client
-import logging
 import os
 import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import psycopg
 
-from config import PROJECT_ROOT, libpq_url
-from jobboard.embedded_db import drop_database, recreate_database, with_database
-from tests.support.processes import Process
-
-logger = logging.getLogger("bench")
+from config import PROJECT_ROOT
+from devtools.database import Database
+from devtools.processes import Process
 
 BIN = Path(sys.executable).parent
 LOG_ROOT = PROJECT_ROOT / ".data" / "bench-logs"
@@ -32,45 +29,6 @@ def log_dir_for(database: str) -> Path:
     """Where the processes of a run on `database` log (one folder per database, so runs
     on different databases never mix their logs)."""
     return LOG_ROOT / database
-
-
-@dataclass
-class Database:
-    """The benchmark's own database, dropped and created afresh for every run."""
-
-    admin_url: str
-    name: str
-
-    @property
-    def url(self) -> str:
-        return with_database(self.admin_url, self.name)
-
-    @classmethod
-    def on_configured_server(cls, name: str) -> Database:
-        """On the server of DATABASE_URL (environment or .env), else the embedded one."""
-        configured = os.environ.get("DATABASE_URL")
-        if configured:
-            # Connect to the configured database itself: it exists and we may use it.
-            return cls(admin_url=libpq_url(configured), name=name)
-        from jobboard import embedded_db
-
-        return cls(admin_url=embedded_db.server_url("postgres"), name=name)
-
-    def recreate(self) -> None:
-        recreate_database(self.admin_url, self.name)
-
-    def drop(self) -> None:
-        drop_database(self.admin_url, self.name)
-
-    def connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.url, autocommit=True)
-
-    def server_version(self) -> str:
-        return self.setting("server_version")
-
-    def setting(self, name: str) -> str:
-        with self.connect() as conn:
-            return str(conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0])
 
 
 def system_environment(database_url: str, smtp_port: int) -> dict[str, str]:

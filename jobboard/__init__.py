@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import click
 from flask import Flask
 from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -59,6 +60,13 @@ def configure_logging(app: Flask) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger(__name__).setLevel(level)
+    # Procrastinate announces its built-in tasks at INFO whenever an App is built (at
+    # import, in every process): nothing an operator can act on.
+    logging.getLogger("procrastinate.blueprints").setLevel(logging.WARNING)
+    if click.get_current_context(silent=True) is not None:  # created by the `flask` CLI
+        from jobboard.cli_output import quiet_libraries
+
+        quiet_libraries()
 
 
 def register_extensions(app: Flask) -> None:

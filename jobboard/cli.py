@@ -1,12 +1,14 @@
-"""Operator commands: `flask users ...`, `flask otp ...`, `flask jobs ...`, `flask demo ...`.
+"""Operator commands: `flask users ...`, `flask otp ...`, `flask jobs ...`, `flask demo ...`,
+`flask plans ...`.
 
-What a command did goes to `logging` (stderr, INFO); what a command shows (`users list`)
-goes to stdout through `click.echo`. Failures exit with status 1 and a message.
+Data and what a command did go to stdout (a table, or JSON with `--json`), progress and
+notes to stderr, refusals are click errors with a non-zero exit status: see
+jobboard/cli_output.py.
 """
 
 from __future__ import annotations
 
-import logging
+import sys
 
 import click
 from flask import Flask, current_app
@@ -25,10 +27,9 @@ from jobboard.auth.service import (
     password_weakness,
     purge_expired_otps,
 )
+from jobboard.cli_output import emit, emit_json, emit_table, json_option, note
 from jobboard.extensions import db
 from jobboard.models import User, now_utc
-
-logger = logging.getLogger(__name__)
 
 users_cli = AppGroup("users", help="Manage user accounts.")
 otp_cli = AppGroup("otp", help="Housekeeping of one-time codes.")
@@ -71,13 +72,13 @@ def create_admin(email: str) -> None:
         user.is_admin = True
         db.session.commit()
         if already:
-            logger.info("%s (user %s) is already an admin", user.email, user.id)
+            emit(f"{user.email} (user {user.id}) is already an admin")
         else:
-            logger.info("promoted %s (user %s) to admin", user.email, user.id)
+            emit(f"promoted {user.email} (user {user.id}) to admin")
         return
 
     db.session.rollback()  # no transaction stays open while a human types
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
     problem = password_weakness(password, email)
     if problem:
         raise click.ClickException(problem)
@@ -97,32 +98,39 @@ def create_admin(email: str) -> None:
         ) from None
     mark_email_verified(user, now_utc())
     db.session.commit()
-    logger.info("created admin %s (user %s)", user.email, user.id)
+    emit(f"created admin {user.email} (user {user.id})")
+
+
+USER_COLUMNS = ("id", "email", "verified", "admin", "name", "created")
 
 
 @users_cli.command("list")
 @click.option("--admins", "admins_only", is_flag=True, help="Only admins.")
 @click.option("--unverified", "unverified_only", is_flag=True, help="Only unverified users.")
-def list_users(admins_only: bool, unverified_only: bool) -> None:
-    """List users, oldest first."""
+@json_option
+def list_users(admins_only: bool, unverified_only: bool, as_json: bool) -> None:
+    """Users, oldest first."""
     query = select(User).order_by(User.id)
     if admins_only:
         query = query.where(User.is_admin)
     if unverified_only:
         query = query.where(User.is_email_verified.is_(False))
-    users = list(db.session.scalars(query))
-    click.echo(f"{'id':>6}  {'email':<36} {'verified':<8} {'admin':<5}  {'name':<24} created")
-    for user in users:
-        click.echo(
-            f"{user.id:>6}  {user.email:<36} {_yes(user.is_email_verified):<8} "
-            f"{_yes(user.is_admin):<5}  {(user.display_name or ''):<24} "
-            f"{user.created_at.isoformat(timespec='seconds')}"
-        )
-    click.echo(f"{len(users)} user(s)")
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
+    users = [
+        {
+            "id": user.id,
+            "email": user.email,
+            "verified": user.is_email_verified,
+            "admin": user.is_admin,
+            "name": user.display_name,
+            "created": user.created_at,
+        }
+        for user in db.session.scalars(query)
+    ]
+    if as_json:
+        emit_json(users)
+    else:
+        emit_table(USER_COLUMNS, [[user[column] for column in USER_COLUMNS] for user in users])
+    note(f"{len(users)} user(s)")
 
 
 @users_cli.command("verify")
@@ -133,23 +141,27 @@ def verify_user(email: str) -> None:
     if user is None:
         raise click.ClickException(f"No user with email {email}.")
     if user.is_email_verified:
-        logger.info("%s (user %s) is already verified", user.email, user.id)
+        emit(f"{user.email} (user {user.id}) is already verified")
         db.session.rollback()
         return
     mark_email_verified(user, now_utc())
     db.session.commit()
-    logger.info("verified %s (user %s)", user.email, user.id)
+    emit(f"verified {user.email} (user {user.id})")
 
 
 # --- one-time codes ------------------------------------------------------------------------
 
 
 @otp_cli.command("cleanup")
-def cleanup_otps() -> None:
+@json_option
+def cleanup_otps(as_json: bool) -> None:
     """Delete expired and used one-time codes now (a periodic task also does it)."""
     deleted = purge_expired_otps(now_utc())
     db.session.commit()
-    logger.info("deleted %s expired or used one-time code(s)", deleted)
+    if as_json:
+        emit_json({"deleted": deleted})
+    else:
+        emit(f"deleted {deleted} expired or used one-time code(s)")
 
 
 # --- demo data -----------------------------------------------------------------------------
@@ -170,8 +182,14 @@ def cleanup_otps() -> None:
 )
 @click.option("--seed", "random_seed", type=int, help="Random seed, for repeatable data.")
 @click.option("--yes", "confirmed", is_flag=True, help="Do not ask before seeding production.")
+@json_option
 def seed_demo(
-    user_count: int, job_count: int, password: str, random_seed: int | None, confirmed: bool
+    user_count: int,
+    job_count: int,
+    password: str,
+    random_seed: int | None,
+    confirmed: bool,
+    as_json: bool,
 ) -> None:
     """Create demo users demo-1..N@example.com and top their jobs up to M in total.
 
@@ -187,11 +205,23 @@ def seed_demo(
         click.confirm(
             "APP_ENV is production: add demo users with a known password and fake jobs?",
             abort=True,
+            err=True,
         )
-    demo.seed(
+    result = demo.seed(
         user_count,
         job_count,
         password,
         random_seed,
-        progress=lambda total: click.progressbar(length=total, label="Seeding demo jobs"),
+        progress=lambda total: click.progressbar(
+            length=total, label="Seeding demo jobs", file=sys.stderr
+        ),
+        note=note,
+    )
+    if as_json:
+        emit_json(result.as_dict())
+    else:
+        emit(result.summary())
+    note(
+        f"sign in at /dashboard/ as {demo.DEMO_EMAIL_PATTERN.format(1)} "
+        f"(password {password!r} unless it existed before)"
     )

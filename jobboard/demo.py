@@ -98,20 +98,51 @@ SHOWCASE = (
 )
 
 
+@dataclass
+class SeedResult:
+    """What a run of `seed` did."""
+
+    users_created: int
+    users_reused: int
+    jobs_existing: int
+    # "jobs", one count per status, "bids", "queued" (queue entries made)
+    totals: Counter[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "users_created": self.users_created,
+            "users_reused": self.users_reused,
+            "jobs_existing": self.jobs_existing,
+            "jobs_created": self.totals["jobs"],
+            "jobs_created_by_status": {s.value: self.totals[s.value] for s in JobStatus},
+            "bids_created": self.totals["bids"],
+            "queue_entries_created": self.totals["queued"],
+        }
+
+    def summary(self) -> str:
+        return (
+            f"seeded {self.totals['jobs']} job(s) ("
+            + ", ".join(f"{s.value} {self.totals[s.value]}" for s in JobStatus)
+            + f"), {self.totals['bids']} bid(s), {self.totals['queued']} queue entr(y/ies)"
+        )
+
+
 def seed(
     user_count: int,
     job_count: int,
     password: str,
     random_seed: int | None = None,
     progress: Callable[[int], AbstractContextManager[Any]] | None = None,
-) -> Counter[str]:
+    note: Callable[[str], None] = logger.info,
+) -> SeedResult:
     """Create demo users demo-1..N@example.com and top their jobs up to `job_count`.
 
     Jobs cover every kind and status with plausible names, params, timestamps and results,
     and get bids in every status. Pending jobs are queued for real (the worker runs them at
     their scheduled time); in-progress ones are queued as interrupted attempts, so the
     worker finishes them. Running it again reuses the users and adds only missing jobs.
-    `progress(total)` makes a context whose `update(n)` is told of each chunk inserted.
+    `progress(total)` makes a context whose `update(n)` is told of each chunk inserted;
+    `note` is told what is about to be done.
     """
     rng = random.Random(random_seed)
     fake = Faker("en_US")
@@ -125,12 +156,9 @@ def seed(
         .where(User.email.like(DEMO_EMAIL_LIKE))
     )
     missing = max(0, job_count - existing_jobs)
-    logger.info(
-        "demo users: %d created, %d reused; demo jobs: %d exist, %d to create",
-        created_users,
-        len(emails) - created_users,
-        existing_jobs,
-        missing,
+    note(
+        f"demo users: {created_users} created, {len(emails) - created_users} reused;"
+        f" demo jobs: {existing_jobs} exist, {missing} to create"
     )
 
     totals: Counter[str] = Counter()
@@ -146,20 +174,7 @@ def seed(
         _refresh_statistics(
             ("jobs", "job_results", "bids", "procrastinate_jobs", "procrastinate_events")
         )
-
-    logger.info(
-        "seeded %d job(s) (%s), %d bid(s), %d queue entr(y/ies)",
-        totals["jobs"],
-        ", ".join(f"{status.value} {totals[status.value]}" for status in JobStatus),
-        totals["bids"],
-        totals["queued"],
-    )
-    logger.info(
-        "sign in at /dashboard/ as %s (password %r unless it existed before)",
-        DEMO_EMAIL_PATTERN.format(1),
-        password,
-    )
-    return totals
+    return SeedResult(created_users, len(emails) - created_users, existing_jobs, totals)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from datetime import datetime
 from itertools import chain
 from typing import Any
 
+from procrastinate.tasks import configure_task
 from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, String, cast, func, literal
 from sqlalchemy.dialects.postgresql import ARRAY, array
 from sqlalchemy.sql.expression import tuple_
@@ -40,10 +41,16 @@ def defer(
     priority: int | None = None,
     **task_kwargs: Any,
 ) -> int:
-    """Defer `task_name` by name (the web process never imports task code); returns the
-    Procrastinate job id."""
-    deferrer = task_app.configure_task(
-        task_name,
+    """Defer `task_name` by name; returns the Procrastinate job id.
+
+    By name only: `task_app.configure_task` would first import every task module (its
+    `import_paths`), pulling the worker's code into the web process and registering its
+    periodic tasks there on the first request that defers. The web side never needs them;
+    the job row carries everything the worker reads (tests/test_queue_by_name.py checks that
+    no task sets defaults of its own that this would skip)."""
+    deferrer = configure_task(
+        name=task_name,
+        job_manager=task_app.job_manager,
         queue=queue,
         schedule_at=schedule_at,
         lock=lock,

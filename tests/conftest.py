@@ -23,14 +23,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from devtools.database import DatabaseServer
+from devtools.smtp import Mailbox, SmtpServer
 from jobboard import create_app
+from jobboard.embedded_db import with_database
 from jobboard.extensions import db
 from jobboard.models import User
 from tests.support.auth import bearer
-from tests.support.database import RUN_ID, DatabaseServer, make_config
+from tests.support.database import RUN_ID, make_config
 from tests.support.factories import UserFactory
 from tests.support.procfile import production_environment
-from tests.support.smtp import Mailbox, SmtpServer
 from tests.support.worker import WorkerProcess
 
 # --- database server and databases -------------------------------------------------
@@ -39,13 +41,7 @@ from tests.support.worker import WorkerProcess
 @pytest.fixture(scope="session")
 def database_server() -> DatabaseServer:
     url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        from jobboard.embedded_db import with_database
-
-        return DatabaseServer(with_database(url, "postgres"))
-    from jobboard import embedded_db
-
-    return DatabaseServer(embedded_db.server_url("postgres"))
+    return DatabaseServer.at(with_database(url, "postgres") if url else None)
 
 
 @pytest.fixture(scope="session")

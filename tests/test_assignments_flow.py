@@ -8,11 +8,12 @@ from email.message import Message
 
 from sqlalchemy import text
 
+from devtools.smtp import Mailbox
 from jobboard.extensions import db
 from tests.support.auth import sign_up
 from tests.support.bids import BidsApi, in_days, live_headers
 from tests.support.polling import wait_until
-from tests.support.smtp import Mailbox, body_of
+from tests.support.smtp import body_of
 
 
 def one_email(mailbox: Mailbox, to: str, subject_part: str) -> Message:

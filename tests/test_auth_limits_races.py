@@ -15,10 +15,10 @@ import psycopg
 import pytest
 
 from config import libpq_url
+from devtools.processes import Process, free_port
 from tests.support.database import lock_waiters
 from tests.support.limits import from_ip, login
 from tests.support.polling import wait_until
-from tests.support.processes import Process, free_port
 from tests.support.procfile import procfile_entries, production_environment
 from tests.support.races import blocking_transaction, in_threads, join
 

@@ -12,9 +12,9 @@ import sys
 
 import psycopg
 
-from bench.throughput import spread, window
-from bench.wire import WireCounter
+from bench.arms import spread, window
 from config import PROJECT_ROOT
+from devtools.wire import WireCounter
 from jobboard.embedded_db import drop_database, with_database
 
 SUMMARY_KEYS = {

@@ -1,13 +1,19 @@
-"""`flask users ...`, `flask otp ...` and `flask demo seed`, through Flask's CLI runner."""
+"""`flask users ...`, `flask otp ...` and `flask demo seed`, through Flask's CLI runner;
+and the CLI as a shell sees it: data on stdout, notes on stderr, no library chatter."""
 
 from __future__ import annotations
 
-import logging
+import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
 
+from config import PROJECT_ROOT
 from jobboard.auth.passwords import password_matches
 from jobboard.demo import DEMO_PASSWORD, KINDS
 from jobboard.extensions import db
@@ -33,13 +39,6 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def logs(caplog):
-    caplog.set_level(logging.INFO, logger="jobboard.cli")
-    caplog.set_level(logging.INFO, logger="jobboard.demo")
-    return caplog
-
-
 def user_by_email(email: str) -> User | None:
     db.session.expire_all()
     return db.session.scalars(select(User).where(func.lower(User.email) == email.lower())).first()
@@ -48,7 +47,7 @@ def user_by_email(email: str) -> User | None:
 # --- the groups exist ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("group", ["users", "otp", "jobs", "demo"])
+@pytest.mark.parametrize("group", ["users", "otp", "jobs", "demo", "plans"])
 def test_groups_are_registered(runner, group):
     result = runner.invoke(args=[group, "--help"])
     assert result.exit_code == 0, result.output
@@ -57,13 +56,13 @@ def test_groups_are_registered(runner, group):
 # --- users create-admin ------------------------------------------------------------------------
 
 
-def test_create_admin_prompts_twice_hidden_and_creates_a_verified_admin(runner, logs):
+def test_create_admin_prompts_twice_hidden_and_creates_a_verified_admin(runner):
     result = runner.invoke(
         args=["users", "create-admin", "Boss@Example.com"], input=f"{NEW_PASSWORD}\n" * 2
     )
     assert result.exit_code == 0, result.output
-    assert "Password" in result.output
-    assert "Repeat for confirmation" in result.output
+    assert "Password" in result.stderr  # prompts are not data
+    assert "Repeat for confirmation" in result.stderr
     # Hidden input: the password is never echoed back.
     assert NEW_PASSWORD not in result.output
     admin = user_by_email("boss@example.com")
@@ -71,7 +70,7 @@ def test_create_admin_prompts_twice_hidden_and_creates_a_verified_admin(runner, 
     assert admin.is_admin and admin.is_email_verified
     assert admin.email_verified_at is not None
     assert password_matches(admin.password_hash, NEW_PASSWORD)
-    assert "created admin boss@example.com" in logs.text
+    assert result.stdout.startswith("created admin boss@example.com")
 
 
 def test_created_admin_can_log_in_and_sees_the_queue(runner, client):
@@ -119,7 +118,7 @@ def test_create_admin_needs_an_email(runner):
     assert "Missing argument" in result.output
 
 
-def test_create_admin_promotes_an_existing_user_keeping_the_password(runner, make_user, logs):
+def test_create_admin_promotes_an_existing_user_keeping_the_password(runner, make_user):
     existing = make_user(email="Member@Example.com", verified=False)
     result = runner.invoke(args=["users", "create-admin", "member@example.COM"])
     assert result.exit_code == 0, result.output
@@ -128,13 +127,13 @@ def test_create_admin_promotes_an_existing_user_keeping_the_password(runner, mak
     assert promoted.id == existing.id
     assert promoted.is_admin and promoted.is_email_verified
     assert password_matches(promoted.password_hash, DEFAULT_PASSWORD)
-    assert f"promoted member@example.com (user {existing.id}) to admin" in logs.text.lower()
+    assert f"promoted member@example.com (user {existing.id}) to admin" in result.stdout.lower()
 
 
-def test_create_admin_twice_is_harmless(runner, admin_user, logs):
+def test_create_admin_twice_is_harmless(runner, admin_user):
     result = runner.invoke(args=["users", "create-admin", admin_user.email])
     assert result.exit_code == 0
-    assert "already an admin" in logs.text
+    assert "already an admin" in result.stdout
     assert db.session.scalar(select(func.count()).select_from(User).where(User.is_admin)) == 1
 
 
@@ -147,13 +146,15 @@ def test_list_shows_every_user_with_flags(runner, make_user):
     make_user(email="carol@example.com", admin=True)
     result = runner.invoke(args=["users", "list"])
     assert result.exit_code == 0
-    lines = {line.split()[1]: line for line in result.output.splitlines()[1:-1]}
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["id", "email", "verified", "admin", "name", "created"]
+    lines = {line.split()[1]: line for line in rows}
     assert set(lines) == {"alice@example.com", "bob@example.com", "carol@example.com"}
     assert lines["alice@example.com"].split()[2:4] == ["yes", "no"]
     assert "Alice A" in lines["alice@example.com"]
     assert lines["bob@example.com"].split()[2:4] == ["no", "no"]
     assert lines["carol@example.com"].split()[2:4] == ["yes", "yes"]
-    assert result.output.splitlines()[-1] == "3 user(s)"
+    assert result.stderr.splitlines() == ["3 user(s)"]  # a note, not a row
 
 
 def test_list_filters(runner, make_user):
@@ -169,7 +170,22 @@ def test_list_filters(runner, make_user):
 def test_list_of_nobody(runner):
     result = runner.invoke(args=["users", "list"])
     assert result.exit_code == 0
-    assert result.output.splitlines()[-1] == "0 user(s)"
+    assert len(result.stdout.splitlines()) == 1  # the header
+    assert result.stderr.splitlines() == ["0 user(s)"]
+
+
+def test_list_as_json(runner, make_user):
+    alice = make_user(email="alice@example.com", display_name="Alice A")
+    make_user(email="bob@example.com", verified=False)
+    result = runner.invoke(args=["users", "list", "--unverified", "--json"])
+    assert result.exit_code == 0, result.output
+    users = json.loads(result.stdout)
+    assert [user["email"] for user in users] == ["bob@example.com"]
+    assert users[0]["verified"] is False and users[0]["admin"] is False
+    everyone = json.loads(runner.invoke(args=["users", "list", "--json"]).stdout)
+    first = next(user for user in everyone if user["id"] == alice.id)
+    assert first["name"] == "Alice A"
+    assert first["created"] == alice.created_at.isoformat()
 
 
 def test_list_refuses_unknown_options(runner):
@@ -179,7 +195,7 @@ def test_list_refuses_unknown_options(runner):
 # --- users verify -------------------------------------------------------------------------------
 
 
-def test_verify_marks_the_user_verified_and_retires_their_code(runner, user, logs):
+def test_verify_marks_the_user_verified_and_retires_their_code(runner, user):
     otp = EmailOtpFactory(user=user, expires_in=timedelta(minutes=5))
     result = runner.invoke(args=["users", "verify", user.email.upper()])
     assert result.exit_code == 0, result.output
@@ -187,7 +203,7 @@ def test_verify_marks_the_user_verified_and_retires_their_code(runner, user, log
     assert verified.is_email_verified
     assert verified.email_verified_at is not None
     assert db.session.get(EmailOtp, otp.id).consumed_at is not None
-    assert f"verified {user.email}" in logs.text
+    assert result.stdout.startswith(f"verified {user.email}")
 
 
 def test_verified_user_can_then_log_in(runner, client, user):
@@ -198,18 +214,19 @@ def test_verified_user_can_then_log_in(runner, client, user):
     assert allowed.status_code == 200
 
 
-def test_verify_an_already_verified_user_is_harmless(runner, verified_user, logs):
+def test_verify_an_already_verified_user_is_harmless(runner, verified_user):
     before = verified_user.email_verified_at
     result = runner.invoke(args=["users", "verify", verified_user.email])
     assert result.exit_code == 0
-    assert "already verified" in logs.text
+    assert "already verified" in result.stdout
     assert user_by_email(verified_user.email).email_verified_at == before
 
 
 def test_verify_unknown_email_fails(runner):
     result = runner.invoke(args=["users", "verify", "nobody@example.com"])
     assert result.exit_code == 1
-    assert "No user with email nobody@example.com" in result.output
+    assert result.stderr == "Error: No user with email nobody@example.com.\n"
+    assert result.stdout == ""
 
 
 def test_verify_invalid_email_fails(runner):
@@ -220,7 +237,7 @@ def test_verify_invalid_email_fails(runner):
 # --- otp cleanup --------------------------------------------------------------------------------
 
 
-def test_otp_cleanup_deletes_expired_and_used_codes_only(runner, make_user, logs):
+def test_otp_cleanup_deletes_expired_and_used_codes_only(runner, make_user):
     first, second, third = make_user(verified=False), make_user(verified=False), make_user()
     live = EmailOtpFactory(user=first, expires_in=timedelta(minutes=5))
     EmailOtpFactory(user=second, expires_in=timedelta(minutes=-1))
@@ -231,13 +248,14 @@ def test_otp_cleanup_deletes_expired_and_used_codes_only(runner, make_user, logs
     assert result.exit_code == 0, result.output
     db.session.expire_all()
     assert db.session.scalars(select(EmailOtp.id)).all() == [live.id]
-    assert "deleted 2 expired or used one-time code(s)" in logs.text
+    assert result.stdout == "deleted 2 expired or used one-time code(s)\n"
 
 
-def test_otp_cleanup_with_nothing_to_do(runner, logs):
+def test_otp_cleanup_with_nothing_to_do(runner):
     result = runner.invoke(args=["otp", "cleanup"])
     assert result.exit_code == 0
-    assert "deleted 0" in logs.text
+    assert "deleted 0" in result.stdout
+    assert json.loads(runner.invoke(args=["otp", "cleanup", "--json"]).stdout) == {"deleted": 0}
 
 
 # --- demo seed ----------------------------------------------------------------------------------
@@ -258,9 +276,9 @@ def seed(runner, *args: str):
     return result
 
 
-def test_seed_creates_realistic_users(runner, client, logs):
+def test_seed_creates_realistic_users(runner, client):
     result = seed(runner, "--users", "4", "--jobs", "20", "--seed", "3")
-    assert "Seeding demo jobs" in result.output  # the progress bar
+    assert "Seeding demo jobs" in result.stderr  # the progress bar
     users = db.session.scalars(
         select(User).where(User.email.like("demo-%")).order_by(User.email)
     ).all()
@@ -275,7 +293,8 @@ def test_seed_creates_realistic_users(runner, client, logs):
         "/api/login/", json={"email": "demo-1@example.com", "password": DEMO_PASSWORD}
     )
     assert login.status_code == 200
-    assert "seeded 20 job(s)" in logs.text
+    assert result.stdout.startswith("seeded 20 job(s)")
+    assert "demo-1@example.com" in result.stderr  # how to sign in: a note
 
 
 def test_seed_covers_every_status_and_kind_with_consistent_rows(runner):
@@ -390,18 +409,21 @@ def test_pending_and_in_progress_jobs_are_really_queued(runner):
     assert len(entries) == len(unfinished)
 
 
-def test_seed_twice_reuses_users_and_only_tops_jobs_up(runner, logs):
+def test_seed_twice_reuses_users_and_only_tops_jobs_up(runner):
     seed(runner, "--users", "3", "--jobs", "30")
     users_before = db.session.scalars(select(User.id).where(User.email.like("demo-%"))).all()
-    seed(runner, "--users", "3", "--jobs", "30")
+    again = seed(runner, "--users", "3", "--jobs", "30")
     assert len(demo_jobs()) == 30
-    assert "0 created, 3 reused" in logs.text
+    assert "0 created, 3 reused" in again.stderr
     assert db.session.scalars(select(User.id).where(User.email.like("demo-%"))).all() == (
         users_before
     )
-    seed(runner, "--users", "4", "--jobs", "45")
+    more = seed(runner, "--users", "4", "--jobs", "45", "--json")
     assert len(demo_jobs()) == 45
-    assert "1 created, 3 reused" in logs.text
+    assert "1 created, 3 reused" in more.stderr
+    done = json.loads(more.stdout)
+    assert (done["users_created"], done["users_reused"], done["jobs_existing"]) == (1, 3, 30)
+    assert done["jobs_created"] == 15 == sum(done["jobs_created_by_status"].values())
 
 
 def test_seed_leaves_other_users_alone(runner, verified_user):
@@ -480,3 +502,47 @@ def test_seed_asks_before_touching_production(production_app, runner):
     confirmed = runner.invoke(args=["demo", "seed", "--users", "2", "--jobs", "5", "--yes"])
     assert confirmed.exit_code == 0, confirmed.output
     assert len(demo_jobs()) == 5
+
+
+# --- through a real shell -----------------------------------------------------------------------
+
+
+def test_a_real_flask_pipes_json_to_a_script_and_says_nothing_else(fresh_database, smtp_server):
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "FLASK_APP": "wsgi",
+        "APP_ENV": "testing",
+        "DATABASE_URL": fresh_database,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": str(smtp_server.port),
+    }
+
+    def shell(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["bash", "-o", "pipefail", "-c", command],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    seeded = shell("flask demo seed --users 2 --jobs 7 --seed 1 --json")
+    assert seeded.returncode == 0, seeded.stderr
+    assert json.loads(seeded.stdout)["jobs_created"] == 7
+    listed = shell(
+        "flask jobs list --json | python -c 'import json, sys; print(len(json.load(sys.stdin)))'"
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == "7\n"
+    assert listed.stderr == ""  # no library chatter
+    failed = shell("flask jobs list --status failed | grep -c failed || true")
+    assert failed.stdout.strip() == str(
+        sum(job["status"] == "failed" for job in json.loads(shell("flask jobs list --json").stdout))
+    )
+    helped = shell("flask --help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    missing = shell("flask jobs retry 999999")
+    assert missing.returncode == 1
+    assert (missing.stdout, missing.stderr) == ("", "Error: Job 999999 not found.\n")

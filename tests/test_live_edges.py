@@ -16,8 +16,8 @@ import psutil
 import pytest
 
 from config import PROJECT_ROOT
+from devtools.processes import Process
 from tests.support.polling import wait_until
-from tests.support.processes import Process
 from tests.support.procfile import procfile_entries
 
 

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 
 from config import libpq_url
+from devtools.processes import free_port
 from jobboard import create_app
 from jobboard.auth.service import seal_code, verification_email
 from jobboard.mailer import queue_email
@@ -32,7 +33,6 @@ from tests.support.auth import (
 )
 from tests.support.database import make_config
 from tests.support.polling import wait_until
-from tests.support.processes import free_port
 from tests.support.smtp import body_of
 from workers.app import QUEUE_MAIL, task_app
 from workers.mail import SMTP_RETRY, deliver, send_email, send_verification_code

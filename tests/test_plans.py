@@ -4,7 +4,6 @@ periodic task that reminds subscribers and ends subscriptions (time passed in)."
 from __future__ import annotations
 
 import json
-import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -356,23 +355,26 @@ def runner(app):
     return app.test_cli_runner()
 
 
-@pytest.fixture
-def logs(caplog):
-    caplog.set_level(logging.INFO, logger="jobboard.plans.cli")
-    return caplog
-
-
 def test_plans_list_shows_every_plan_with_its_limits(runner):
     result = runner.invoke(args=["plans", "list"])
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert "max_running_jobs" in lines[0]
     free = next(line for line in lines if line.split()[0] == "free").split()
     assert free == ["free", "2", "100", "1000", "65536", "50"]
     assert any(line.split()[0] == "pro" for line in lines)
+    plans = json.loads(runner.invoke(args=["plans", "list", "--json"]).stdout)
+    assert {
+        "name": "free",
+        "max_running_jobs": 2,
+        "max_open_jobs": 100,
+        "jobs_per_day": 1000,
+        "max_params_bytes": 65536,
+        "bids_per_day": 50,
+    } in plans
 
 
-def test_plans_create_adds_a_plan_and_refuses_a_duplicate_or_a_zero_limit(runner, logs):
+def test_plans_create_adds_a_plan_and_refuses_a_duplicate_or_a_zero_limit(runner):
     args = [
         "plans",
         "create",
@@ -393,17 +395,21 @@ def test_plans_create_adds_a_plan_and_refuses_a_duplicate_or_a_zero_limit(runner
     team = db.session.get(Plan, "team")
     assert (team.max_running_jobs, team.max_open_jobs, team.jobs_per_day) == (4, 500, 5000)
     assert (team.max_params_bytes, team.bids_per_day) == (131072, 200)
-    assert "created plan team" in logs.text
+    assert result.stdout.splitlines()[1].split() == ["team", "4", "500", "5000", "131072", "200"]
 
     again = runner.invoke(args=args)
-    assert again.exit_code == 1 and "already exists" in again.output
+    assert again.exit_code == 1 and "already exists" in again.stderr
     zero = runner.invoke(args=[*args[:2], "zero", *args[3:4], "0", *args[5:]])
-    assert zero.exit_code == 1 and "max_running_jobs" in zero.output
+    # A refusal about one option names it (click's usage error, status 2).
+    assert zero.exit_code == 2
+    assert "Invalid value for '--max-running-jobs'" in zero.stderr
+    assert "max_running_jobs must be at least 1" in zero.stderr
+    assert db.session.get(Plan, "zero") is None
     missing = runner.invoke(args=["plans", "create", "half", "--max-running-jobs", "1"])
     assert missing.exit_code == 2
 
 
-def test_plans_assign_subscribes_until_a_date_and_back_to_free(runner, logs, verified_user):
+def test_plans_assign_subscribes_until_a_date_and_back_to_free(runner, verified_user):
     result = runner.invoke(
         args=["plans", "assign", verified_user.email.upper(), "pro", "--until", "2031-01-31"]
     )
@@ -412,28 +418,37 @@ def test_plans_assign_subscribes_until_a_date_and_back_to_free(runner, logs, ver
     user = db.session.get(User, verified_user.id)
     assert user.plan_name == "pro"
     assert user.plan_ends_at == datetime(2031, 1, 31, 23, 59, 59, tzinfo=UTC)
-    assert "is on plan pro" in logs.text
+    assert "is on plan pro" in result.stdout
 
-    back = runner.invoke(args=["plans", "assign", verified_user.email, "free"])
+    back = runner.invoke(args=["plans", "assign", verified_user.email, "free", "--json"])
     assert back.exit_code == 0, back.output
     db.session.expire_all()
     user = db.session.get(User, verified_user.id)
     assert user.plan_name == "free" and user.plan_ends_at is None
+    assert json.loads(back.stdout) == {
+        "user_id": user.id,
+        "email": user.email,
+        "plan": "free",
+        "plan_ends_at": None,
+    }
 
 
 def test_plans_assign_refuses_unknown_users_plans_and_a_paid_plan_without_an_end(
     runner, verified_user
 ):
     unknown_user = runner.invoke(args=["plans", "assign", "nobody@example.com", "pro"])
-    assert unknown_user.exit_code == 1 and "No user" in unknown_user.output
+    assert unknown_user.exit_code == 1 and "No user" in unknown_user.stderr
     unknown_plan = runner.invoke(args=["plans", "assign", verified_user.email, "gold"])
-    assert unknown_plan.exit_code == 1 and "No plan" in unknown_plan.output
+    assert unknown_plan.exit_code == 1 and "No plan" in unknown_plan.stderr
+    # Without an end, or with one in the past, the message names the option to use.
     no_end = runner.invoke(args=["plans", "assign", verified_user.email, "pro"])
-    assert no_end.exit_code == 1 and "end date" in no_end.output
+    assert no_end.exit_code == 2 and "end date" in no_end.stderr
+    assert "Invalid value for '--until'" in no_end.stderr
     past = runner.invoke(
         args=["plans", "assign", verified_user.email, "pro", "--until", "2001-01-01"]
     )
-    assert past.exit_code == 1
+    assert past.exit_code == 2 and "'--until'" in past.stderr
+    assert no_end.stdout == past.stdout == ""
     bad_date = runner.invoke(
         args=["plans", "assign", verified_user.email, "pro", "--until", "soon"]
     )

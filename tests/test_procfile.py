@@ -10,8 +10,8 @@ import urllib.request
 import psycopg
 
 from config import DEV_SECRET_KEY, PROJECT_ROOT, libpq_url
+from devtools.processes import Process
 from tests.support.polling import wait_until
-from tests.support.processes import Process
 from tests.support.procfile import procfile_entries
 
 

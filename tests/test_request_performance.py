@@ -12,7 +12,7 @@ import pytest
 from flask import Flask
 from sqlalchemy import event, select
 
-from bench.wire import WireCounter
+from devtools.wire import WireCounter
 from jobboard import create_app
 from jobboard.extensions import db
 from jobboard.models import Job, User
@@ -70,7 +70,7 @@ def test_page_totals_come_with_the_page(live_app, live_client, make_live_user):
 @pytest.fixture
 def counted_app(fresh_database, smtp_server) -> Iterator[tuple[Flask, WireCounter]]:
     """An application whose every database message goes through the benchmark's counting
-    proxy (`bench.wire`): what it counts is what PostgreSQL receives."""
+    proxy (`devtools.wire`): what it counts is what PostgreSQL receives."""
     wire = WireCounter(fresh_database).start()
     application = create_app(make_config(wire.url, smtp_server.port))
     try:
@@ -85,7 +85,7 @@ def counted_app(fresh_database, smtp_server) -> Iterator[tuple[Flask, WireCounte
 def _statements_of(
     application: Flask, wire: WireCounter, call: Callable[[], object]
 ) -> tuple[int, Counter[str], list[str]]:
-    """How many statements `call` runs, their texts as `bench.wire` folds them, and the
+    """How many statements `call` runs, their texts as `devtools.wire` folds them, and the
     SQL that SQLAlchemy ran, whole (BEGIN and COMMIT are psycopg's own)."""
     executed: list[str] = []
 

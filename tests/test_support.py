@@ -1,6 +1,6 @@
-"""The shared mechanisms of tests/support that run.py and bench rely on too: the process
+"""The shared mechanisms that run.py and bench rely on too (`devtools`): the process
 runner stops a whole process group, politely first; the SMTP sink counts or keeps mail;
-the factories give a row in a status by trait."""
+and the tests' factories give a row in a status by trait."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from email.message import EmailMessage
 
 import psutil
 
+from devtools.processes import Process
+from devtools.smtp import Mailbox, SmtpServer
 from jobboard.models import BidStatus, JobStatus
 from tests.support.factories import BidFactory, JobFactory
 from tests.support.polling import wait_until
-from tests.support.processes import Process
-from tests.support.smtp import Mailbox, SmtpServer
 
 
 def test_stop_ends_a_process_and_its_children_with_sigterm(tmp_path):

@@ -18,10 +18,10 @@ import psycopg
 import pytest
 
 from config import PROJECT_ROOT, libpq_url
+from devtools.processes import Process
+from devtools.smtp import Mailbox
 from tests.support.polling import wait_until
-from tests.support.processes import Process
 from tests.support.procfile import procfile_entries
-from tests.support.smtp import Mailbox
 from tests.support.walkthrough import ShellSession, matches, steps
 
 PAGE = PROJECT_ROOT / "docs" / "walkthrough.md"

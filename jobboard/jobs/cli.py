@@ -1,84 +1,105 @@
 """`flask jobs list|watch|retry`: look at jobs and put failed ones back in the queue.
 
-Output goes through `logging` (logger `jobboard.jobs.cli`), like every admin command.
+Jobs are data on stdout (a table, or `--json` with the API's job fields plus the owner's
+email); see jobboard/cli_output.py for how commands speak.
 """
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import NoReturn
+from typing import Any
 
 import click
 from flask.cli import AppGroup
 
-from jobboard.errors import DomainError
+from jobboard.cli_output import emit, emit_json, emit_table, json_option, note, refusals
 from jobboard.extensions import db
 from jobboard.jobs import service, transitions
+from jobboard.jobs.schemas import JobOut
 from jobboard.models import Job, JobStatus
-
-logger = logging.getLogger(__name__)
 
 jobs_cli = AppGroup("jobs", help="Inspect and operate jobs.")
 
 STATUS_CHOICE = click.Choice([status.value for status in JobStatus])
+COLUMNS = ("id", "status", "kind", "attempts", "scheduled", "owner", "name", "last_error")
 
 
-def _describe(job: Job) -> str:
-    owner = job.owner.email if job.owner is not None else f"user {job.owner_id}"
+def _owner(job: Job) -> str:
+    return job.owner.email if job.owner is not None else f"user {job.owner_id}"
+
+
+def _row(job: Job) -> tuple[Any, ...]:
     return (
-        f"#{job.id} {job.status:<11} {job.kind:<10} attempts {job.attempts}/{job.max_attempts}"
-        f" scheduled {job.scheduled_time.isoformat()} owner {owner} name {job.name!r}"
-        + (f" last_error {job.last_error!r}" if job.last_error else "")
+        job.id,
+        job.status,
+        job.kind,
+        f"{job.attempts}/{job.max_attempts}",
+        job.scheduled_time,
+        _owner(job),
+        job.name,
+        job.last_error,
     )
 
 
-def _fail(error: DomainError) -> NoReturn:
-    db.session.rollback()
-    logger.error(error.message)
-    raise click.exceptions.Exit(1)
+def _as_json(job: Job) -> dict[str, Any]:
+    return {**JobOut().dump(job), "owner_email": _owner(job)}
 
 
-def _log_jobs(statuses: tuple[str, ...], user: str | None, limit: int) -> None:
-    try:
-        jobs = service.jobs_for_operator(statuses, user, limit)
-    except DomainError as error:
-        _fail(error)
-    if not jobs:
-        logger.info("no jobs match")
-    for job in jobs:
-        logger.info(_describe(job))
+def _find(statuses: tuple[str, ...], user: str | None, limit: int) -> list[Job]:
+    with refusals():
+        return service.jobs_for_operator(statuses, user, limit)
+
+
+def _show(jobs: list[Job], as_json: bool) -> None:
+    if as_json:
+        emit_json([_as_json(job) for job in jobs])
+    elif jobs:
+        emit_table(COLUMNS, [_row(job) for job in jobs])
+    else:
+        note("no jobs match")
 
 
 @jobs_cli.command("list")
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Repeatable.")
 @click.option("--user", help="Only the jobs of the user with this email.")
 @click.option("--limit", default=100, show_default=True, help="Newest jobs first.")
-def list_jobs(statuses: tuple[str, ...], user: str | None, limit: int) -> None:
-    """Log jobs, newest first."""
-    _log_jobs(statuses, user, limit)
+@json_option
+def list_jobs(statuses: tuple[str, ...], user: str | None, limit: int, as_json: bool) -> None:
+    """Jobs, newest first."""
+    _show(_find(statuses, user, limit), as_json)
 
 
 @jobs_cli.command("watch")
 @click.option("--interval", default=10.0, show_default=True, help="Seconds between rounds.")
 @click.option("--status", "statuses", type=STATUS_CHOICE, multiple=True, help="Repeatable.")
 @click.option("--user", help="Only the jobs of the user with this email.")
-@click.option("--limit", default=20, show_default=True, help="Jobs logged per round.")
+@click.option("--limit", default=20, show_default=True, help="Jobs shown per round.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per round and line: the counts by status and the jobs.",
+)
 @click.option("--iterations", type=click.IntRange(min=1), default=None, hidden=True)
 def watch_jobs(
     interval: float,
     statuses: tuple[str, ...],
     user: str | None,
     limit: int,
+    as_json: bool,
     iterations: int | None,
 ) -> None:
-    """Log the job counts and the newest jobs every INTERVAL seconds until Ctrl-C."""
+    """The job counts and the newest jobs every INTERVAL seconds, until Ctrl-C."""
     done = 0
     try:
         while True:
             counts = service.job_counts()
-            logger.info("jobs: %s", ", ".join(f"{s} {n}" for s, n in counts.items()))
-            _log_jobs(statuses, user, limit)
+            jobs = _find(statuses, user, limit)
+            if as_json:
+                emit_json({"counts": counts, "jobs": [_as_json(job) for job in jobs]})
+            else:
+                emit("jobs: " + ", ".join(f"{s} {n}" for s, n in counts.items()))
+                _show(jobs, as_json=False)
             # End the transaction: the next round must see what happened meanwhile.
             db.session.rollback()
             done += 1
@@ -86,15 +107,18 @@ def watch_jobs(
                 return
             time.sleep(interval)
     except KeyboardInterrupt:
-        logger.info("stopped watching")
+        note("stopped watching")
 
 
 @jobs_cli.command("retry")
 @click.argument("job_id", type=int)
-def retry_job(job_id: int) -> None:
-    """Put failed job JOB_ID back in the queue, to run now."""
-    try:
+@json_option
+def retry_job(job_id: int, as_json: bool) -> None:
+    """Put failed job JOB_ID back in the queue, to run now; prints the job."""
+    with refusals():
         job = transitions.retry_failed_job(None, job_id)
-    except DomainError as error:
-        _fail(error)
-    logger.info("job #%s queued again: %s", job.id, _describe(job))
+    if as_json:
+        emit_json(_as_json(job))
+    else:
+        note(f"job #{job.id} queued again")
+        emit_table(COLUMNS, [_row(job)])

@@ -47,7 +47,8 @@ def _kind_metadata() -> dict[str, Any]:
         "waits, open for bids, until a bid is accepted). Each kind the queue runs has a time "
         "limit per attempt: an attempt still running at it is stopped and fails, and the "
         f"next attempt is scheduled as after any failure. Kinds over {LONG_JOB_SECONDS:g} s "
-        "are long: a worker runs only a few of them at once (LONG_JOB_SLOTS, see docs/architecture.md), "
+        "are long: a worker runs only a few of them at once (LONG_JOB_SLOTS, see "
+        "docs/architecture.md), "
         f"so short jobs always find a slot. Time limits: {listed}.",
         "enum": kinds(),
         "x-time-limits": limits,

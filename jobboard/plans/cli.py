@@ -1,29 +1,38 @@
-"""`flask plans list|create|assign`: admins change plans here only, never through the API."""
+"""`flask plans list|create|assign`: admins change plans here only, never through the API.
+
+Plans are data on stdout (a table, or `--json`); see jobboard/cli_output.py for how
+commands speak.
+"""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime, time
+from typing import Any
 
 import click
 from flask.cli import AppGroup
 
-from jobboard.errors import DomainError
+from jobboard.cli_output import emit, emit_json, emit_table, json_option, refusals
+from jobboard.models import Plan
 from jobboard.plans import service
-
-logger = logging.getLogger(__name__)
 
 plans_cli = AppGroup("plans", help="Subscription plans and who is on which.")
 
 
-@plans_cli.command("list")
-def list_plans() -> None:
-    """The plans and their limits, as a table."""
+def _show_plans(plans: list[Plan], as_json: bool) -> None:
+    limits = [service.plan_limits(plan) for plan in plans]
+    if as_json:
+        emit_json(limits)
+        return
     header = ("name", *service.PLAN_LIMITS)
-    click.echo("  ".join(f"{column:>16}" for column in header))
-    for plan in service.list_plans():
-        values = service.plan_limits(plan)
-        click.echo("  ".join(f"{values[column]!s:>16}" for column in header))
+    emit_table(header, [[values[column] for column in header] for values in limits])
+
+
+@plans_cli.command("list")
+@json_option
+def list_plans(as_json: bool) -> None:
+    """The plans and their limits."""
+    _show_plans(service.list_plans(), as_json)
 
 
 @plans_cli.command("create")
@@ -33,13 +42,12 @@ def list_plans() -> None:
 @click.option("--jobs-per-day", type=int, required=True)
 @click.option("--max-params-bytes", type=int, required=True)
 @click.option("--bids-per-day", type=int, required=True)
-def create_plan(name: str, **limits: int) -> None:
-    """Create plan NAME with the given limits."""
-    try:
+@json_option
+def create_plan(name: str, as_json: bool, **limits: int) -> None:
+    """Create plan NAME with the given limits; prints the plan."""
+    with refusals():
         plan = service.create_plan(name, limits)
-    except DomainError as error:
-        raise click.ClickException(error.message) from None
-    logger.info("created plan %s: %s", plan.name, service.plan_limits(plan))
+    _show_plans([plan], as_json)
 
 
 def _end_of(value: datetime) -> datetime:
@@ -60,11 +68,19 @@ def _end_of(value: datetime) -> datetime:
     help="End of the subscription (UTC; a bare date means the end of that day). "
     "Required for any plan but free.",
 )
-def assign_plan(email: str, plan: str, until: datetime | None) -> None:
-    """Put the user EMAIL on PLAN."""
-    try:
+@json_option
+def assign_plan(email: str, plan: str, until: datetime | None, as_json: bool) -> None:
+    """Put the user EMAIL on PLAN; prints who is on which plan until when."""
+    with refusals():
         user = service.assign_plan(email, plan, _end_of(until) if until else None)
-    except DomainError as error:
-        raise click.ClickException(error.message) from None
-    ends = user.plan_ends_at.isoformat() if user.plan_ends_at else "no end"
-    logger.info("%s (user %s) is on plan %s (%s)", user.email, user.id, user.plan_name, ends)
+    subscription: dict[str, Any] = {
+        "user_id": user.id,
+        "email": user.email,
+        "plan": user.plan_name,
+        "plan_ends_at": user.plan_ends_at,
+    }
+    if as_json:
+        emit_json(subscription)
+    else:
+        ends = user.plan_ends_at.isoformat() if user.plan_ends_at else "no end"
+        emit(f"{user.email} (user {user.id}) is on plan {user.plan_name} ({ends})")

@@ -53,7 +53,8 @@ def create_plan(name: str, limits: dict[str, int]) -> Plan:
     minimums = {"bids_per_day": 0, "max_params_bytes": 2}
     for field in PLAN_LIMITS:
         if limits[field] < minimums.get(field, 1):
-            raise Unprocessable(f"{field} must be at least {minimums.get(field, 1)}.")
+            message = f"{field} must be at least {minimums.get(field, 1)}."
+            raise Unprocessable(message, errors={field: [message]})
     plan = Plan(name=name, **{field: limits[field] for field in PLAN_LIMITS})
     db.session.add(plan)
     db.session.commit()
@@ -74,7 +75,8 @@ def assign_plan(email: str, plan_name: str, until: datetime | None) -> User:
     if plan.name == FREE_PLAN:
         until = None
     elif until is None or until <= now_utc():
-        raise Unprocessable(f"A subscription to {plan.name!r} needs an end date in the future.")
+        message = f"A subscription to {plan.name!r} needs an end date in the future."
+        raise Unprocessable(message, errors={"until": [message]})
     user.plan_name = plan.name
     user.plan_ends_at = until
     user.plan_reminded_at = None

@@ -12,9 +12,10 @@ from flask.testing import FlaskClient
 from flask_jwt_extended import create_access_token
 from sqlalchemy import func, select, text
 
+from devtools.smtp import Mailbox
 from jobboard.extensions import db
 from jobboard.models import EmailOtp, User
-from tests.support.smtp import Mailbox, body_of
+from tests.support.smtp import body_of
 from workers.app import QUEUE_MAIL, task_app
 
 DEFAULT_PASSWORD = "correct horse battery"

@@ -1,32 +1,17 @@
-"""The database server the tests use, their per-run database names, and the app config
-pointing at a database and the SMTP sink."""
+"""The tests' per-run database names, the app config pointing at a database and the SMTP
+sink, and what race tests read of lock waits. The server and its databases are
+`devtools.database`, shared with bench."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from config import TestConfig, libpq_url, sqlalchemy_url
-from jobboard.embedded_db import drop_database, recreate_database, with_database
 
 RUN_ID = f"jbtest_{os.getpid()}"
-
-
-@dataclass
-class DatabaseServer:
-    admin_url: str
-
-    def url(self, name: str) -> str:
-        return with_database(self.admin_url, name)
-
-    def create(self, name: str, template: str | None = None) -> str:
-        return recreate_database(self.admin_url, name, template)
-
-    def drop(self, name: str) -> None:
-        drop_database(self.admin_url, name)
 
 
 def make_config(database_url: str, smtp_port: int, **overrides: Any) -> type[TestConfig]:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from config import PROJECT_ROOT
-from tests.support.processes import free_port
+from devtools.processes import free_port
 
 
 def procfile_entries() -> dict[str, str]:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from devtools.smtp import Mailbox
 from jobboard.extensions import db
 from tests.support.auth import QueuedJob, code_in, queued_mail_jobs, run_job
-from tests.support.smtp import Mailbox
 
 
 def reset_job_for(email: str) -> QueuedJob:

@@ -9,7 +9,7 @@ import time
 import psycopg
 
 from config import PROJECT_ROOT, libpq_url
-from tests.support.processes import Process
+from devtools.processes import Process
 
 LOG_DIR = PROJECT_ROOT / ".data" / "test-logs"
 

@@ -1,4 +1,5 @@
-"""Queue throughput in steady state: the arms, and how one drain of an arm is measured.
+"""Queue throughput in steady state: the arms, and how one drain of an arm is measured
+(scenarios 1 and 2 use them).
 
 Every arm is measured the same way (`Drain.run`): its jobs are all queued first (the
 worker is not running), the tables are analysed, then its worker starts and drains
@@ -28,17 +29,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from bench import celery_noop
+from bench.harness import SCHEDULE_MARGIN, Harness, now_utc
 from bench.noop import defer_noops
 from bench.system import CpuMeter, log_dir_for, start_worker
-from bench.wire import WireCounter, WireCounts
-from tests.support.processes import Process
-
-if TYPE_CHECKING:
-    from bench.scenarios import Bench
+from devtools.processes import Process
+from devtools.wire import WireCounter, WireCounts
 
 logger = logging.getLogger("bench")
 
@@ -49,7 +48,6 @@ logger = logging.getLogger("bench")
 # near it even when the rest of the drain is short.
 POLL_SECONDS = 0.1
 WARMUP_POLL_SECONDS = 0.01
-SCHEDULE_MARGIN = timedelta(seconds=2)
 CLONE_BATCH = 1000
 
 
@@ -87,8 +85,8 @@ class Arm:
     warmup = 0  # set by Drain before prepare()
     queue_seconds = math.nan  # how long prepare() took to queue them
 
-    def __init__(self, bench: Bench) -> None:
-        self.bench = bench
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
         self.worker: Process | None = None
 
     def prepare(self, count: int, number: int) -> None:
@@ -130,16 +128,16 @@ class RawArm(Arm):
 
     def prepare(self, count: int, number: int) -> None:
         started = time.perf_counter()
-        ids = asyncio.run(defer_noops(self.bench.database.url, count))
+        ids = asyncio.run(defer_noops(self.harness.database.url, count))
         self.queue_seconds = time.perf_counter() - started
         self.first_id, self.last_id = min(ids), max(ids)
 
     def start(self, database_url: str | None = None) -> None:
-        env = {**self.bench.env, "DATABASE_URL": database_url or self.bench.database.url}
-        self.worker = start_worker("noop-worker", "bench.noop", env, self.bench.database)
+        env = {**self.harness.env, "DATABASE_URL": database_url or self.harness.database.url}
+        self.worker = start_worker("noop-worker", "bench.noop", env, self.harness.database)
 
     def completed(self) -> int:
-        return self.bench.scalar(
+        return self.harness.scalar(
             "SELECT count(*) FROM procrastinate_jobs WHERE id BETWEEN %s AND %s"
             " AND status IN ('succeeded', 'failed')",
             self.first_id,
@@ -147,7 +145,7 @@ class RawArm(Arm):
         )
 
     def finish_times(self, warmup: int, count: int) -> tuple[Any, Any, int]:
-        rows = self.bench.conn.execute(
+        rows = self.harness.conn.execute(
             "SELECT at FROM procrastinate_events WHERE job_id BETWEEN %s AND %s"
             " AND type = 'succeeded' ORDER BY at",
             (self.first_id, self.last_id),
@@ -156,7 +154,7 @@ class RawArm(Arm):
 
     def meter(self) -> CpuMeter:
         assert self.worker is not None
-        return self.bench.pg_meter(self.worker)
+        return self.harness.pg_meter(self.worker)
 
 
 class EndToEndArm(Arm):
@@ -165,17 +163,17 @@ class EndToEndArm(Arm):
     queued_by = "create_job, one by one"
 
     def prepare(self, count: int, number: int) -> None:
-        bench = self.bench
-        self.owner_id, _token = bench.make_user(f"e2e-{number}-{time.monotonic_ns()}")
+        harness = self.harness
+        self.owner_id, _token = harness.make_user(f"e2e-{number}-{time.monotonic_ns()}")
         started = time.perf_counter()
-        with bench.job_service(self.owner_id) as create:
+        with harness.job_service(self.owner_id) as create:
             for index in range(count):
                 create(
                     {
                         "name": f"echo {index}",
                         "kind": "echo",
                         "params": {"index": index},
-                        "scheduled_time": (bench.now() + SCHEDULE_MARGIN).isoformat(),
+                        "scheduled_time": (now_utc() + SCHEDULE_MARGIN).isoformat(),
                     }
                 )
         self.queue_seconds = time.perf_counter() - started
@@ -183,23 +181,23 @@ class EndToEndArm(Arm):
 
     def wait_until_due(self) -> None:
         """Start the worker once every job is due, so that the drain is not paced by us."""
-        last_due = self.bench.scalar(
+        last_due = self.harness.scalar(
             "SELECT max(scheduled_time) FROM jobs WHERE owner_id = %s", self.owner_id
         )
-        time.sleep(max(0.0, (last_due - self.bench.now()).total_seconds()))
+        time.sleep(max(0.0, (last_due - now_utc()).total_seconds()))
 
     def start(self, database_url: str | None = None) -> None:
-        env = {**self.bench.env, "DATABASE_URL": database_url or self.bench.database.url}
-        self.worker = start_worker("worker", "workers", env, self.bench.database)
+        env = {**self.harness.env, "DATABASE_URL": database_url or self.harness.database.url}
+        self.worker = start_worker("worker", "workers", env, self.harness.database)
 
     def completed(self) -> int:
-        return self.bench.completed_jobs(self.owner_id)
+        return self.harness.completed_jobs(self.owner_id)
 
     def finished(self, count: int) -> bool:
-        return self.completed() >= count or not self.bench.has_queued_entries(self.owner_id)
+        return self.completed() >= count or not self.harness.has_queued_entries(self.owner_id)
 
     def finish_times(self, warmup: int, count: int) -> tuple[Any, Any, int]:
-        rows = self.bench.conn.execute(
+        rows = self.harness.conn.execute(
             "SELECT j.finished_at FROM jobs j JOIN job_results r ON r.job_id = j.id"
             " WHERE j.owner_id = %s AND j.status = 'completed' ORDER BY j.finished_at"
             " LIMIT %s",
@@ -209,7 +207,7 @@ class EndToEndArm(Arm):
 
     def meter(self) -> CpuMeter:
         assert self.worker is not None
-        return self.bench.pg_meter(self.worker)
+        return self.harness.pg_meter(self.worker)
 
 
 class BacklogArm(EndToEndArm):
@@ -223,15 +221,15 @@ class BacklogArm(EndToEndArm):
     label = "jobboard end to end, backlog"
 
     def prepare(self, count: int, number: int) -> None:
-        bench = self.bench
-        self.owner_id, _token = bench.make_user(f"backlog-{number}-{time.monotonic_ns()}")
-        with bench.job_service(self.owner_id) as create:
+        harness = self.harness
+        self.owner_id, _token = harness.make_user(f"backlog-{number}-{time.monotonic_ns()}")
+        with harness.job_service(self.owner_id) as create:
             template = create(
                 {
                     "name": "backlog echo",
                     "kind": "echo",
                     "params": {"index": 0},
-                    "scheduled_time": (bench.now() + SCHEDULE_MARGIN).isoformat(),
+                    "scheduled_time": (now_utc() + SCHEDULE_MARGIN).isoformat(),
                 }
             )
         # In transactions of CLONE_BATCH: each entry's insert trigger updates the user's
@@ -239,11 +237,11 @@ class BacklogArm(EndToEndArm):
         # versions left by the earlier ones of the same transaction (minutes instead of
         # seconds; a request creates one job per transaction and never meets this).
         for start in range(1, count, CLONE_BATCH):
-            bench.clone_job(template, min(CLONE_BATCH, count - start))
+            harness.clone_job(template, min(CLONE_BATCH, count - start))
         self.wait_until_due()
 
     def cleanup(self) -> None:
-        conn = self.bench.conn
+        conn = self.harness.conn
         # In transactions of CLONE_BATCH, for the reason given in `prepare`.
         while conn.execute(
             "DELETE FROM procrastinate_jobs WHERE id IN (SELECT id FROM procrastinate_jobs"
@@ -262,10 +260,10 @@ class CeleryArm(Arm):
     label = "Celery + Redis, no-op (prefork x4)"
     queued_by = "send_task, one by one"
 
-    def __init__(self, bench: Bench) -> None:
+    def __init__(self, harness: Harness) -> None:
         import redis
 
-        super().__init__(bench)
+        super().__init__(harness)
         self.queue = f"bench_celery_{os.getpid()}"
         os.environ["BENCH_CELERY_QUEUE"] = self.queue
         self.app = celery_noop.make_app()
@@ -291,7 +289,7 @@ class CeleryArm(Arm):
 
     def start(self, database_url: str | None = None) -> None:
         env = {
-            **self.bench.env,
+            **self.harness.env,
             "BENCH_CELERY_WORKER": "1",
             "BENCH_CELERY_QUEUE": self.queue,
             "REDIS_URL": celery_noop.redis_url(),
@@ -317,7 +315,7 @@ class CeleryArm(Arm):
             "--hostname",
             f"{self.queue}@%h",
         ]
-        log_path = log_dir_for(self.bench.database.name) / "celery-worker.log"
+        log_path = log_dir_for(self.harness.database.name) / "celery-worker.log"
         self.worker = Process("celery-worker", argv, env, log_path)
 
     def completed(self) -> int:
@@ -379,11 +377,11 @@ class Drain:
     stop_at: int | None = None  # stop measuring after this many completions
 
     def run(self, number: int) -> dict[str, Any]:
-        arm, bench = self.arm, self.arm.bench
+        arm, harness = self.arm, self.arm.harness
         target = self.stop_at or self.count
         arm.warmup = self.warmup
         arm.prepare(self.count, number)
-        bench.analyze()
+        harness.analyze()
         arm.start(self.wire.url if self.wire else None)
         try:
             self.wait(
