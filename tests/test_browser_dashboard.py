@@ -255,6 +255,40 @@ def test_session_survives_a_reload_and_ends_with_sign_out(browser, server, peopl
     assert live_client.get("/api/dashboard/", headers=headers).status_code == 401
 
 
+def test_an_expired_access_token_is_renewed_once_for_calls_made_together(
+    browser, server, people, live_app, live_client
+):
+    """The page loads three things at once; with the access token expired all three get
+    401. They must share one refresh: a refresh token presented twice revokes every
+    token of the login."""
+    live_app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=1)
+    try:
+        assert sign_in(browser, server, "member@example.com", DEFAULT_PASSWORD) == "loaded"
+        first = json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')"))
+        wait_until(lambda: live_client.get("/api/me/", headers=bearer(first)).status_code == 401)
+
+        refresh_url = f"{server.url}/api/token/refresh/"
+        before = browser.requested_urls().count(refresh_url)
+        browser.click("refresh-button")
+        wait_until(
+            lambda: (
+                json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')")) != first
+            )
+        )
+        assert browser.wait_for_state("loaded", "signed-out", "error") == "loaded"
+        renewed = json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')"))
+        assert browser.requested_urls().count(refresh_url) - before == 1
+    finally:
+        live_app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=15)
+    # The login's family is alive: the renewed refresh token still works.
+    again = live_client.post("/api/token/refresh/", headers=bearer(renewed, "refresh_token"))
+    assert again.status_code == 200
+
+
+def bearer(tokens: dict, which: str = "access_token") -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[which]}"}
+
+
 def test_wrong_password_shows_the_api_message(browser, server, people):
     assert sign_in(browser, server, "member@example.com", "wrong password") == "signed-out"
     message = browser.evaluate("document.getElementById('signin-error').textContent")

@@ -63,7 +63,28 @@
     return { body, headers: response.headers };
   }
 
-  // An expired access token is renewed once with the refresh token, then the call is retried.
+  // An expired access token is renewed with the refresh token, then the call is retried.
+  // A refresh token works once (the API revokes every token of the login when one comes
+  // back), so calls that fail together share one renewal, and a call that fails after
+  // another renewed the tokens uses the new ones.
+  let renewal = null;
+
+  function renewTokens(used) {
+    const current = loadTokens();
+    if (current && current.access_token !== used.access_token) return Promise.resolve(current);
+    if (!renewal) {
+      renewal = request("POST", "/api/token/refresh/", { token: used.refresh_token })
+        .then(({ body }) => {
+          saveTokens(body);
+          return body;
+        })
+        .finally(() => {
+          renewal = null;
+        });
+    }
+    return renewal;
+  }
+
   async function authorized(method, path) {
     const tokens = loadTokens();
     if (!tokens) throw new ApiError(401, { message: "Please sign in." });
@@ -71,11 +92,8 @@
       return await request(method, path, { token: tokens.access_token });
     } catch (error) {
       if (error.status !== 401 || !tokens.refresh_token) throw error;
-      const renewed = await request("POST", "/api/token/refresh/", {
-        token: tokens.refresh_token,
-      });
-      saveTokens(renewed.body);
-      return request(method, path, { token: renewed.body.access_token });
+      const renewed = await renewTokens(tokens);
+      return request(method, path, { token: renewed.access_token });
     }
   }
 
