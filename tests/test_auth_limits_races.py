@@ -77,6 +77,36 @@ def test_two_code_requests_racing_for_one_address_send_one_code(
     assert sorted(r.status_code for r in results) == [202, 429]
 
 
+def test_two_guesses_racing_for_the_last_check_of_an_address_get_one_400_and_one_429(
+    live_client, fresh_database
+):
+    """The bound on guessing holds at its edge: of two wrong codes from two clients racing
+    for an address's last check, one is checked and the other refused."""
+    email = "last.check@example.com"
+
+    def guess(ip: str):
+        return lambda: live_client.post(
+            "/api/password/reset/",
+            json={"email": email, "otp": "000000", "new_password": "a new secret"},
+            **from_ip(ip),
+        )
+
+    statuses = [guess(f"10.22.{n // 10}.{n % 10}")().status_code for n in range(59)]
+    assert statuses == [400] * 59
+
+    with blocking_transaction(fresh_database) as blocker:
+        blocker.execute(
+            "SELECT key FROM rate_limit_hits WHERE key = %s FOR UPDATE",
+            (f"code-check-failures-address:{email}",),
+        )
+        results, threads = in_threads(guess("10.22.9.1"), guess("10.22.9.2"))
+        wait_until(lambda: lock_waiters(fresh_database) == 2)
+        blocker.rollback()
+        join(threads)
+
+    assert sorted(r.status_code for r in results) == [400, 429]
+
+
 # --- two gunicorn worker processes, and a restart -------------------------------------------
 
 

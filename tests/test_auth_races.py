@@ -82,6 +82,13 @@ def test_two_simultaneous_refreshes_with_one_token_rotate_once(
         join(threads)
 
     assert sorted(r.status_code for r in results) == [200, 401]
+    # The loser presented a token already traded: a reuse, so the winner's new tokens
+    # (same family) are revoked too.
+    (winner,) = [r.get_json() for r in results if r.status_code == 200]
+    again = live_client.post("/api/token/refresh/", headers=bearer_header(winner["refresh_token"]))
+    assert again.status_code == 401
+    me = live_client.get("/api/me/", headers=bearer_header(winner["access_token"]))
+    assert me.status_code == 401
 
 
 def decode_token_outside_app(client, token: str) -> dict[str, Any]:
