@@ -158,6 +158,8 @@ CODE_CHECK_FAILURES_PER_ADDRESS_IP = Limit(
     "CODE_CHECK_FAILURES_PER_ADDRESS_IP_WINDOW",
     "CODE_CHECK_FAILURES_PER_ADDRESS_IP",
 )
+# The bound on guessing: n wrong codes an hour find a 6-digit code with a chance of at most
+# n / (10**6 - n), whatever the number of clients (60: 6.0e-5; see the module docstring).
 CODE_CHECK_FAILURES_PER_ADDRESS = Limit(
     "code-check-failures-address",
     "failed code checks for one email address",
