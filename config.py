@@ -106,7 +106,8 @@ class Config:
     # A delivery's output, as compact JSON, is refused above this size (422).
     MAX_DELIVERY_OUTPUT_BYTES = int(os.environ.get("MAX_DELIVERY_OUTPUT_BYTES", str(256 * 1024)))
 
-    OTP_TTL = timedelta(minutes=env_int("OTP_TTL_MINUTES", 10))
+    # Fractions of a minute are allowed (tests shorten a code's life to seconds).
+    OTP_TTL = timedelta(minutes=env_float("OTP_TTL_MINUTES", 10))
     OTP_MAX_TRIES = env_int("OTP_MAX_TRIES", 5)
     # Between two codes of one purpose (verification, password reset) for one address.
     OTP_RESEND_COOLDOWN = timedelta(seconds=env_int("OTP_RESEND_COOLDOWN_SECONDS", 60))
@@ -119,10 +120,23 @@ class Config:
     LOGIN_FAILURES_PER_IP_WINDOW = env_int("LOGIN_FAILURES_PER_IP_WINDOW", 3600)
     CODES_SENT_PER_IP = env_int("CODES_SENT_PER_IP", 20)
     CODES_SENT_PER_IP_WINDOW = env_int("CODES_SENT_PER_IP_WINDOW", 3600)
-    CODES_SENT_PER_ADDRESS = env_int("CODES_SENT_PER_ADDRESS", 5)
+    CODES_SENT_PER_ADDRESS_IP = env_int("CODES_SENT_PER_ADDRESS_IP", 5)
+    CODES_SENT_PER_ADDRESS_IP_WINDOW = env_int("CODES_SENT_PER_ADDRESS_IP_WINDOW", 3600)
+    CODES_SENT_PER_ADDRESS = env_int("CODES_SENT_PER_ADDRESS", 30)
     CODES_SENT_PER_ADDRESS_WINDOW = env_int("CODES_SENT_PER_ADDRESS_WINDOW", 3600)
     CODE_CHECK_FAILURES_PER_IP = env_int("CODE_CHECK_FAILURES_PER_IP", 30)
     CODE_CHECK_FAILURES_PER_IP_WINDOW = env_int("CODE_CHECK_FAILURES_PER_IP_WINDOW", 3600)
+    CODE_CHECK_FAILURES_PER_ADDRESS_IP = env_int("CODE_CHECK_FAILURES_PER_ADDRESS_IP", 10)
+    CODE_CHECK_FAILURES_PER_ADDRESS_IP_WINDOW = env_int(
+        "CODE_CHECK_FAILURES_PER_ADDRESS_IP_WINDOW", 3600
+    )
+    # With 10**6 possible codes, n checks an hour find one with a chance of at most
+    # n / (10**6 - n): keep it under 100 for "below 1 in 10,000" (jobboard/ratelimit.py).
+    CODE_CHECK_FAILURES_PER_ADDRESS = env_int("CODE_CHECK_FAILURES_PER_ADDRESS", 60)
+    CODE_CHECK_FAILURES_PER_ADDRESS_WINDOW = env_int("CODE_CHECK_FAILURES_PER_ADDRESS_WINDOW", 3600)
+    # A job's owner is mailed about a bidder's first bid on it within this many seconds;
+    # later ones are not mailed (jobboard/notices.py).
+    BID_NOTICE_WINDOW = env_int("BID_NOTICE_WINDOW", 3600)
     # Proxies in front of the app that append to X-Forwarded-For (Heroku: 1). 0 trusts none:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)

@@ -76,11 +76,12 @@ class Mailbox:
 
 
 class SmtpServer:
-    """A started aiosmtpd server on a free port of 127.0.0.1, delivering to `mailbox`."""
+    """A started aiosmtpd server on a free port of 127.0.0.1 (or on `port`, to bring a
+    stopped one back), delivering to `mailbox`."""
 
-    def __init__(self, mailbox: Mailbox | None = None) -> None:
+    def __init__(self, mailbox: Mailbox | None = None, port: int | None = None) -> None:
         self.mailbox = mailbox or Mailbox()
-        self.port = free_port()
+        self.port = port or free_port()
         self._controller: Controller | None = Controller(
             self.mailbox, hostname="127.0.0.1", port=self.port
         )

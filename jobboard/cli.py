@@ -16,18 +16,21 @@ from flask.cli import AppGroup
 from marshmallow import ValidationError
 from marshmallow.validate import Email
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from jobboard import demo
-from jobboard.auth.passwords import hash_password
 from jobboard.auth.service import (
-    find_user_by_email,
-    mark_email_verified,
+    AccountState,
+    OperatorChange,
+    PasswordNeeded,
+    account_state,
+    make_admin,
     normalize_email,
     password_weakness,
     purge_expired_otps,
+    verify_by_operator,
 )
 from jobboard.cli_output import emit, emit_json, emit_table, json_option, note
+from jobboard.errors import NotFound
 from jobboard.extensions import db
 from jobboard.models import User, now_utc
 
@@ -56,49 +59,69 @@ def _normalized_email(email: str) -> str:
     return normalized
 
 
-@users_cli.command("create-admin")
-@click.argument("email")
-def create_admin(email: str) -> None:
-    """Create a verified admin EMAIL (asks for its password), or promote an existing user.
-
-    An existing user keeps their password and becomes verified and admin. Admins see the
-    queue's health on the dashboard and can read every job; the API never grants the role.
-    """
-    email = _normalized_email(email)
-    user = find_user_by_email(email, for_update=True)
-    if user is not None:
-        mark_email_verified(user, now_utc())
-        already = user.is_admin
-        user.is_admin = True
-        db.session.commit()
-        if already:
-            emit(f"{user.email} (user {user.id}) is already an admin")
-        else:
-            emit(f"promoted {user.email} (user {user.id}) to admin")
-        return
-
-    db.session.rollback()  # no transaction stays open while a human types
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True, err=True)
+def _new_password(email: str, from_stdin: bool) -> str:
+    """The password the operator gives: asked twice, hidden, or the first line of
+    standard input with --password-stdin (for scripts)."""
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt(
+            f"New password for {email}", hide_input=True, confirmation_prompt=True, err=True
+        )
     problem = password_weakness(password, email)
     if problem:
         raise click.ClickException(problem)
-    user = User(
-        email=email,
-        password_hash=hash_password(password),
-        is_admin=True,
-        display_name=email.split("@", 1)[0],
-    )
-    db.session.add(user)
+    return password
+
+
+PASSWORD_STDIN_HELP = (
+    "Read the new password from the first line of standard input instead of asking "
+    "(for scripts; keeps it out of the process list and the shell history)."
+)
+
+ADMIN_DONE = {
+    OperatorChange.CREATED: (
+        "Created {email} (user {id}): a verified admin. It signs in with the password you "
+        "just entered."
+    ),
+    OperatorChange.PROMOTED: (
+        "{email} (user {id}) is now an admin. Its owner signs in with their own password, "
+        "as before."
+    ),
+    OperatorChange.ALREADY_ADMIN: "{email} (user {id}) is already an admin; nothing changed.",
+    OperatorChange.PASSWORD_REPLACED: (
+        "{email} (user {id}) was registered but never verified, so its password was chosen "
+        "by whoever registered the address, unchecked. That password was replaced by the "
+        "one you entered, every token of the account is revoked, and it is now a verified "
+        "admin. Give the new password to the address's owner in person or by another "
+        "channel; they sign in with it and change it with POST /api/me/password/."
+    ),
+}
+
+
+@users_cli.command("create-admin")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help=PASSWORD_STDIN_HELP)
+def create_admin(email: str, password_stdin: bool) -> None:
+    """Make EMAIL a verified admin: create it, or promote its account.
+
+    A new account, or one that was never verified, gets a new password (asked for): an
+    unverified account's password was chosen by whoever registered the address, and is
+    never kept (its tokens are revoked too). A verified account keeps its owner's
+    password. Admins see the queue's health on the dashboard and can read every job; the
+    API never grants the role.
+    """
+    email = _normalized_email(email)
+    password = None
+    if account_state(email) != AccountState.VERIFIED:
+        password = _new_password(email, password_stdin)
     try:
-        db.session.flush()
-    except IntegrityError:
-        db.session.rollback()
-        raise click.ClickException(
-            f"{email} registered meanwhile; run the command again to promote it."
-        ) from None
-    mark_email_verified(user, now_utc())
-    db.session.commit()
-    emit(f"created admin {user.email} (user {user.id})")
+        user, change = make_admin(email, password)
+    except PasswordNeeded as error:
+        raise click.ClickException(error.message) from None
+    emit(ADMIN_DONE[change].format(email=user.email, id=user.id))
+    if password_stdin and password is None:
+        note("The password on standard input was not used: a verified account keeps its own.")
 
 
 USER_COLUMNS = ("id", "email", "verified", "admin", "name", "created")
@@ -133,20 +156,51 @@ def list_users(admins_only: bool, unverified_only: bool, as_json: bool) -> None:
     note(f"{len(users)} user(s)")
 
 
+VERIFY_DONE = {
+    OperatorChange.PASSWORD_CLEARED: (
+        "Verified {email} (user {id}) without a code. Its password was chosen by whoever "
+        "registered the address, unchecked, so it was cleared: nobody can sign in to the "
+        "account until its owner sets a password with POST /api/password/forgot/ (a code "
+        "is emailed to the address) and POST /api/password/reset/. Every token of the "
+        "account is revoked."
+    ),
+    OperatorChange.PASSWORD_REPLACED: (
+        "Verified {email} (user {id}) without a code. Its registrant's password was "
+        "replaced by the one you gave, and every token of the account is revoked. Give the "
+        "password to the address's owner; they sign in with it and change it with POST "
+        "/api/me/password/ (or set their own with POST /api/password/forgot/)."
+    ),
+    OperatorChange.ALREADY_VERIFIED: "{email} (user {id}) is already verified; nothing changed.",
+}
+
+
 @users_cli.command("verify")
 @click.argument("email")
-def verify_user(email: str) -> None:
-    """Mark EMAIL as verified without a code (e.g. when the email never arrived)."""
-    user = find_user_by_email(_normalized_email(email), for_update=True)
-    if user is None:
+@click.option(
+    "--password-stdin",
+    is_flag=True,
+    help="Set the password read from the first line of standard input instead of clearing "
+    "it (for scripts that then sign in).",
+)
+def verify_user(email: str, password_stdin: bool) -> None:
+    """Mark EMAIL as verified without a code (e.g. when the email never arrived).
+
+    The account's password was chosen by whoever registered the address, and nobody
+    checked them: it is cleared (or replaced, with --password-stdin) and the account's
+    tokens are revoked. The owner sets a password through the password reset.
+    """
+    email = _normalized_email(email)
+    state = account_state(email)
+    if state == AccountState.NONE:
         raise click.ClickException(f"No user with email {email}.")
-    if user.is_email_verified:
-        emit(f"{user.email} (user {user.id}) is already verified")
-        db.session.rollback()
-        return
-    mark_email_verified(user, now_utc())
-    db.session.commit()
-    emit(f"verified {user.email} (user {user.id})")
+    password = None
+    if password_stdin and state == AccountState.UNVERIFIED:
+        password = _new_password(email, from_stdin=True)
+    try:
+        user, change = verify_by_operator(email, password)
+    except NotFound as error:
+        raise click.ClickException(error.message) from None
+    emit(VERIFY_DONE[change].format(email=user.email, id=user.id))
 
 
 # --- one-time codes ------------------------------------------------------------------------

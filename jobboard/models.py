@@ -97,7 +97,8 @@ class User(TimestampMixin, db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(254))
-    password_hash: Mapped[str] = mapped_column(String(255))
+    # None: no password works until one is set through password reset (jobboard/auth).
+    password_hash: Mapped[str | None] = mapped_column(String(255))
     is_email_verified: Mapped[bool] = mapped_column(default=False, server_default="false")
     is_admin: Mapped[bool] = mapped_column(default=False, server_default="false")
     display_name: Mapped[str | None] = mapped_column(String(100))

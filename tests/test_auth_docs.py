@@ -14,8 +14,8 @@ def spec(client) -> dict:
     ("path", "method", "statuses"),
     [
         ("/api/register/", "post", {"201", "409", "422", "429"}),
-        ("/api/verify-email/", "post", {"200", "400", "409", "422", "429"}),
-        ("/api/resend-otp/", "post", {"202", "409", "422", "429"}),
+        ("/api/verify-email/", "post", {"200", "400", "401", "422", "429"}),
+        ("/api/resend-otp/", "post", {"202", "422", "429"}),
         ("/api/login/", "post", {"200", "401", "403", "422", "429"}),
         ("/api/token/refresh/", "post", {"200", "401"}),
         ("/api/logout/", "post", {"204", "401", "422"}),
@@ -51,7 +51,13 @@ def test_protected_endpoints_declare_bearer_auth(spec, path, method):
 
 def test_the_documented_decisions_are_in_the_document(spec):
     verify = spec["paths"]["/api/verify-email/"]["post"]["responses"]
-    assert "unknown email address gets the same answer" in verify["400"]["description"]
+    assert "already verified email address gets the same answer" in verify["400"]["description"]
+    assert "POST /api/password/forgot/" in verify["401"]["description"]
+    assert "failed login" in verify["401"]["description"]
+    verify_body = spec["components"]["schemas"]["VerifyEmailIn"]
+    assert set(verify_body["required"]) == {"email", "otp", "password"}
+    refresh = spec["paths"]["/api/token/refresh/"]["post"]["responses"]["401"]["description"]
+    assert "revokes every token descended from the same login" in refresh
     login = spec["paths"]["/api/login/"]["post"]["responses"]
     assert "same answer" in login["401"]["description"]
     resend = spec["paths"]["/api/resend-otp/"]["post"]

@@ -116,27 +116,58 @@ def test_the_hundredth_failure_from_one_ip_is_401_and_the_next_login_429(client,
 # --- codes sent ---------------------------------------------------------------------------------
 
 
-def test_five_codes_per_address_per_hour(client):
+def resend(client, email: str, ip: str):
+    return client.post("/api/resend-otp/", json={"email": email}, **from_ip(ip))
+
+
+def test_five_codes_per_address_from_one_ip_per_hour(client):
     email = "many.codes@example.com"
-    assert register(client, email).status_code == 201
+    assert register(client, email, ip="10.0.1.2").status_code == 201
     for _ in range(4):
         allow_resend_now(email)
-        resent = client.post("/api/resend-otp/", json={"email": email}, **from_ip("10.0.1.2"))
-        assert resent.status_code == 202
+        assert resend(client, email, "10.0.1.2").status_code == 202
     allow_resend_now(email)
 
-    refused = client.post("/api/resend-otp/", json={"email": email}, **from_ip("10.0.1.3"))
+    refused = resend(client, email, "10.0.1.2")
 
-    assert "at most 5 emailed codes per email address per hour" in refused.get_json()["message"]
+    message = refused.get_json()["message"]
+    assert "at most 5 emailed codes for one email address requested from one IP address" in message
+    assert retry_after(refused) > 3000
+    # Another client (the owner) still gets a code for the address.
+    assert resend(client, email, "10.0.1.3").status_code == 202
+
+
+def test_thirty_codes_per_address_per_hour_from_everybody(client):
+    email = "popular@example.com"
+    for n in range(30):
+        allow_resend_now(email)
+        assert resend(client, email, f"10.0.9.{n}").status_code == 202
+    allow_resend_now(email)
+
+    refused = resend(client, email, "10.0.9.200")
+
+    assert "at most 30 emailed codes per email address per hour" in refused.get_json()["message"]
     assert retry_after(refused) > 3000
 
 
-def test_unknown_addresses_count_against_the_address_limit_too(client):
+def test_unknown_addresses_count_against_the_address_limits_too(client):
     email = "nobody.at.all@example.com"
-    statuses = [
-        client.post("/api/resend-otp/", json={"email": email}).status_code for _ in range(6)
-    ]
+    statuses = []
+    for _ in range(6):
+        allow_resend_now(email)
+        statuses.append(resend(client, email, "10.0.1.9").status_code)
     assert statuses == [202] * 5 + [429]
+
+
+def test_one_code_per_address_and_purpose_per_minute_known_or_not(client, user):
+    for email in (user.email, "nobody.known@example.com"):
+        assert resend(client, email, "10.0.1.20").status_code == 202
+        refused = resend(client, email, "10.0.1.21")
+        assert (
+            "at most 1 verification code per email address per minute"
+            in (refused.get_json()["message"])
+        )
+        assert 55 <= retry_after(refused) <= 60
 
 
 def test_twenty_codes_per_ip_per_hour_across_addresses(client):
@@ -155,12 +186,20 @@ def test_twenty_codes_per_ip_per_hour_across_addresses(client):
     assert register(client, "bulk20@example.com", ip="10.0.2.2").status_code == 201
 
 
-def test_a_refused_registration_uses_up_nothing(client):
+def test_a_registration_refused_with_409_counts_against_the_ip(client):
+    """The 409 tells that the address has an account: asking it is counted."""
     register(client, "taken.once@example.com", ip="10.0.3.1")
     for _ in range(5):
         assert register(client, "taken.once@example.com", ip="10.0.3.1").status_code == 409
 
-    assert counted("codes-sent-ip:10.0.3.1") == 1
+    assert counted("codes-sent-ip:10.0.3.1") == 6
+    assert counted("codes-sent-address:taken.once@example.com") == 1
+
+
+def test_a_registration_refused_as_invalid_counts_nothing(client):
+    assert register(client, "weak@example.com", "short", ip="10.0.3.2").status_code == 422
+
+    assert counted("codes-sent-ip:10.0.3.2") == 0
 
 
 # --- failed code checks -------------------------------------------------------------------------
@@ -170,7 +209,9 @@ def test_thirty_failed_code_checks_per_ip_across_verify_and_reset(client, make_u
     ip = from_ip("10.0.4.1")
     for n in range(15):
         response = client.post(
-            "/api/verify-email/", json={"email": f"v{n}@example.com", "otp": "000000"}, **ip
+            "/api/verify-email/",
+            json={"email": f"v{n}@example.com", "otp": "000000", "password": DEFAULT_PASSWORD},
+            **ip,
         )
         assert response.status_code == 400
     for n in range(15):
@@ -182,16 +223,59 @@ def test_thirty_failed_code_checks_per_ip_across_verify_and_reset(client, make_u
         assert response.status_code == 400
 
     refused = client.post(
-        "/api/verify-email/", json={"email": "v0@example.com", "otp": "000000"}, **ip
+        "/api/verify-email/",
+        json={"email": "v0@example.com", "otp": "000000", "password": DEFAULT_PASSWORD},
+        **ip,
     )
     assert "at most 30 failed code checks from one IP address" in refused.get_json()["message"]
     assert retry_after(refused) > 3500
     other = client.post(
         "/api/verify-email/",
-        json={"email": "v0@example.com", "otp": "000000"},
+        json={"email": "v0@example.com", "otp": "000000", "password": DEFAULT_PASSWORD},
         **from_ip("10.0.4.2"),
     )
     assert other.status_code == 400
+
+
+def check(client, email: str, ip: str) -> int:
+    return client.post(
+        "/api/password/reset/",
+        json={"email": email, "otp": "000000", "new_password": "a new secret"},
+        **from_ip(ip),
+    ).status_code
+
+
+def test_ten_failed_code_checks_per_address_from_one_ip(client):
+    email = "checked@example.com"
+    assert [check(client, email, "10.0.4.7") for _ in range(11)] == [400] * 10 + [429]
+    refused = client.post(
+        "/api/verify-email/",
+        json={"email": email, "otp": "000000", "password": DEFAULT_PASSWORD},
+        **from_ip("10.0.4.7"),
+    )
+    assert (
+        "at most 10 failed code checks for one email address from one IP address"
+        in (refused.get_json()["message"])
+    )
+    assert check(client, email, "10.0.4.8") == 400
+
+
+def test_sixty_failed_code_checks_per_address_from_everybody(client):
+    email = "much.guessed@example.com"
+    statuses = [check(client, email, f"10.0.10.{n // 10}") for n in range(60)]
+    assert statuses == [400] * 60
+
+    refused = client.post(
+        "/api/password/reset/",
+        json={"email": email, "otp": "000000", "new_password": "a new secret"},
+        **from_ip("10.0.10.99"),
+    )
+
+    assert (
+        "at most 60 failed code checks for one email address per hour"
+        in (refused.get_json()["message"])
+    )
+    assert check(client, "another.address@example.com", "10.0.10.99") == 400
 
 
 def test_a_successful_code_check_is_not_counted(client, mailbox):
@@ -202,11 +286,16 @@ def test_a_successful_code_check_is_not_counted(client, mailbox):
     code = deliver_code(mailbox, email)
 
     verified = client.post(
-        "/api/verify-email/", json={"email": email, "otp": code}, **from_ip("10.0.5.1")
+        "/api/verify-email/",
+        json={"email": email, "otp": code, "password": DEFAULT_PASSWORD},
+        **from_ip("10.0.5.1"),
     )
 
     assert verified.status_code == 200
     assert counted("code-check-failures-ip:10.0.5.1") == 0
+    assert counted(f"code-check-failures-address:{email}") == 0
+    assert counted(f"code-check-failures-address-ip:{email}|10.0.5.1") == 0
+    assert counted(f"login-failures-email-ip:{email}|10.0.5.1") == 0
 
 
 # --- the client IP -------------------------------------------------------------------------
@@ -257,6 +346,34 @@ def test_behind_one_trusted_proxy_the_client_is_the_last_forwarded_address(
     assert attempt("192.0.2.7", DEFAULT_PASSWORD) == 429
     with proxied_app.app_context():
         assert counted(f"login-failures-email-ip:{user.email}|192.0.2.7") == 10
+
+
+def test_ipv6_clients_are_counted_by_their_64(client, verified_user):
+    def attempt(ip: str, password: str = WRONG) -> int:
+        return login(client, verified_user.email, password, ip).status_code
+
+    assert [attempt(f"2001:db8:aa:1::{n:x}") for n in range(1, 11)] == [401] * 10
+    assert attempt("2001:db8:aa:1:ffff:ffff:ffff:ffff", DEFAULT_PASSWORD) == 429
+    assert attempt("2001:db8:aa:2::1", DEFAULT_PASSWORD) == 200
+    assert counted(f"login-failures-email-ip:{verified_user.email}|2001:db8:aa:1::/64") == 10
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::", "2001:db8:1:2::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("::1", "::/64"),
+        ("unknown", "unknown"),
+        ("someone@example.com", "someone@example.com"),
+    ],
+)
+def test_client_key(address, key):
+    from jobboard.ratelimit import client_key
+
+    assert client_key(address) == key
 
 
 def test_a_wrong_current_password_counts_as_a_failed_login(client, verified_user, auth_headers):

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask_jwt_extended import decode_token
 
-from tests.support.auth import bearer_header, deliver_code, log_in, register
+from tests.support.auth import DEFAULT_PASSWORD, bearer_header, deliver_code, log_in, register
 from tests.support.database import lock_waiters
 from tests.support.polling import wait_until
 from tests.support.races import blocking_transaction, in_threads, join
@@ -43,7 +43,8 @@ def test_two_simultaneous_verifications_with_the_right_code_pass_once(
 
     def verify():
         return live_client.post(
-            "/api/verify-email/", json={"email": "twice@example.com", "otp": code}
+            "/api/verify-email/",
+            json={"email": "twice@example.com", "otp": code, "password": DEFAULT_PASSWORD},
         )
 
     with blocking_transaction(fresh_database) as blocker:
@@ -53,7 +54,8 @@ def test_two_simultaneous_verifications_with_the_right_code_pass_once(
         blocker.rollback()
         join(threads)
 
-    assert sorted(r.status_code for r in results) == [200, 409]
+    # The second finds the code used and the address verified: a wrong code to it.
+    assert sorted(r.status_code for r in results) == [200, 400]
 
 
 def test_two_simultaneous_refreshes_with_one_token_rotate_once(
@@ -80,6 +82,13 @@ def test_two_simultaneous_refreshes_with_one_token_rotate_once(
         join(threads)
 
     assert sorted(r.status_code for r in results) == [200, 401]
+    # The loser presented a token already traded: a reuse, so the winner's new tokens
+    # (same family) are revoked too.
+    (winner,) = [r.get_json() for r in results if r.status_code == 200]
+    again = live_client.post("/api/token/refresh/", headers=bearer_header(winner["refresh_token"]))
+    assert again.status_code == 401
+    me = live_client.get("/api/me/", headers=bearer_header(winner["access_token"]))
+    assert me.status_code == 401
 
 
 def decode_token_outside_app(client, token: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def test_register_creates_an_unverified_user_and_queues_the_code(client, mailbox
     jobs = queued_mail_jobs("send_verification_code")
     assert len(jobs) == 1
     assert jobs[0].status == "todo"
-    assert set(jobs[0].args) == {"otp_id", "sealed_code"}
+    assert set(jobs[0].args) == {"otp_id", "sealed_code", "user_id"}
     # The request only queued the email; nothing reached the SMTP server.
     assert mailbox.messages == []
 

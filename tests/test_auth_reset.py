@@ -83,8 +83,11 @@ def test_a_reset_verifies_the_address_and_kills_every_other_live_code(client, ma
     db.session.refresh(user)
     assert user.is_email_verified and user.email_verified_at is not None
     assert all(otp.consumed_at is not None for otp in codes_of(email))
-    late = client.post("/api/verify-email/", json={"email": email, "otp": verification_code})
-    assert late.status_code == 409  # already verified: the old code is of no use
+    late = client.post(
+        "/api/verify-email/",
+        json={"email": email, "otp": verification_code, "password": DEFAULT_PASSWORD},
+    )
+    assert late.status_code == 400  # already verified: the old code is of no use
 
 
 def test_a_reset_code_works_once(client, verified_user, mailbox):
@@ -121,7 +124,10 @@ def test_reset_and_verification_codes_do_not_mix(client, mailbox):
 
     if verification_code != reset_code:
         assert reset(client, email, verification_code).status_code == 400
-        wrong = client.post("/api/verify-email/", json={"email": email, "otp": reset_code})
+        wrong = client.post(
+            "/api/verify-email/",
+            json={"email": email, "otp": reset_code, "password": DEFAULT_PASSWORD},
+        )
         assert wrong.status_code == 400
     assert reset(client, email, reset_code).status_code == 204
 
@@ -154,6 +160,22 @@ def test_five_wrong_tries_kill_the_reset_code(client, verified_user, mailbox):
     assert "no longer works" in dead.get_json()["message"]
     assert 1 <= int(dead.headers["Retry-After"]) <= 60
     assert login(client, verified_user.email, DEFAULT_PASSWORD).status_code == 200
+
+
+def test_wrong_tries_kill_the_code_only_for_the_ip_that_made_them(client, verified_user, mailbox):
+    """Nobody can kill the owner's code: five wrong tries from an attacker's IP leave the
+    code working from any other IP."""
+    code = reset_code_for(client, mailbox, verified_user.email)
+    wrong = "000000" if code != "000000" else "111111"
+    attacker = [reset(client, verified_user.email, wrong, ip="10.66.6.6") for _ in range(5)]
+    assert [a.status_code for a in attacker] == [400] * 5
+    assert "last try from your IP address" in attacker[-1].get_json()["message"]
+    assert reset(client, verified_user.email, code, ip="10.66.6.6").status_code == 429
+
+    owner = reset(client, verified_user.email, code, ip="10.8.0.2")
+
+    assert owner.status_code == 204
+    assert login(client, verified_user.email, NEW_PASSWORD).status_code == 200
 
 
 def test_an_expired_reset_code_is_400_saying_so(client, verified_user, mailbox):
@@ -295,8 +317,11 @@ def test_the_takeover_is_undone_in_process(client, mailbox):
 
     assert login(client, victim, ATTACKER_PASSWORD).status_code == 401
     assert login(client, victim, "the victim's own secret").status_code == 200
-    late = client.post("/api/verify-email/", json={"email": victim, "otp": attacker_code})
-    assert late.status_code == 409
+    late = client.post(
+        "/api/verify-email/",
+        json={"email": victim, "otp": attacker_code, "password": ATTACKER_PASSWORD},
+    )
+    assert late.status_code == 400
 
 
 # --- with the real worker and the real SMTP server ------------------------------------------
@@ -329,10 +354,10 @@ def test_pre_registration_takeover_end_to_end(live_client, start_worker, mailbox
     # The attacker's verification code died with the reset.
     stale = live_client.post(
         "/api/verify-email/",
-        json={"email": victim, "otp": code_in(attacker_mail)},
+        json={"email": victim, "otp": code_in(attacker_mail), "password": ATTACKER_PASSWORD},
         **from_ip(attacker_ip),
     )
-    assert stale.status_code == 409
+    assert stale.status_code == 400
 
 
 def test_forgot_for_an_unknown_address_sends_no_mail_through_the_worker(

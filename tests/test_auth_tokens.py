@@ -124,11 +124,42 @@ def test_refresh_returns_new_tokens_and_revokes_the_old_refresh_token(client, ve
     assert revoked is not None and revoked.token_type == "refresh"
     assert revoked.user_id == verified_user.id
 
+    # The rotated-in refresh token keeps working, once.
+    newer = refresh(client, fresh["refresh_token"])
+    assert newer.status_code == 200
+    assert me(client, newer.get_json()["access_token"]).status_code == 200
+
+
+def test_a_refresh_token_used_twice_revokes_every_token_of_its_login(client, verified_user):
+    tokens = log_in(client, verified_user.email)
+    other_login = log_in(client, verified_user.email)
+    fresh = refresh(client, tokens["refresh_token"]).get_json()
+
     again = refresh(client, tokens["refresh_token"])
+
     assert again.status_code == 401
     assert again.get_json()["message"] == "Token has been revoked"
-    # The rotated-in refresh token keeps working.
-    assert refresh(client, fresh["refresh_token"]).status_code == 200
+    assert refresh(client, fresh["refresh_token"]).status_code == 401
+    assert me(client, fresh["access_token"]).status_code == 401
+    assert me(client, tokens["access_token"]).status_code == 401
+    family = decode_token(tokens["refresh_token"])["fam"]
+    assert decode_token(fresh["access_token"])["fam"] == family
+    revoked = db.session.get(RevokedToken, f"family:{family}")
+    assert revoked is not None and revoked.user_id == verified_user.id
+    # Another login is another family.
+    assert decode_token(other_login["refresh_token"])["fam"] != family
+    assert me(client, other_login["access_token"]).status_code == 200
+
+
+def test_a_refresh_token_from_before_families_still_refreshes_once(client, verified_user):
+    from flask_jwt_extended import create_refresh_token
+
+    old = create_refresh_token(identity=str(verified_user.id), additional_claims={"gen": 0})
+
+    first = refresh(client, old)
+    assert first.status_code == 200
+    assert "fam" in decode_token(first.get_json()["refresh_token"])
+    assert refresh(client, old).status_code == 401
 
 
 def test_refresh_with_an_access_token_is_401(client, verified_user):
@@ -213,7 +244,8 @@ def test_logout_with_the_refresh_token_revokes_both(client, verified_user):
 
     assert response.status_code == 204
     assert refresh(client, tokens["refresh_token"]).status_code == 401
-    assert len(db.session.scalars(select(RevokedToken)).all()) == 2
+    revoked = db.session.scalars(select(RevokedToken.token_type)).all()
+    assert sorted(revoked) == ["access", "family", "refresh"]
 
 
 @pytest.mark.parametrize("which", ["garbage", "access token", "other user's refresh token"])

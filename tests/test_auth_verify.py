@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
-from jobboard.auth.service import DEAD_CODE, EXPIRED_CODE, LAST_WRONG_TRY, WRONG_CODE
+from jobboard.auth.service import (
+    DEAD_CODE,
+    EXPIRED_CODE,
+    LAST_WRONG_TRY,
+    RESEND_ACCEPTED,
+    WRONG_CODE,
+    WRONG_PASSWORD_TO_VERIFY,
+)
 from jobboard.extensions import db
 from jobboard.models import User
 from tests.support.auth import (
+    DEFAULT_PASSWORD,
     allow_resend_now,
     codes_of,
     deliver_code,
@@ -17,10 +25,15 @@ from tests.support.auth import (
     register_and_get_code,
     run_job,
 )
+from tests.support.limits import age_rate_limits, counted, from_ip, login
 
 
-def verify(client, email: str, otp: str):
-    return client.post("/api/verify-email/", json={"email": email, "otp": otp})
+def verify(client, email: str, otp: str, password: str = DEFAULT_PASSWORD, ip: str = "10.7.0.1"):
+    return client.post(
+        "/api/verify-email/",
+        json={"email": email, "otp": otp, "password": password},
+        **from_ip(ip),
+    )
 
 
 def resend(client, email: str):
@@ -66,8 +79,8 @@ def test_a_used_code_cannot_be_used_again(client, mailbox):
 
     response = verify(client, "once@example.com", code)
 
-    assert response.status_code == 409
-    assert response.get_json()["message"] == "This email address is already verified."
+    assert response.status_code == 400
+    assert response.get_json()["message"] == WRONG_CODE
 
 
 def test_verify_with_a_wrong_code_is_400_and_counts_the_try(client, mailbox):
@@ -115,13 +128,70 @@ def test_five_wrong_tries_kill_the_code_even_for_the_right_code(client, mailbox)
     assert [a.status_code for a in answers] == [400] * 5
     assert [a.get_json()["message"] for a in answers] == [WRONG_CODE] * 4 + [LAST_WRONG_TRY]
     (otp,) = codes_of("guesser@example.com")
-    assert otp.failed_attempts == 5 and otp.consumed_at is not None
+    assert otp.failed_attempts == 5
+    assert otp.consumed_at is None  # dead for this IP only
 
     for attempt in (code, wrong):
         response = verify(client, "guesser@example.com", attempt)
         assert response.status_code == 429
         assert response.get_json()["message"] == DEAD_CODE
     assert user_by_email("guesser@example.com").is_email_verified is False
+
+
+def test_wrong_tries_from_another_ip_do_not_kill_the_owners_code(client, mailbox):
+    code = register_and_get_code(client, mailbox, "owner.ip@example.com")
+    for _ in range(5):
+        verify(client, "owner.ip@example.com", a_wrong_code(code), ip="10.66.0.1")
+    assert verify(client, "owner.ip@example.com", code, ip="10.66.0.1").status_code == 429
+
+    assert verify(client, "owner.ip@example.com", code, ip="10.7.0.2").status_code == 200
+
+
+# --- the password: a code proves the mailbox, not who registered -------------------------------
+
+
+def test_the_right_code_with_a_wrong_password_is_401_pointing_to_the_reset(client, mailbox):
+    email = "not.mine@example.com"
+    code = register_and_get_code(client, mailbox, email, password="the registrant's secret")
+
+    response = verify(client, email, code, password="the mailbox owner's secret")
+
+    assert response.status_code == 401
+    assert response.get_json()["message"] == WRONG_PASSWORD_TO_VERIFY
+    assert "POST /api/password/forgot/" in WRONG_PASSWORD_TO_VERIFY
+    assert user_by_email(email).is_email_verified is False
+    # Not a failed code check: the code still works, with the account's password.
+    (otp,) = codes_of(email)
+    assert otp.consumed_at is None and otp.failed_attempts == 0
+    assert counted("code-check-failures-ip:10.7.0.1") == 0
+    assert verify(client, email, code, password="the registrant's secret").status_code == 200
+
+
+def test_a_wrong_password_counts_as_a_failed_login(client, mailbox):
+    email = "guessing.password@example.com"
+    code = register_and_get_code(client, mailbox, email)
+    statuses = [
+        verify(client, email, code, password=f"guess number {n}").status_code for n in range(10)
+    ]
+    assert statuses == [401] * 10
+    assert counted(f"login-failures-email-ip:{email}|10.7.0.1") == 10
+
+    refused = verify(client, email, code)
+
+    assert refused.status_code == 429
+    assert "failed logins" in refused.get_json()["message"]
+    assert login(client, email, ip="10.7.0.1").status_code == 429
+    assert verify(client, email, code, ip="10.7.0.9").status_code == 200
+
+
+def test_the_password_alone_does_not_verify(client, mailbox):
+    code = register_and_get_code(client, mailbox, "registrant@example.com")
+
+    response = verify(client, "registrant@example.com", a_wrong_code(code))
+
+    assert response.status_code == 400
+    assert response.get_json()["message"] == WRONG_CODE
+    assert counted("login-failures-ip:10.7.0.1") == 0  # a wrong code is not a failed login
 
 
 def test_a_new_code_works_after_the_old_one_was_killed(client, mailbox):
@@ -136,25 +206,34 @@ def test_a_new_code_works_after_the_old_one_was_killed(client, mailbox):
     assert verify(client, "second.chance@example.com", new_code).status_code == 200
 
 
-def test_verify_of_an_already_verified_user_is_409(client, verified_user):
-    response = verify(client, verified_user.email, "123456")
+def test_verify_of_an_already_verified_user_answers_like_an_unknown_address(client, verified_user):
+    known = verify(client, verified_user.email, "123456")
+    unknown = verify(client, "nobody.at.all@example.com", "123456")
 
-    assert response.status_code == 409
+    assert known.status_code == unknown.status_code == 400
+    assert known.get_json() == unknown.get_json()
+
+
+PW = DEFAULT_PASSWORD
 
 
 @pytest.mark.parametrize(
     ("payload", "fields"),
     [
-        ({}, {"email", "otp"}),
-        ({"email": "a@example.com"}, {"otp"}),
-        ({"otp": "123456"}, {"email"}),
-        ({"email": "a@example.com", "otp": 123456}, {"otp"}),
-        ({"email": "a@example.com", "otp": "12345"}, {"otp"}),
-        ({"email": "a@example.com", "otp": "1234567"}, {"otp"}),
-        ({"email": "a@example.com", "otp": "12a456"}, {"otp"}),
-        ({"email": "a@example.com", "otp": None}, {"otp"}),
-        ({"email": "not-an-email", "otp": "123456"}, {"email"}),
-        ({"email": "a@example.com", "otp": "123456", "extra": 1}, {"extra"}),
+        ({}, {"email", "otp", "password"}),
+        ({"email": "a@example.com", "password": PW}, {"otp"}),
+        ({"otp": "123456", "password": PW}, {"email"}),
+        ({"email": "a@example.com", "otp": "123456"}, {"password"}),
+        ({"email": "a@example.com", "otp": 123456, "password": PW}, {"otp"}),
+        ({"email": "a@example.com", "otp": "12345", "password": PW}, {"otp"}),
+        ({"email": "a@example.com", "otp": "1234567", "password": PW}, {"otp"}),
+        ({"email": "a@example.com", "otp": "12a456", "password": PW}, {"otp"}),
+        ({"email": "a@example.com", "otp": None, "password": PW}, {"otp"}),
+        ({"email": "a@example.com", "otp": "123456", "password": None}, {"password"}),
+        ({"email": "a@example.com", "otp": "123456", "password": 12345678}, {"password"}),
+        ({"email": "a@example.com", "otp": "123456", "password": "x" * 257}, {"password"}),
+        ({"email": "not-an-email", "otp": "123456", "password": PW}, {"email"}),
+        ({"email": "a@example.com", "otp": "123456", "password": PW, "extra": 1}, {"extra"}),
     ],
 )
 def test_verify_refuses_malformed_input_with_422(client, payload, fields):
@@ -197,13 +276,7 @@ def test_resend_within_a_minute_is_429_with_retry_after(client, mailbox):
 
 def test_retry_after_counts_down_the_remaining_seconds(client, mailbox):
     register_and_get_code(client, mailbox, "countdown@example.com")
-    db.session.execute(
-        text(
-            "UPDATE email_otps SET created_at = created_at - interval '45 seconds' "
-            "WHERE user_id = (SELECT id FROM users WHERE email = 'countdown@example.com')"
-        )
-    )
-    db.session.commit()
+    age_rate_limits(45, "verification-code-cooldown:countdown@example.com")
 
     response = resend(client, "countdown@example.com")
 
@@ -244,11 +317,25 @@ def test_the_email_of_a_replaced_code_is_not_sent(client, mailbox):
     assert mailbox.messages == []
 
 
-def test_resend_to_a_verified_address_is_409(client, verified_user):
-    response = resend(client, verified_user.email)
+def test_resend_to_a_verified_address_answers_like_an_unknown_one_and_sends_nothing(
+    client, verified_user
+):
+    known = resend(client, verified_user.email)
+    unknown = resend(client, "nobody.here.either@example.com")
 
-    assert response.status_code == 409
+    assert known.status_code == unknown.status_code == 202
+    assert known.get_json() == unknown.get_json() == {"message": RESEND_ACCEPTED}
     assert queued_mail_jobs() == []
+
+
+def test_the_resend_cooldown_holds_for_unknown_addresses_too(client):
+    assert resend(client, "nobody.cooling@example.com").status_code == 202
+
+    again = resend(client, "nobody.cooling@example.com")
+
+    assert again.status_code == 429
+    assert 55 <= int(again.headers["Retry-After"]) <= 60
+    assert "newest in the mailbox" in again.get_json()["message"]
 
 
 def test_resend_to_an_unknown_address_is_202_and_sends_nothing(client):

@@ -15,6 +15,7 @@ from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobStatus
 from tests.support.bids import BidsApi, bid_payload, in_days
 from tests.support.factories import JobFactory
+from tests.support.limits import age_rate_limits
 
 
 @pytest.fixture
@@ -140,6 +141,89 @@ def test_placing_a_bid_queues_an_email_to_the_owner(api, job, poster, bidder, au
     assert "Quick and careful." in notice["body"]
     assert f"/api/jobs/{job.id}/bids/{bid['id']}/accept/" in notice["body"]
     assert bidder.email not in notice["body"]
+
+
+# --- the owner's notices: one per bidder and job an hour, user text quoted -------------------
+
+
+def test_bidding_again_within_the_hour_is_not_mailed_again(
+    api, job, poster, bidder, rival, auth_headers
+):
+    for _ in range(3):
+        bid = place_ok(api, auth_headers(bidder), job.id)
+        assert api.withdraw(auth_headers(bidder), job.id, bid["id"]).status_code == 200
+    place_ok(api, auth_headers(rival), job.id)
+
+    notices = queued_emails(include_bid_notices=True)
+
+    assert [n["to"] for n in notices] == [poster.email, poster.email]
+    assert "Bob Bidder" in notices[0]["body"] and "Rita Rival" in notices[1]["body"]
+    assert "not emailed" in notices[0]["body"]
+
+
+def test_a_bid_on_another_job_is_mailed(api, job, poster, bidder, auth_headers):
+    other_job = JobFactory(owner=poster)
+    place_ok(api, auth_headers(bidder), job.id)
+    place_ok(api, auth_headers(bidder), other_job.id)
+
+    assert len(queued_emails(include_bid_notices=True)) == 2
+
+
+def test_the_notice_window_slides(api, job, poster, bidder, auth_headers):
+    bid = place_ok(api, auth_headers(bidder), job.id)
+    api.withdraw(auth_headers(bidder), job.id, bid["id"])
+    age_rate_limits(3599, "bid-notice-bidder-job:")
+    bid = place_ok(api, auth_headers(bidder), job.id)
+    api.withdraw(auth_headers(bidder), job.id, bid["id"])
+    assert len(queued_emails(include_bid_notices=True)) == 1
+    age_rate_limits(2, "bid-notice-bidder-job:")
+
+    place_ok(api, auth_headers(bidder), job.id)
+
+    assert len(queued_emails(include_bid_notices=True)) == 2
+
+
+def test_a_refused_bid_does_not_use_up_the_notice(api, job, poster, bidder, auth_headers):
+    assert api.place(auth_headers(bidder), job.id, fee="0").status_code == 422
+    place_ok(api, auth_headers(bidder), job.id)
+
+    assert len(queued_emails(include_bid_notices=True)) == 1
+
+
+def test_user_written_text_in_the_notice_is_marked_quoted_and_never_a_link(
+    api, poster, bidder, auth_headers
+):
+    job = JobFactory(owner=poster, name="Fix https://shop.example\nurgent")
+    bidder.display_name = "Admin (see WWW.evil.example)"
+    db.session.commit()
+    comment = "Your account is locked.\nLog in at http://evil.example/login?x=1 now"
+
+    place_ok(api, auth_headers(bidder), job.id, comment=comment)
+
+    (notice,) = queued_emails(include_bid_notices=True)
+    body = notice["body"]
+    assert "://" not in body.replace("[:]//", "") and "www." not in body.lower()
+    assert "Written by the bidder, not by jobboard:\n> Your account is locked.\n" in body
+    assert "> Log in at http[:]//evil.example/login?x=1 now\n" in body
+    assert '"Admin (see WWW[.]evil.example)"' in body
+    assert "\n" not in notice["subject"] and "[:]//" in notice["subject"]
+
+
+@pytest.mark.parametrize(
+    ("text", "defanged"),
+    [
+        ("http://a.example", "http[:]//a.example"),
+        ("FTP://x", "FTP[:]//x"),
+        ("go to www.a.example or WWW.b.example", "go to www[.]a.example or WWW[.]b.example"),
+        ("javascript://%0aalert(1)", "javascript[:]//%0aalert(1)"),
+        ("plain words", "plain words"),
+        ("", ""),
+    ],
+)
+def test_defanged(text, defanged):
+    from jobboard.notices import defanged as defang
+
+    assert defang(text) == defanged
 
 
 def test_a_refused_bid_queues_no_email(api, job, poster, auth_headers):

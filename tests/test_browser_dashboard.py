@@ -11,9 +11,10 @@ import pytest
 from flask import Flask
 
 from jobboard import queue
+from jobboard.auth.service import resend_verification_code
 from jobboard.extensions import db
 from jobboard.models import BidStatus, JobStatus, now_utc
-from tests.support.auth import DEFAULT_PASSWORD
+from tests.support.auth import DEFAULT_PASSWORD, code_in, run_job, verification_job_for
 from tests.support.browser import Browser, LiveServer, chromium_path
 from tests.support.factories import BidFactory, JobFactory, UserFactory
 from tests.support.polling import wait_until
@@ -254,6 +255,40 @@ def test_session_survives_a_reload_and_ends_with_sign_out(browser, server, peopl
     assert live_client.get("/api/dashboard/", headers=headers).status_code == 401
 
 
+def test_an_expired_access_token_is_renewed_once_for_calls_made_together(
+    browser, server, people, live_app, live_client
+):
+    """The page loads three things at once; with the access token expired all three get
+    401. They must share one refresh: a refresh token presented twice revokes every
+    token of the login."""
+    live_app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=1)
+    try:
+        assert sign_in(browser, server, "member@example.com", DEFAULT_PASSWORD) == "loaded"
+        first = json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')"))
+        wait_until(lambda: live_client.get("/api/me/", headers=bearer(first)).status_code == 401)
+
+        refresh_url = f"{server.url}/api/token/refresh/"
+        before = browser.requested_urls().count(refresh_url)
+        browser.click("refresh-button")
+        wait_until(
+            lambda: (
+                json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')")) != first
+            )
+        )
+        assert browser.wait_for_state("loaded", "signed-out", "error") == "loaded"
+        renewed = json.loads(browser.evaluate("sessionStorage.getItem('jobboard.tokens')"))
+        assert browser.requested_urls().count(refresh_url) - before == 1
+    finally:
+        live_app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=15)
+    # The login's family is alive: the renewed refresh token still works.
+    again = live_client.post("/api/token/refresh/", headers=bearer(renewed, "refresh_token"))
+    assert again.status_code == 200
+
+
+def bearer(tokens: dict, which: str = "access_token") -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens[which]}"}
+
+
 def test_wrong_password_shows_the_api_message(browser, server, people):
     assert sign_in(browser, server, "member@example.com", "wrong password") == "signed-out"
     message = browser.evaluate("document.getElementById('signin-error').textContent")
@@ -267,6 +302,72 @@ def test_unverified_user_is_told_to_verify(browser, server, people):
     assert sign_in(browser, server, "new@example.com", DEFAULT_PASSWORD) == "signed-out"
     message = browser.evaluate("document.getElementById('signin-error').textContent")
     assert "verif" in message.lower()
+
+
+def emailed_code(live_app: Flask, mailbox, email: str) -> str:
+    """Ask for a verification code for `email` and read it from the email the mail task
+    sends (run here, in place of the worker)."""
+    with live_app.app_context():
+        resend_verification_code(email)
+        run_job(verification_job_for(email))
+    return code_in(mailbox.wait_for(lambda m: email in m["To"]))
+
+
+def test_unverified_user_verifies_with_the_emailed_code_and_is_signed_in(
+    browser, server, people, live_app, mailbox
+):
+    code = emailed_code(live_app, mailbox, "new@example.com")
+    assert sign_in(browser, server, "new@example.com", DEFAULT_PASSWORD) == "signed-out"
+    # The verify form shows up, with the address and the password already in it.
+    assert browser.evaluate("document.getElementById('verify').hidden") is False
+    assert browser.evaluate("document.getElementById('verify-email').value") == "new@example.com"
+
+    browser.type_into("verify-code", code)
+    browser.click("verify-submit")
+
+    assert browser.wait_for_state("loaded", "verify") == "loaded"
+    assert browser.evaluate("document.getElementById('verify').hidden") is True
+    assert browser.evaluate("document.getElementById('session-email').textContent") == (
+        "new@example.com"
+    )
+    assert browser.javascript_errors() == []
+
+
+def test_the_verify_form_shows_the_api_message_for_a_wrong_password(
+    browser, server, people, live_app, mailbox
+):
+    code = emailed_code(live_app, mailbox, "new@example.com")
+    browser.open(f"{server.url}/dashboard/")
+    browser.wait_for_state("signed-out")
+    browser.click("show-verify")
+    browser.wait_for_state("verify")
+    browser.type_into("verify-email", "new@example.com")
+    browser.type_into("verify-code", code)
+    browser.type_into("verify-password", "not the registrant's password")
+    browser.click("verify-submit")
+
+    message = wait_until(
+        lambda: browser.evaluate("document.getElementById('verify-error').textContent")
+    )
+    assert browser.state() == "verify"
+    assert "POST /api/password/forgot/" in message
+    assert browser.evaluate("sessionStorage.getItem('jobboard.tokens')") is None
+
+
+def test_the_verify_form_asks_for_a_new_code(browser, server, people, mailbox):
+    browser.open(f"{server.url}/dashboard/")
+    browser.wait_for_state("signed-out")
+    browser.click("show-verify")
+    browser.type_into("verify-email", "new@example.com")
+    browser.click("verify-resend")
+
+    wait_until(lambda: browser.evaluate("document.getElementById('verify-notice').textContent"))
+    notice = browser.evaluate("document.getElementById('verify-notice').textContent")
+    assert "a new code is on its way" in notice
+    # At once again: the API's cooldown message, next to the form.
+    browser.click("verify-resend")
+    wait_until(lambda: browser.evaluate("document.getElementById('verify-error').textContent"))
+    assert "Try again in" in browser.evaluate("document.getElementById('verify-error').textContent")
 
 
 def test_empty_form_asks_for_credentials_without_calling_the_api(browser, server, people):

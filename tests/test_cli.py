@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 
 from config import PROJECT_ROOT
 from jobboard.auth.passwords import password_matches
+from jobboard.auth.service import PasswordNeeded, make_admin
 from jobboard.demo import DEMO_PASSWORD, KINDS
 from jobboard.extensions import db
 from jobboard.models import (
@@ -61,7 +62,7 @@ def test_create_admin_prompts_twice_hidden_and_creates_a_verified_admin(runner):
         args=["users", "create-admin", "Boss@Example.com"], input=f"{NEW_PASSWORD}\n" * 2
     )
     assert result.exit_code == 0, result.output
-    assert "Password" in result.stderr  # prompts are not data
+    assert "New password for boss@example.com" in result.stderr  # prompts are not data
     assert "Repeat for confirmation" in result.stderr
     # Hidden input: the password is never echoed back.
     assert NEW_PASSWORD not in result.output
@@ -70,7 +71,7 @@ def test_create_admin_prompts_twice_hidden_and_creates_a_verified_admin(runner):
     assert admin.is_admin and admin.is_email_verified
     assert admin.email_verified_at is not None
     assert password_matches(admin.password_hash, NEW_PASSWORD)
-    assert result.stdout.startswith("created admin boss@example.com")
+    assert result.stdout.startswith(f"Created boss@example.com (user {admin.id}): a verified admin")
 
 
 def test_created_admin_can_log_in_and_sees_the_queue(runner, client):
@@ -118,23 +119,96 @@ def test_create_admin_needs_an_email(runner):
     assert "Missing argument" in result.output
 
 
-def test_create_admin_promotes_an_existing_user_keeping_the_password(runner, make_user):
-    existing = make_user(email="Member@Example.com", verified=False)
+def test_create_admin_promotes_a_verified_user_keeping_their_password(runner, make_user):
+    existing = make_user(email="Member@Example.com")
     result = runner.invoke(args=["users", "create-admin", "member@example.COM"])
     assert result.exit_code == 0, result.output
-    assert "Password" not in result.output  # nothing to ask: the user has one
+    assert "New password" not in result.output  # nothing asked
     promoted = user_by_email("member@example.com")
     assert promoted.id == existing.id
     assert promoted.is_admin and promoted.is_email_verified
     assert password_matches(promoted.password_hash, DEFAULT_PASSWORD)
-    assert f"promoted member@example.com (user {existing.id}) to admin" in result.stdout.lower()
+    assert promoted.token_generation == existing.token_generation
+    assert f"{existing.email} (user {existing.id}) is now an admin" in result.output
+    assert "own password" in result.output
+
+
+def test_create_admin_of_an_unverified_user_replaces_the_registrants_password(runner, make_user):
+    """Whoever registered an address nobody proved chose its password: promoting it must
+    not hand them an admin account."""
+    registered = make_user(email="ops-boss@example.com", verified=False)
+    generation = registered.token_generation
+
+    result = runner.invoke(
+        args=["users", "create-admin", "ops-boss@example.com"], input=f"{NEW_PASSWORD}\n" * 2
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "New password for ops-boss@example.com" in result.output
+    admin = user_by_email("ops-boss@example.com")
+    assert admin.id == registered.id and admin.is_admin and admin.is_email_verified
+    assert not password_matches(admin.password_hash, DEFAULT_PASSWORD)
+    assert password_matches(admin.password_hash, NEW_PASSWORD)
+    assert admin.token_generation == generation + 1
+    screen = " ".join(result.output.split())
+    assert "never verified" in screen and "replaced by the one you entered" in screen
+    assert "token" in screen and "Give the new password to the address's owner" in screen
+
+
+def test_create_admin_reads_the_password_from_stdin_for_scripts(runner, make_user):
+    make_user(email="scripted@example.com", verified=False)
+
+    result = runner.invoke(
+        args=["users", "create-admin", "scripted@example.com", "--password-stdin"],
+        input=f"{NEW_PASSWORD}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "New password" not in result.output  # nothing asked
+    assert password_matches(user_by_email("scripted@example.com").password_hash, NEW_PASSWORD)
+
+
+@pytest.mark.parametrize("stdin", ["", "\n", "short\n", "scripted@example.com\n"])
+def test_create_admin_refuses_a_weak_or_missing_password_on_stdin(runner, stdin):
+    result = runner.invoke(
+        args=["users", "create-admin", "scripted@example.com", "--password-stdin"], input=stdin
+    )
+
+    assert result.exit_code == 1
+    assert "Error: Password" in result.output
+    assert user_by_email("scripted@example.com") is None
+
+
+def test_create_admin_of_a_verified_user_says_a_password_on_stdin_was_not_used(
+    runner, verified_user
+):
+    result = runner.invoke(
+        args=["users", "create-admin", verified_user.email, "--password-stdin"],
+        input=f"{NEW_PASSWORD}\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "was not used" in result.output
+    assert password_matches(user_by_email(verified_user.email).password_hash, DEFAULT_PASSWORD)
 
 
 def test_create_admin_twice_is_harmless(runner, admin_user):
     result = runner.invoke(args=["users", "create-admin", admin_user.email])
     assert result.exit_code == 0
-    assert "already an admin" in result.stdout
+    assert "already an admin; nothing changed" in result.output
     assert db.session.scalar(select(func.count()).select_from(User).where(User.is_admin)) == 1
+
+
+def test_make_admin_needs_a_password_when_the_account_changed_meanwhile(app, make_user):
+    """The command asks for a password only when the account needs one; an address that
+    got registered between the question and the change is refused, never promoted with
+    its registrant's password."""
+    make_user(email="appeared@example.com", verified=False)
+
+    with pytest.raises(PasswordNeeded):
+        make_admin("appeared@example.com", None)
+
+    assert not user_by_email("appeared@example.com").is_admin
 
 
 # --- users list ---------------------------------------------------------------------------------
@@ -195,31 +269,73 @@ def test_list_refuses_unknown_options(runner):
 # --- users verify -------------------------------------------------------------------------------
 
 
-def test_verify_marks_the_user_verified_and_retires_their_code(runner, user):
+def test_verify_marks_the_user_verified_retires_their_code_and_clears_the_password(runner, user):
     otp = EmailOtpFactory(user=user, expires_in=timedelta(minutes=5))
+    generation = user.token_generation
+
     result = runner.invoke(args=["users", "verify", user.email.upper()])
+
     assert result.exit_code == 0, result.output
     verified = user_by_email(user.email)
     assert verified.is_email_verified
     assert verified.email_verified_at is not None
+    assert verified.password_hash is None
+    assert verified.token_generation == generation + 1
     assert db.session.get(EmailOtp, otp.id).consumed_at is not None
-    assert result.stdout.startswith(f"verified {user.email}")
+    screen = " ".join(result.output.split())
+    assert f"Verified {user.email} (user {user.id})" in screen
+    assert "cleared" in screen
+    assert "POST /api/password/forgot/" in screen and "POST /api/password/reset/" in screen
 
 
-def test_verified_user_can_then_log_in(runner, client, user):
-    refused = client.post("/api/login/", json={"email": user.email, "password": DEFAULT_PASSWORD})
-    assert refused.status_code == 403
+def test_after_verify_the_registrants_password_no_longer_logs_in_and_a_reset_sets_one(
+    runner, client, user, mailbox
+):
+    from tests.support.reset import reset_code_for
+
     runner.invoke(args=["users", "verify", user.email])
-    allowed = client.post("/api/login/", json={"email": user.email, "password": DEFAULT_PASSWORD})
+    refused = client.post("/api/login/", json={"email": user.email, "password": DEFAULT_PASSWORD})
+    assert refused.status_code == 401
+
+    code = reset_code_for(client, mailbox, user.email)
+    reset = client.post(
+        "/api/password/reset/",
+        json={"email": user.email, "otp": code, "new_password": NEW_PASSWORD},
+    )
+    assert reset.status_code == 204
+    allowed = client.post("/api/login/", json={"email": user.email, "password": NEW_PASSWORD})
     assert allowed.status_code == 200
+
+
+def test_verify_with_a_password_on_stdin_sets_it(runner, client, user):
+    result = runner.invoke(
+        args=["users", "verify", user.email, "--password-stdin"], input=f"{NEW_PASSWORD}\n"
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "replaced by the one you gave" in " ".join(result.output.split())
+    for password, status in ((DEFAULT_PASSWORD, 401), (NEW_PASSWORD, 200)):
+        login = client.post("/api/login/", json={"email": user.email, "password": password})
+        assert login.status_code == status
+
+
+def test_verify_refuses_a_weak_password_on_stdin_and_changes_nothing(runner, user):
+    result = runner.invoke(args=["users", "verify", user.email, "--password-stdin"], input="1\n")
+
+    assert result.exit_code == 1
+    unchanged = user_by_email(user.email)
+    assert not unchanged.is_email_verified
+    assert password_matches(unchanged.password_hash, DEFAULT_PASSWORD)
 
 
 def test_verify_an_already_verified_user_is_harmless(runner, verified_user):
     before = verified_user.email_verified_at
-    result = runner.invoke(args=["users", "verify", verified_user.email])
+    result = runner.invoke(args=["users", "verify", verified_user.email, "--password-stdin"])
     assert result.exit_code == 0
-    assert "already verified" in result.stdout
-    assert user_by_email(verified_user.email).email_verified_at == before
+    assert "already verified; nothing changed" in result.output
+    still = user_by_email(verified_user.email)
+    assert still.email_verified_at == before
+    assert password_matches(still.password_hash, DEFAULT_PASSWORD)
 
 
 def test_verify_unknown_email_fails(runner):

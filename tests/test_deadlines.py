@@ -73,7 +73,7 @@ def test_the_overdue_notice_reaches_the_owner_only_once_the_date_has_passed(
     assert sent is True
     message = mailbox.wait_for(lambda m: paula.email in m["To"])
     assert message["Subject"] == '"Proofread" is overdue'
-    assert "Bob has not delivered" in body_of(message)
+    assert '"Bob" has not delivered' in body_of(message)
     assert f"/api/jobs/{job['id']}/release/" in body_of(message)
     assert client.get(f"/api/jobs/{job['id']}/", headers=bearer(paula)).get_json()["due_date"] == (
         passed.isoformat()

@@ -16,7 +16,8 @@ from flask import Flask
 from config import libpq_url
 from devtools.processes import free_port
 from jobboard import create_app
-from jobboard.auth.service import seal_code, verification_email
+from jobboard.auth.service import purge_expired_otps, seal_code, verification_email
+from jobboard.extensions import db
 from jobboard.mailer import queue_email
 from jobboard.models import now_utc
 from tests.support.auth import (
@@ -138,7 +139,9 @@ def test_a_code_that_expired_while_its_email_waited_is_replaced_before_sending(c
     assert refreshed.id == old.id and refreshed.consumed_at is None
     assert refreshed.code_hash != old_hash
     assert refreshed.expires_at > now_utc() + timedelta(minutes=9)
-    verified = client.post("/api/verify-email/", json={"email": email, "otp": code})
+    verified = client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
     assert verified.status_code == 200, verified.get_json()
 
 
@@ -158,10 +161,83 @@ def test_a_refreshed_code_whose_email_failed_is_refreshed_again_on_retry(client,
     code = code_in(mailbox.wait_for(lambda m: m["To"] == email))
     undelivered = re.search(r"\d{6}", first.subject).group(0)
     if undelivered != code:  # equal only by a one-in-a-million chance
-        wrong = client.post("/api/verify-email/", json={"email": email, "otp": undelivered})
+        wrong = client.post(
+            "/api/verify-email/",
+            json={"email": email, "otp": undelivered, "password": DEFAULT_PASSWORD},
+        )
         assert wrong.status_code == 400
-    verified = client.post("/api/verify-email/", json={"email": email, "otp": code})
+    verified = client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
     assert verified.status_code == 200, verified.get_json()
+
+
+def test_a_code_the_purge_deleted_before_its_email_went_out_is_replaced(client, mailbox):
+    """The code expired while its email waited and the periodic purge deleted it: the
+    email sends a fresh code (never nothing), which verifies the address."""
+    email = "purged.mail@example.com"
+    register(client, email)
+    job = verification_job_for(email)
+    expire_codes(email)
+    assert purge_expired_otps(now_utc()) == 1
+
+    run_job(job)
+
+    code = code_in(mailbox.wait_for(lambda m: m["To"] == email))
+    (fresh,) = codes_of(email)
+    assert fresh.id != job.args["otp_id"] and fresh.consumed_at is None
+    verified = client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
+    assert verified.status_code == 200, verified.get_json()
+
+
+def test_two_emails_of_purged_codes_send_one_fresh_code(client, mailbox):
+    """An old email (its code replaced) and the newer one, both codes purged: whichever
+    runs first sends a fresh code, the other nothing."""
+    email = "purged.twice@example.com"
+    register(client, email)
+    older = verification_job_for(email)
+    allow_resend_now(email)
+    assert client.post("/api/resend-otp/", json={"email": email}).status_code == 202
+    newer = verification_job_for(email)
+    expire_codes(email)
+    assert purge_expired_otps(now_utc()) == 2
+
+    run_job(newer)
+    run_job(older)
+
+    (message,) = mailbox.sent_to(email)
+    (live,) = codes_of(email)
+    assert live.consumed_at is None
+    verified = client.post(
+        "/api/verify-email/",
+        json={"email": email, "otp": code_in(message), "password": DEFAULT_PASSWORD},
+    )
+    assert verified.status_code == 200
+
+
+def test_the_email_of_a_purged_code_sends_nothing_once_the_address_is_verified(
+    client, mailbox, user
+):
+    from tests.support.factories import EmailOtpFactory
+
+    otp = EmailOtpFactory(user=user, expires_in=timedelta(minutes=-1))
+    otp_id = otp.id
+    assert purge_expired_otps(now_utc()) == 1
+    user.is_email_verified = True
+    db.session.commit()
+
+    send_verification_code(otp_id=otp_id, sealed_code=seal_code("123456"), user_id=user.id)
+
+    assert mailbox.messages == []
+    assert codes_of(user.email) == []
+
+
+def test_the_email_of_a_purged_code_of_a_deleted_account_sends_nothing(app, mailbox):
+    send_verification_code(otp_id=999_999_998, sealed_code=seal_code("123456"), user_id=999_999)
+
+    assert mailbox.messages == []
 
 
 def test_the_verification_email_of_a_used_or_replaced_code_is_not_sent(client, mailbox):
@@ -218,7 +294,9 @@ def test_a_new_user_registers_gets_the_code_from_the_worker_and_logs_in(
 
     message = mailbox.wait_for(lambda m: m["To"] == email)
     code = code_in(message)
-    verified = live_client.post("/api/verify-email/", json={"email": email, "otp": code})
+    verified = live_client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
     assert verified.status_code == 200
     assert verified.get_json()["is_email_verified"] is True
 
@@ -273,7 +351,9 @@ def test_an_smtp_outage_is_retried_with_backoff_until_mail_goes_through(
     wait_until(lambda: mail_job_state(fresh_database)[0] == "succeeded")
 
     code = code_in(message)
-    verified = live_client.post("/api/verify-email/", json={"email": email, "otp": code})
+    verified = live_client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
     assert verified.status_code == 200
 
 
@@ -292,7 +372,9 @@ def test_without_mail_server_the_worker_logs_the_code_for_the_developer(
     code = match.group(1)
 
     assert mailbox.messages == []
-    verified = live_client.post("/api/verify-email/", json={"email": email, "otp": code})
+    verified = live_client.post(
+        "/api/verify-email/", json={"email": email, "otp": code, "password": DEFAULT_PASSWORD}
+    )
     assert verified.status_code == 200
 
 
@@ -315,6 +397,7 @@ def test_a_code_that_expires_during_an_smtp_outage_arrives_fresh(
     message = mailbox.wait_for(lambda m: m["To"] == email, timeout=40)
 
     verified = live_client.post(
-        "/api/verify-email/", json={"email": email, "otp": code_in(message)}
+        "/api/verify-email/",
+        json={"email": email, "otp": code_in(message), "password": DEFAULT_PASSWORD},
     )
     assert verified.status_code == 200, verified.get_json()

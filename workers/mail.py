@@ -90,15 +90,17 @@ def send_email(to: str, subject: str, body: str) -> None:
 
 
 @task_app.task(name=SEND_VERIFICATION_CODE_TASK, queue=QUEUE_MAIL, retry=SMTP_RETRY)
-def send_verification_code(otp_id: int, sealed_code: str) -> None:
-    """Email the code of OTP `otp_id`, unless that code is no longer wanted; a code that
-    expired while waiting is replaced by a fresh one first (never a dead code by mail).
+def send_verification_code(otp_id: int, sealed_code: str, user_id: int | None = None) -> None:
+    """Email the code of OTP `otp_id` to user `user_id`, unless that code is no longer
+    wanted (used, or replaced by a newer one); a code that expired while waiting, or that
+    the purge deleted meanwhile, is replaced by a fresh one first: never a dead code by
+    mail, never nothing while the account waits for one.
 
     The code travels sealed (Fernet, keyed from SECRET_KEY): the queue's table never holds
-    it in plaintext.
+    it in plaintext. (Tasks queued before `user_id` existed come without it.)
     """
     with app_context():
-        email = verification_email(otp_id, sealed_code)
+        email = verification_email(otp_id, sealed_code, user_id)
         if email is not None:
             deliver(email.to, email.subject, email.body)
 

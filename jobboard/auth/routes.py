@@ -51,13 +51,17 @@ RETRY_AFTER = {
 }
 LIMITS_README = "The limits and their environment variables: docs/configuration.md (README)."
 CODES_SENT_LIMITS = (
-    "Too many codes requested: per client IP and per email address within a sliding "
-    f"window (the message names the limit). {LIMITS_README}"
+    "Too many codes requested: from the client IP, for this email address from the "
+    "client IP, or for this email address from everybody, within a sliding window (the "
+    f"message names the limit). {LIMITS_README}"
 )
 CODE_CHECK_LIMITS = (
-    "Too many failed code checks from the client IP within a sliding window, or the code "
-    "was killed by too many wrong tries (every further try, even with the right code, is "
-    f"refused until a new code is requested). The message says which. {LIMITS_README}"
+    "Too many failed code checks: from the client IP, for this email address from the "
+    "client IP, or for this email address from everybody, within a sliding window; or the "
+    "code was killed for the client IP by its wrong tries from there (every further try "
+    "from that IP, even with the right code, is refused until a new code is requested; "
+    "other IPs, the owner's, are unaffected). The message says which. Security page: "
+    f"docs/security.md. {LIMITS_README}"
 )
 
 
@@ -76,9 +80,11 @@ class Register(MethodView):
         "or not. For an account still waiting for verification, the message points to POST "
         "/api/password/forgot/: whoever owns the mailbox sets a new password there, which "
         "verifies the address, and whoever registered it first loses it. Unverified "
-        "accounts are deleted a number of days after registration (docs/configuration.md).",
+        "accounts are deleted a number of days after registration (docs/configuration.md). "
+        "This answer tells that the address has an account, so it counts against the client "
+        "IP's code requests like a registration that succeeds.",
     )
-    @limited(CODES_SENT_LIMITS)
+    @limited(CODES_SENT_LIMITS + " The code requests of one client IP count 409 answers too.")
     def post(self, data: dict[str, Any]) -> User:
         """Create an account and email it a verification code.
 
@@ -95,30 +101,46 @@ class VerifyEmail(MethodView):
     @blp.response(200, RegisteredUserOut)
     @error(
         400,
-        "The code is wrong, or it has expired (the message says which). An unknown email "
-        "address gets the same answer as a wrong code. Each wrong try counts; the last "
-        "allowed one (OTP_MAX_TRIES, docs/configuration.md) kills the code.",
+        "The code is wrong, or it has expired (the message says which). An unknown or "
+        "already verified email address gets the same answer as a wrong code. Each wrong "
+        "try counts; the last one allowed from one client IP (OTP_MAX_TRIES, "
+        "docs/configuration.md) kills the code for that IP.",
     )
-    @error(409, "The address is already verified.")
-    @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/resend-otp/.")
+    @error(
+        401,
+        "The code is right but the password is not the account's. Counted as a failed "
+        "login (the login limits apply). A code proves the mailbox, not who chose the "
+        "password: a mailbox owner who does not know the password sets one with POST "
+        "/api/password/forgot/, which verifies the address and takes it from whoever "
+        "registered it.",
+    )
+    @limited(
+        CODE_CHECK_LIMITS
+        + " A new code comes from POST /api/resend-otp/. The failed-login limits apply too."
+    )
     def post(self, data: dict[str, Any]) -> User:
-        """Verify the email address with the code from the email."""
-        return service.verify_email(data["email"], data["otp"], client_ip())
+        """Verify the email address with the code from the email and the account's password.
+
+        The code is checked first, then the password.
+        """
+        return service.verify_email(data["email"], data["otp"], data["password"], client_ip())
 
 
 @blp.route("/resend-otp/")
 class ResendOtp(MethodView):
     @blp.arguments(ResendOtpIn)
     @blp.response(202, MessageOut)
-    @error(409, "The address is already verified.")
     @limited(
-        "A code was sent to this address less than OTP_RESEND_COOLDOWN_SECONDS ago, or "
-        + CODES_SENT_LIMITS
+        "A verification code was requested for this address less than "
+        "OTP_RESEND_COOLDOWN_SECONDS ago (by anybody: the newest code in the mailbox "
+        "works), or " + CODES_SENT_LIMITS
     )
     def post(self, data: dict[str, Any]) -> dict[str, str]:
         """Email a new verification code, invalidating the previous ones.
 
-        An address without an account gets the same 202 and no email.
+        Any well-formed address gets the same 202 after the same limits; only an account
+        waiting for verification is emailed (an unknown or already verified address is
+        not), so the answer does not tell which addresses have accounts.
         """
         return {"message": service.resend_verification_code(data["email"], client_ip())}
 
@@ -145,9 +167,18 @@ class TokenRefresh(MethodView):
     @jwt_required(refresh=True)
     @blp.doc(security=BEARER)
     @blp.response(200, TokenPairOut)
-    @error(401, "Missing, invalid, expired or revoked refresh token.")
+    @error(
+        401,
+        "Missing, invalid, expired or revoked refresh token. A refresh token that was "
+        "already traded is a stolen copy or the victim's: presenting it again revokes every "
+        "token descended from the same login (access and refresh), so both sides log in "
+        "again. Other logins of the user are unaffected.",
+    )
     def post(self) -> service.TokenPair:
-        """Trade the refresh token (sent as Bearer) for new tokens; it is revoked."""
+        """Trade the refresh token (sent as Bearer) for new tokens; it is revoked.
+
+        Each refresh token works once (rotation with reuse detection).
+        """
         return service.rotate_refresh_token(caller(), get_jwt())
 
 
@@ -208,8 +239,8 @@ class PasswordReset(MethodView):
     @error(
         400,
         "The code is wrong, or it has expired (the message says which). An unknown email "
-        "address gets the same answer as a wrong code. The last allowed wrong try "
-        "(OTP_MAX_TRIES, docs/configuration.md) kills the code.",
+        "address gets the same answer as a wrong code. The last wrong try allowed from one "
+        "client IP (OTP_MAX_TRIES, docs/configuration.md) kills the code for that IP.",
     )
     @limited(CODE_CHECK_LIMITS + " A new code comes from POST /api/password/forgot/.")
     def post(self, data: dict[str, Any]) -> None:

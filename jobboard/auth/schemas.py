@@ -81,6 +81,11 @@ def otp_field() -> fields.String:
 class VerifyEmailIn(Schema):
     email = email_field()
     otp = otp_field()
+    password = password_field(
+        "The account's password: the code proves the mailbox, the password proves who "
+        "registered. A mailbox owner who does not know it sets one with POST "
+        "/api/password/forgot/ instead, which verifies the address too."
+    )
 
 
 class ResendOtpIn(Schema):

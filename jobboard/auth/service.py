@@ -1,24 +1,32 @@
-"""Accounts: registration, email verification codes, tokens and the caller's profile.
+"""Accounts: registration, email verification codes, tokens, the caller's profile, and
+what an operator may do to an account.
 
-The account rules (docs/security.md) live here; views only parse input and render output.
-Every function that changes data commits its own transaction. Emails are compared
-case-insensitively and stored lower-cased.
+The account rules live here (docs/security.md, "Accounts and codes", states them); views
+only parse input and render output. Every function that changes data commits its own
+transaction. Emails are compared case-insensitively and stored lower-cased.
 
 Verification codes (OTPs):
 - 6 digits from `secrets`, stored as an HMAC-SHA256 keyed with SECRET_KEY, never in
   plaintext: the mail task receives the code sealed with Fernet (key derived from
   SECRET_KEY), so neither `email_otps` nor `procrastinate_jobs` holds a readable code.
 - A code expires OTP_TTL (10 min) after issue and works once. At most one live code per
-  user and purpose: issuing a new one consumes the old (`consumed_at`), and so do using
-  it and OTP_MAX_TRIES (5) wrong tries.
+  user and purpose: issuing a new one consumes the old (`consumed_at`), and so does using
+  it. OTP_MAX_TRIES (5) wrong tries kill a code for the client IP that made them, never
+  for anyone else: nobody can kill the owner's code (jobboard.ratelimit says how the
+  limits keep codes unguessable all the same).
 - Checking a code locks the user row, then the code row, so two concurrent tries cannot
   both pass, and a resend cannot race a verification (resend locks the user row first
   too: one lock order, no deadlock).
 - Purposes: `verify_email` (registration, resend-otp) and `reset_password` (password
   forgot/reset), each with its own live code and its own cooldown.
+- A code proves the mailbox, not who chose the password: verifying an address takes its
+  code and the account's password. An address verified without its registrant's proof
+  (by the CLI) never keeps the password the registrant chose.
 
-Abuse limits (failed logins, codes sent, failed code checks) are counted through
-jobboard.ratelimit, per client IP and per address; the client IP is passed in by the view.
+Abuse limits (failed logins, codes sent, failed code checks, the cooldowns) are counted
+through jobboard.ratelimit, per client IP and per address; the client IP is passed in by
+the view. Answers do not tell known addresses from unknown ones, registration's 409
+aside, and every call that could tell is counted per client IP.
 Revoking every token of a user (password change or reset, logout everywhere) bumps the
 user's token generation (jobboard.auth.tokens).
 """
@@ -26,11 +34,10 @@ user's token generation (jobboard.auth.tokens).
 from __future__ import annotations
 
 import base64
-import functools
+import enum
 import hashlib
 import hmac
 import logging
-import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,15 +50,23 @@ from flask_jwt_extended.exceptions import JWTExtendedException
 from jwt import PyJWTError
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from werkzeug.security import generate_password_hash
 
 from jobboard import locking, queue, ratelimit
 from jobboard.auth.passwords import hash_password, password_matches
-from jobboard.auth.tokens import GENERATION_CLAIM, revoke_all_tokens, revoke_token_once
+from jobboard.auth.tokens import (
+    FAMILY_CLAIM,
+    GENERATION_CLAIM,
+    new_family,
+    refresh_token_reused,
+    revoke_all_tokens,
+    revoke_token_once,
+)
 from jobboard.errors import (
     BadRequest,
     Conflict,
+    DomainError,
     Forbidden,
+    NotFound,
     TooManyRequests,
     Unauthorized,
     Unprocessable,
@@ -60,13 +75,18 @@ from jobboard.extensions import db
 from jobboard.mailer import OutgoingEmail
 from jobboard.models import Bid, EmailOtp, Job, OtpPurpose, RevokedToken, User, now_utc
 from jobboard.ratelimit import (
+    CODE_CHECK_FAILURES_PER_ADDRESS,
+    CODE_CHECK_FAILURES_PER_ADDRESS_IP,
     CODE_CHECK_FAILURES_PER_IP,
+    CODE_TRIES_PER_IP,
     CODES_SENT_PER_ADDRESS,
+    CODES_SENT_PER_ADDRESS_IP,
     CODES_SENT_PER_IP,
     LOGIN_FAILURES_PER_EMAIL_IP,
     LOGIN_FAILURES_PER_IP,
     RESET_CODE_COOLDOWN,
     UNKNOWN_IP,
+    VERIFICATION_CODE_COOLDOWN,
     Limit,
 )
 from workers.app import QUEUE_MAIL, SEND_PASSWORD_RESET_CODE_TASK, SEND_VERIFICATION_CODE_TASK
@@ -85,10 +105,18 @@ EMAIL_TAKEN_UNVERIFIED = (
 WRONG_CODE = "The code is wrong."
 EXPIRED_CODE = "The code has expired. Request a new one."
 LAST_WRONG_TRY = (
-    "The code is wrong, and that was the last try: this code no longer works. Request a new one."
+    "The code is wrong, and that was the last try from your IP address: this code no "
+    "longer works from there. Request a new one."
 )
-DEAD_CODE = "Too many wrong tries: this code no longer works. Request a new one."
-ALREADY_VERIFIED = "This email address is already verified."
+DEAD_CODE = (
+    "Too many wrong tries of this code from your IP address: it no longer works from "
+    "there. Request a new one."
+)
+WRONG_PASSWORD_TO_VERIFY = (
+    "The password is not this account's. If the address is yours but you do not know the "
+    "password (somebody else may have registered your address), set a new one with POST "
+    "/api/password/forgot/: the code it emails verifies the address too."
+)
 BAD_CREDENTIALS = "Invalid email or password."
 NOT_VERIFIED = "Verify your email address before logging in."
 REVOKED = "Token has been revoked"
@@ -121,11 +149,6 @@ def password_weakness(password: str, email: str | None = None) -> str | None:
     if email is not None and password.casefold() == email.strip().casefold():
         return "Password must not be the same as the email address."
     return None
-
-
-@functools.cache
-def _decoy_password_hash(method: str) -> str:
-    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 # --- verification codes --------------------------------------------------------------------
@@ -206,19 +229,27 @@ def _issue_verification_code(user: User, now: datetime) -> EmailOtp:
         queue=QUEUE_MAIL,
         otp_id=otp.id,
         sealed_code=seal_code(code),
+        user_id=user.id,
     )
     return otp
 
 
+def _lifetime(otp: EmailOtp) -> str:
+    seconds = round(current_app.config["OTP_TTL"].total_seconds())
+    if seconds % 60 == 0:
+        return f"{seconds // 60} minutes"
+    return f"{seconds} seconds"
+
+
 def _code_email(otp: EmailOtp, code: str) -> OutgoingEmail:
-    minutes = int(current_app.config["OTP_TTL"].total_seconds() // 60)
+    lifetime = _lifetime(otp)
     if otp.purpose == OtpPurpose.RESET_PASSWORD:
         return OutgoingEmail(
             to=otp.user.email,
             subject=f"Your jobboard password reset code: {code}",
             body=(
                 f"Your jobboard password reset code is {code}\n\n"
-                f"It expires in {minutes} minutes and works once. Send it with your email "
+                f"It expires in {lifetime} and works once. Send it with your email "
                 "address and a new password to POST /api/password/reset/. Resetting the "
                 "password also verifies this address and signs out every session.\n\n"
                 "If you did not ask for it, ignore this message: your password stays as "
@@ -230,32 +261,41 @@ def _code_email(otp: EmailOtp, code: str) -> OutgoingEmail:
         subject=f"Your jobboard verification code: {code}",
         body=(
             f"Your jobboard verification code is {code}\n\n"
-            f"It expires in {minutes} minutes and works once. Send it to "
-            f"POST /api/verify-email/ with your email address.\n\n"
-            "If you did not register on jobboard, ignore this message.\n"
+            f"It expires in {lifetime} and works once. Send it to "
+            "POST /api/verify-email/ with your email address and your password.\n\n"
+            "If you did not register on jobboard, ignore this message. If you did not "
+            "choose the account's password (somebody else registered your address), set "
+            "one with POST /api/password/forgot/ instead: that verifies the address too.\n"
         ),
     )
 
 
 def verification_email(
-    otp_id: int, sealed_code: str, now: datetime | None = None
+    otp_id: int, sealed_code: str, user_id: int | None = None, now: datetime | None = None
 ) -> OutgoingEmail | None:
     """The email carrying the code of OTP `otp_id`, or None when that code is no longer
-    wanted (used, replaced, burnt or deleted): re-running the mail task is safe.
+    wanted (used, or replaced by a newer one): re-running the mail task is safe.
 
     An email never carries a dead code. A code that expired while its email waited (SMTP
     down, retries with backoff) gets a fresh value and a fresh lifetime before sending,
     in place: same row, so it is still the user's one live code. So does a code refreshed
-    by an earlier run whose email then failed, since that value reached nobody."""
+    by an earlier run whose email then failed, since that value reached nobody. A code
+    that the periodic purge deleted meanwhile (it expired) is replaced by a new one, as
+    long as the account of `user_id` still waits for verification and no newer code was
+    issued (that one's own email is on its way)."""
     now = now or now_utc()
     otp = db.session.get(EmailOtp, otp_id)
-    if otp is None:
-        logger.info("code %s no longer exists; not sending it", otp_id)
+    user_id = otp.user_id if otp is not None else user_id
+    user = locking.locked(User, user_id) if user_id is not None else None
+    if user is None or user.is_email_verified:
+        logger.info("code %s is no longer wanted; not sending it", otp_id)
+        db.session.commit()
         return None
     # The lock order of every code check: the user row, then the code row.
-    find_user_by_email(otp.user.email, for_update=True)
     otp = locking.locked(EmailOtp, otp_id)
-    if otp is None or otp.consumed_at is not None:
+    if otp is None:
+        return _replace_purged_code(user, otp_id, now)
+    if otp.consumed_at is not None:
         logger.info("code %s is no longer live; not sending it", otp_id)
         db.session.commit()
         return None
@@ -271,6 +311,28 @@ def verification_email(
         otp.expires_at = now + current_app.config["OTP_TTL"]
         otp.failed_attempts = 0
         logger.info("code %s expired before its email went out; sending a fresh one", otp_id)
+    email = _code_email(otp, code)
+    db.session.commit()
+    return email
+
+
+def _replace_purged_code(user: User, otp_id: int, now: datetime) -> OutgoingEmail | None:
+    """The email of a new code for `user`, whose code `otp_id` (never sent) is gone; None
+    when a newer code exists: its own email carries it. The caller holds the user's row
+    lock, so two such emails cannot both issue one."""
+    newer = db.session.scalar(
+        select(EmailOtp.id).where(
+            EmailOtp.user_id == user.id,
+            EmailOtp.purpose == OtpPurpose.VERIFY_EMAIL.value,
+            EmailOtp.id > otp_id,
+        )
+    )
+    if newer is not None:
+        logger.info("code %s was replaced by code %s; not sending it", otp_id, newer)
+        db.session.commit()
+        return None
+    otp, code = _new_code(user, OtpPurpose.VERIFY_EMAIL.value, now)
+    logger.info("code %s was purged before its email went out; sending code %s", otp_id, otp.id)
     email = _code_email(otp, code)
     db.session.commit()
     return email
@@ -301,19 +363,52 @@ def _email_taken(existing: User | None) -> Conflict:
     return Conflict(EMAIL_TAKEN)
 
 
-def _codes_sent_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]:
-    return [(CODES_SENT_PER_ADDRESS, email), (CODES_SENT_PER_IP, client_ip)]
+def _code_request_limits(cooldown: Limit, email: str, client_ip: str) -> list[tuple[Limit, str]]:
+    """What one request for a code counts, known address or not: its purpose's cooldown,
+    the address's codes from this client and from everybody, the client's codes."""
+    return [
+        (cooldown, email),
+        (CODES_SENT_PER_ADDRESS_IP, f"{email}|{client_ip}"),
+        (CODES_SENT_PER_ADDRESS, email),
+        (CODES_SENT_PER_IP, client_ip),
+    ]
+
+
+def _code_check_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]:
+    return [
+        (CODE_CHECK_FAILURES_PER_IP, client_ip),
+        (CODE_CHECK_FAILURES_PER_ADDRESS_IP, f"{email}|{client_ip}"),
+        (CODE_CHECK_FAILURES_PER_ADDRESS, email),
+    ]
+
+
+CODE_CHECK_LIMITS = (
+    CODE_CHECK_FAILURES_PER_IP,
+    CODE_CHECK_FAILURES_PER_ADDRESS_IP,
+    CODE_CHECK_FAILURES_PER_ADDRESS,
+)
+LOGIN_FAILURE_LIMITS = (LOGIN_FAILURES_PER_EMAIL_IP, LOGIN_FAILURES_PER_IP)
+COOLDOWNS = {
+    OtpPurpose.VERIFY_EMAIL: VERIFICATION_CODE_COOLDOWN,
+    OtpPurpose.RESET_PASSWORD: RESET_CODE_COOLDOWN,
+}
 
 
 def register_user(
     email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
 ) -> User:
+    """Create an unverified account and queue its verification code. Every registration
+    counts against the client IP's code requests, a 409 included: that answer says the
+    address has an account."""
     now = now or now_utc()
     email = normalize_email(email)
+    ratelimit.take(CODES_SENT_PER_IP, client_ip, now)
     existing = find_user_by_email(email)
     if existing is not None:
+        db.session.commit()  # the counted request
         raise _email_taken(existing)
-    ratelimit.take_all(_codes_sent_limits(email, client_ip), now)
+    codes_sent = _code_request_limits(VERIFICATION_CODE_COOLDOWN, email, client_ip)
+    ratelimit.take_all(codes_sent[:-1], now)
     user = User(email=email, password_hash=hash_password(password))
     db.session.add(user)
     try:
@@ -322,56 +417,77 @@ def register_user(
         # Lost a race against a registration of the same address, in any letter case:
         # the unique index on lower(email) decided.
         db.session.rollback()
+        ratelimit.take(CODES_SENT_PER_IP, client_ip, now)
+        db.session.commit()
         raise _email_taken(find_user_by_email(email)) from None
     _issue_verification_code(user, now)
     db.session.commit()
     return user
 
 
-def _check_code(user: User | None, purpose: OtpPurpose, code: str, now: datetime) -> None:
-    """Raise unless `code` is the live, unexpired code of `user` for `purpose`. The caller
-    holds the user row lock. A wrong try is counted (and committed); the last allowed one
-    burns the code, and any later try, even with the right code, gets 429."""
-    if user is None:
+def _check_code(
+    user: User | None,
+    purpose: OtpPurpose,
+    code: str,
+    client_ip: str,
+    now: datetime,
+) -> EmailOtp:
+    """The live, unexpired code of `user` for `purpose` when `code` is it; otherwise
+    raise. The caller holds the user row lock, and commits after a refusal: a wrong try
+    is recorded on the session. OTP_MAX_TRIES wrong tries from one client IP kill the
+    code for that IP: every later try from there, even with the right code, gets 429."""
+    otp = _latest_code(user, purpose.value, for_update=True) if user is not None else None
+    if otp is None or otp.consumed_at is not None:
         raise BadRequest(WRONG_CODE)
-    otp = _latest_code(user, purpose.value, for_update=True)
-    max_tries = current_app.config["OTP_MAX_TRIES"]
-    if otp is None:
-        raise BadRequest(WRONG_CODE)
-    if otp.consumed_at is not None:
-        if otp.failed_attempts >= max_tries:
-            # Retrying is pointless until a new code can be requested.
-            wait = otp.created_at + current_app.config["OTP_RESEND_COOLDOWN"] - now
-            seconds = max(1, math.ceil(wait.total_seconds()))
-            raise TooManyRequests(DEAD_CODE, headers={"Retry-After": str(seconds)})
-        raise BadRequest(WRONG_CODE)
+    tries = f"{otp.id}|{client_ip}"
+    if ratelimit.wait(CODE_TRIES_PER_IP, tries, now) is not None:
+        # Retrying is pointless until a new code can be requested.
+        seconds = ratelimit.wait(COOLDOWNS[purpose], user.email, now) or 1
+        raise TooManyRequests(DEAD_CODE, headers={"Retry-After": str(seconds)})
     if otp.expires_at <= now:
         raise BadRequest(EXPIRED_CODE)
-    if not hmac.compare_digest(otp.code_hash, hash_code(user.id, otp.purpose, code)):
+    if not hmac.compare_digest(otp.code_hash, hash_code(otp.user_id, otp.purpose, code)):
         otp.failed_attempts += 1
-        message = WRONG_CODE
-        if otp.failed_attempts >= max_tries:
-            otp.consumed_at = now
-            message = LAST_WRONG_TRY
-        db.session.commit()
-        raise BadRequest(message)
+        ratelimit.take(CODE_TRIES_PER_IP, tries, now)
+        last = ratelimit.wait(CODE_TRIES_PER_IP, tries, now) is not None
+        raise BadRequest(LAST_WRONG_TRY if last else WRONG_CODE)
+    return otp
 
 
 def verify_email(
-    email: str, code: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+    email: str,
+    code: str,
+    password: str,
+    client_ip: str = UNKNOWN_IP,
+    now: datetime | None = None,
 ) -> User:
-    """Mark the address verified when `code` is its live, unexpired code.
+    """Mark the address verified when `code` is its live, unexpired code and `password`
+    the account's: the code proves the mailbox, the password the registrant.
 
-    An unknown address answers exactly like a wrong code. After OTP_MAX_TRIES wrong tries
-    the code is dead: every later try, even with the right code, gets 429 until a new
-    code is requested. Every refused check counts against CODE_CHECK_FAILURES_PER_IP."""
+    The code is checked first. A refused code (wrong, expired, dead; an unknown or
+    already verified address answers as a wrong code) counts as a failed code check; a
+    right code with a wrong password as a failed login (401, pointing a mailbox owner
+    who does not know the password to the password reset). The slots of both are taken
+    before the checks and the ones that passed are given back."""
     now = now or now_utc()
-    reservation = ratelimit.reserve([(CODE_CHECK_FAILURES_PER_IP, client_ip)], now)
+    email = normalize_email(email)
+    reservation = ratelimit.reserve(
+        [*_code_check_limits(email, client_ip), *_login_failure_limits(email, client_ip)], now
+    )
     user = find_user_by_email(email, for_update=True)
     if user is not None and user.is_email_verified:
-        raise Conflict(ALREADY_VERIFIED)
-    _check_code(user, OtpPurpose.VERIFY_EMAIL, code, now)
+        user = None  # its codes are spent: answer as for an unknown address
+    try:
+        _check_code(user, OtpPurpose.VERIFY_EMAIL, code, client_ip, now)
+    except DomainError:
+        reservation.release(*LOGIN_FAILURE_LIMITS)
+        db.session.commit()
+        raise
     assert user is not None
+    reservation.release(*CODE_CHECK_LIMITS)
+    if not password_matches(user.password_hash, password):
+        db.session.commit()
+        raise Unauthorized(WRONG_PASSWORD_TO_VERIFY)
     reservation.release()
     mark_email_verified(user, now)
     db.session.commit()
@@ -392,31 +508,114 @@ def mark_email_verified(user: User, now: datetime) -> None:
 def resend_verification_code(
     email: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
 ) -> str:
-    """Replace the live code with a new one and email it. Returns the message for the
-    caller; an unknown address gets the same answer and no email, and counts against the
-    same limits."""
+    """Replace the live verification code of an account waiting for verification with a
+    new one and email it. Any address gets the same answer after the same limits (an
+    unknown or already verified one is emailed nothing)."""
+    now = now or now_utc()
+    email = normalize_email(email)
+    ratelimit.take_all(_code_request_limits(VERIFICATION_CODE_COOLDOWN, email, client_ip), now)
+    user = find_user_by_email(email, for_update=True)
+    if user is not None and not user.is_email_verified:
+        _issue_verification_code(user, now)
+    db.session.commit()
+    return RESEND_ACCEPTED
+
+
+# --- what an operator does (flask users ...) ------------------------------------------------
+
+
+class AccountState(enum.StrEnum):
+    NONE = "none"
+    UNVERIFIED = "unverified"
+    VERIFIED = "verified"
+
+
+class OperatorChange(enum.StrEnum):
+    CREATED = "created"
+    PROMOTED = "promoted"
+    ALREADY_ADMIN = "already admin"
+    # An unverified account: its registrant's password replaced, its tokens revoked.
+    PASSWORD_REPLACED = "password replaced"
+    PASSWORD_CLEARED = "password cleared"
+    ALREADY_VERIFIED = "already verified"
+
+
+class PasswordNeeded(Conflict):
+    """The operator must give a password (the account changed since they were asked)."""
+
+
+def account_state(email: str) -> AccountState:
+    """Whether `email` has an account, and whether it is verified (nothing is locked)."""
+    user = find_user_by_email(email)
+    db.session.rollback()  # no transaction stays open while a human types
+    if user is None:
+        return AccountState.NONE
+    return AccountState.VERIFIED if user.is_email_verified else AccountState.UNVERIFIED
+
+
+def make_admin(
+    email: str, password: str | None = None, now: datetime | None = None
+) -> tuple[User, OperatorChange]:
+    """Make `email` a verified admin. A new account gets `password`. An existing verified
+    one keeps its own (its owner chose it) and becomes admin. An unverified one was
+    registered by somebody nobody checked: it never keeps that password, it gets
+    `password`, its tokens are revoked, and it is verified by the operator's word.
+    PasswordNeeded when `password` is None and one is needed."""
     now = now or now_utc()
     email = normalize_email(email)
     user = find_user_by_email(email, for_update=True)
     if user is not None and user.is_email_verified:
-        raise Conflict(ALREADY_VERIFIED)
-    if user is not None:
-        last = _latest_code(user, OtpPurpose.VERIFY_EMAIL.value)
-        cooldown = current_app.config["OTP_RESEND_COOLDOWN"]
-        if last is not None:
-            wait = (last.created_at + cooldown - now).total_seconds()
-            if wait > 0:
-                seconds = max(1, math.ceil(wait))
-                raise TooManyRequests(
-                    f"A code was sent less than {int(cooldown.total_seconds())} s ago. "
-                    f"Try again in {seconds} s.",
-                    headers={"Retry-After": str(seconds)},
-                )
-    ratelimit.take_all(_codes_sent_limits(email, client_ip), now)
-    if user is not None:
-        _issue_verification_code(user, now)
+        change = OperatorChange.ALREADY_ADMIN if user.is_admin else OperatorChange.PROMOTED
+        user.is_admin = True
+        db.session.commit()
+        return user, change
+    if password is None:
+        db.session.rollback()
+        raise PasswordNeeded(f"{email} needs a new password; run the command again.")
+    if user is None:
+        user = User(email=email, is_admin=True, display_name=email.split("@", 1)[0])
+        db.session.add(user)
+        change = OperatorChange.CREATED
+    else:
+        revoke_all_tokens(user)
+        change = OperatorChange.PASSWORD_REPLACED
+    user.password_hash = hash_password(password)
+    user.is_admin = True
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise PasswordNeeded(f"{email} was registered meanwhile; run the command again.") from None
+    mark_email_verified(user, now)
     db.session.commit()
-    return RESEND_ACCEPTED
+    return user, change
+
+
+def verify_by_operator(
+    email: str, password: str | None = None, now: datetime | None = None
+) -> tuple[User, OperatorChange]:
+    """Mark `email` verified without a code (an operator vouches for the mailbox). The
+    password was chosen by whoever registered the address, whom nobody checked: it is
+    cleared, or replaced by `password` when the operator gives one, and every token is
+    revoked. The owner sets a password through the password reset."""
+    now = now or now_utc()
+    user = find_user_by_email(email, for_update=True)
+    if user is None:
+        db.session.rollback()
+        raise NotFound(f"No user with email {normalize_email(email)}.")
+    if user.is_email_verified:
+        db.session.rollback()
+        return user, OperatorChange.ALREADY_VERIFIED
+    user.password_hash = hash_password(password) if password is not None else None
+    revoke_all_tokens(user)
+    mark_email_verified(user, now)
+    db.session.commit()
+    change = (
+        OperatorChange.PASSWORD_REPLACED
+        if password is not None
+        else OperatorChange.PASSWORD_CLEARED
+    )
+    return user, change
 
 
 # --- password reset ----------------------------------------------------------------------------
@@ -431,7 +630,7 @@ def request_password_reset(
     (`password_reset_email`)."""
     now = now or now_utc()
     email = normalize_email(email)
-    ratelimit.take_all([(RESET_CODE_COOLDOWN, email), *_codes_sent_limits(email, client_ip)], now)
+    ratelimit.take_all(_code_request_limits(RESET_CODE_COOLDOWN, email, client_ip), now)
     queue.defer(SEND_PASSWORD_RESET_CODE_TASK, queue=QUEUE_MAIL, email=email)
     db.session.commit()
     return RESET_ACCEPTED
@@ -448,9 +647,14 @@ def reset_password(
     becomes verified; every other live code dies and every token issued before is
     revoked. Whoever registered the address first, perhaps not its owner, loses it."""
     now = now or now_utc()
-    reservation = ratelimit.reserve([(CODE_CHECK_FAILURES_PER_IP, client_ip)], now)
+    email = normalize_email(email)
+    reservation = ratelimit.reserve(_code_check_limits(email, client_ip), now)
     user = find_user_by_email(email, for_update=True)
-    _check_code(user, OtpPurpose.RESET_PASSWORD, code, now)
+    try:
+        _check_code(user, OtpPurpose.RESET_PASSWORD, code, client_ip, now)
+    except DomainError:
+        db.session.commit()
+        raise
     assert user is not None
     reservation.release()
     user.password_hash = hash_password(new_password)
@@ -470,10 +674,14 @@ class TokenPair:
     token_type: str = "Bearer"
 
 
-def issue_tokens(user: User, generation: int | None = None) -> TokenPair:
+def issue_tokens(user: User, generation: int | None = None, family: str | None = None) -> TokenPair:
     """Tokens of `user`, valid while the user's token generation is `generation` (by
-    default the one loaded with the user, i.e. with the password that was checked)."""
-    claims = {GENERATION_CLAIM: user.token_generation if generation is None else generation}
+    default the one loaded with the user, i.e. with the password that was checked), in
+    the refresh-token family `family` (by default a new one: a login)."""
+    claims = {
+        GENERATION_CLAIM: user.token_generation if generation is None else generation,
+        FAMILY_CLAIM: family or new_family(),
+    }
     return TokenPair(
         access_token=create_access_token(identity=user, additional_claims=claims),
         refresh_token=create_refresh_token(identity=user, additional_claims=claims),
@@ -503,7 +711,7 @@ def log_in(
     reservation = ratelimit.reserve(_login_failure_limits(email, client_ip), now)
     user = find_user_by_email(email)
     if user is None:
-        password_matches(_decoy_password_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
+        password_matches(None, password)  # the same hashing work as for a known address
         raise Unauthorized(BAD_CREDENTIALS)
     if not password_matches(user.password_hash, password):
         raise Unauthorized(BAD_CREDENTIALS)
@@ -515,13 +723,20 @@ def log_in(
 
 
 def rotate_refresh_token(user: User, refresh_payload: dict[str, Any]) -> TokenPair:
-    """New access and refresh tokens; the presented refresh token is revoked for good, and
-    of two requests racing with it only one gets new tokens. The new tokens keep the
-    presented token's generation: a revocation of all tokens racing with this refresh
-    revokes them too."""
+    """New access and refresh tokens in the presented token's family; the presented
+    refresh token is revoked for good. Of two requests racing with it only one gets new
+    tokens, and the other is a reuse: it revokes the family, the winner's new tokens
+    included (jobboard.auth.tokens). The new tokens keep the presented token's
+    generation: a revocation of all tokens racing with this refresh revokes them too."""
     if not revoke_token_once(refresh_payload):
+        db.session.rollback()
+        refresh_token_reused(refresh_payload)
         raise Unauthorized(REVOKED)
-    tokens = issue_tokens(user, generation=refresh_payload.get(GENERATION_CLAIM, 0))
+    tokens = issue_tokens(
+        user,
+        generation=refresh_payload.get(GENERATION_CLAIM, 0),
+        family=refresh_payload.get(FAMILY_CLAIM),
+    )
     db.session.commit()
     return tokens
 
@@ -601,9 +816,9 @@ def change_password(
 
 
 def purge_expired_otps(now: datetime) -> int:
-    """Delete codes that expired or were consumed (used, replaced or burnt); returns how
-    many. A user whose burnt code is gone gets 400 instead of 429 on a further try: still
-    refused, and nothing is left to guess."""
+    """Delete codes that expired or were consumed (used or replaced); returns how many.
+    A verification code deleted before its email went out is replaced when the email is
+    sent (`verification_email`)."""
     deleted = db.session.execute(
         delete(EmailOtp).where(or_(EmailOtp.expires_at <= now, EmailOtp.consumed_at.is_not(None)))
     ).rowcount

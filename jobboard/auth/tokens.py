@@ -8,6 +8,14 @@ everywhere) makes every earlier token stale, with nothing stored per token. A co
 rather than an "issued after" timestamp: a login in the same second as the revocation
 gets a valid token.
 
+Refresh-token families (reuse detection, as the OAuth 2.0 Security BCP describes it): a
+login starts a family, named in the `fam` claim of its tokens, and each refresh passes
+the family on to the pair it issues. A refresh token is good for one refresh; presented
+again, it was copied, and whoever holds the newer tokens of its family may be the thief:
+every token of the family is revoked (`revoke_family`), access tokens included. The
+revocation is one `revoked_tokens` row keyed `family:<id>`, found by the same query that
+looks the jti up.
+
 A view whose requests count against the caller's plan quotas says so
 (`counts_against_quotas`): its token lookup, the first statement of the request's
 transaction, then also locks the caller's row and brings the plan, so the quota check
@@ -15,6 +23,7 @@ needs no statement of its own (jobboard.quotas)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
@@ -33,6 +42,7 @@ from jobboard.extensions import db
 from jobboard.models import RevokedToken, User
 
 GENERATION_CLAIM = "gen"
+FAMILY_CLAIM = "fam"
 COUNTS_AGAINST_QUOTAS = "_jobboard_counts_against_quotas"
 
 P = ParamSpec("P")
@@ -55,12 +65,20 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
 
     @jwt.token_in_blocklist_loader
     def is_revoked(_header: dict, payload: dict) -> bool:
-        user, jti_revoked = token_state(payload, lock_for_quotas=_view_counts_against_quotas())
+        user, jti_revoked, family_revoked = token_state(
+            payload, lock_for_quotas=_view_counts_against_quotas()
+        )
         # Kept for `load_user`, which flask-jwt-extended calls next: no second query.
         g.jobboard_token_user = user
         if user is None:
             return False  # the user lookup that follows answers "no longer exists"
-        return jti_revoked or payload.get(GENERATION_CLAIM, 0) != user.token_generation
+        if jti_revoked and payload.get("type") == "refresh" and not family_revoked:
+            refresh_token_reused(payload)
+        return (
+            jti_revoked
+            or family_revoked
+            or payload.get(GENERATION_CLAIM, 0) != user.token_generation
+        )
 
     @jwt.user_lookup_loader
     def load_user(_header: dict, payload: dict) -> User | None:
@@ -81,21 +99,63 @@ def register_jwt_callbacks(jwt: JWTManager) -> None:
     jwt.token_verification_failed_loader(lambda _h, _p: unauthorized("Token rejected"))
 
 
-def token_state(payload: dict[str, Any], lock_for_quotas: bool = False) -> tuple[User | None, bool]:
-    """The token's user and whether its jti is revoked: one query, two index lookups.
-    With `lock_for_quotas`, the same query locks the user's row and loads the plan for
-    the quota checks of the rest of the transaction (`quotas.with_user_locked`)."""
-    query = select(User, exists().where(RevokedToken.jti == payload["jti"])).where(
-        User.id == int(payload["sub"])
-    )
+def token_state(
+    payload: dict[str, Any], lock_for_quotas: bool = False
+) -> tuple[User | None, bool, bool]:
+    """The token's user, whether its jti is revoked and whether its family is: one query,
+    three index lookups. With `lock_for_quotas`, the same query locks the user's row and
+    loads the plan for the quota checks of the rest of the transaction
+    (`quotas.with_user_locked`)."""
+    query = select(
+        User,
+        exists().where(RevokedToken.jti == payload["jti"]),
+        exists().where(RevokedToken.jti == _family_key(payload)),
+    ).where(User.id == int(payload["sub"]))
     if lock_for_quotas:
         query = quotas.with_user_locked(query)
     row = db.session.execute(query).one_or_none()
     if row is None:
-        return None, False
+        return None, False, False
     if lock_for_quotas:
-        quotas.held_lock(row[0], row[2])
-    return row[0], bool(row[1])
+        quotas.held_lock(row[0], row[-1])
+    return row[0], bool(row[1]), bool(row[2])
+
+
+def new_family() -> str:
+    """The name of a new refresh-token family (one per login)."""
+    return uuid.uuid4().hex
+
+
+def _family_key(payload: dict[str, Any]) -> str:
+    # A token issued before families existed has none: its key matches no row.
+    return f"family:{payload.get(FAMILY_CLAIM, '')}"
+
+
+def revoke_family(payload: dict[str, Any]) -> None:
+    """Revoke every token of the family of `payload` (on the current transaction). Every
+    token of the family was issued by now, so none lives past now plus the refresh
+    tokens' lifetime: the revocation is kept that long."""
+    if not payload.get(FAMILY_CLAIM):
+        return
+    now = datetime.now(UTC)
+    db.session.execute(
+        pg_insert(RevokedToken)
+        .values(
+            jti=_family_key(payload),
+            token_type="family",
+            user_id=int(payload["sub"]),
+            revoked_at=now,
+            expires_at=now + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+        )
+        .on_conflict_do_nothing(index_elements=[RevokedToken.jti])
+    )
+
+
+def refresh_token_reused(payload: dict[str, Any]) -> None:
+    """A refresh token that was already used (or revoked) came back: revoke its family
+    and commit, whatever the request then answers."""
+    revoke_family(payload)
+    db.session.commit()
 
 
 def counts_against_quotas(view: Callable[P, R]) -> Callable[P, R]:

@@ -29,7 +29,6 @@ from jobboard.errors import Conflict, Forbidden, NotFound
 from jobboard.extensions import db
 from jobboard.jobs import policy, transitions
 from jobboard.locking import locked
-from jobboard.mailer import queue_email
 from jobboard.models import Bid, BidStatus, Job, User, now_utc
 from jobboard.reviews.service import public_profiles
 
@@ -218,9 +217,9 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> ShownBid:
         .execution_options(synchronize_session=False)
     ).all()
 
-    _email_winner(job, bid)
+    notices.bid_accepted(job, bid)
     for rejected in db.session.scalars(select(User).where(User.id.in_(rejected_bidder_ids))):
-        _email_rejected(job, rejected)
+        notices.bid_rejected(job, rejected)
     db.session.commit()
     return _shown(bid)
 
@@ -262,38 +261,3 @@ def _flush_or_conflict(messages_by_index: dict[str, str]) -> None:
         if constraint in messages_by_index:
             raise Conflict(messages_by_index[constraint]) from error
         raise
-
-
-# --- mail -----------------------------------------------------------------------------------
-
-
-def _money(bid: Bid) -> str:
-    return f"{bid.fee:.2f} {bid.currency}"
-
-
-def _email_winner(job: Job, bid: Bid) -> None:
-    winner = db.session.get(User, bid.bidder_id)
-    if winner is None:
-        return
-    queue_email(
-        to=winner.email,
-        subject=f'Your bid on "{job.name}" was accepted',
-        body=(
-            f'Good news: your bid on job #{job.id} "{job.name}" was accepted.\n\n'
-            f"Fee: {_money(bid)}\n"
-            f"Your deadline: {bid.proposed_deadline.isoformat()}\n\n"
-            "You are now the job's assignee. It is listed under GET /api/jobs/assigned/ "
-            f"and you can read it at GET /api/jobs/{job.id}/.\n"
-        ),
-    )
-
-
-def _email_rejected(job: Job, bidder: User) -> None:
-    queue_email(
-        to=bidder.email,
-        subject=f'Your bid on "{job.name}" was not selected',
-        body=(
-            f'The owner of job #{job.id} "{job.name}" chose another bid, so yours is now '
-            "rejected. Thank you for bidding; GET /api/bids/ lists all your bids.\n"
-        ),
-    )

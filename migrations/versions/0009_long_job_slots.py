@@ -1,7 +1,7 @@
 """long-job slots, and requeues within quotas
 
 Revision ID: 0009_long_job_slots
-Revises: 0007_fetch_by_queue
+Revises: 0008_account_hardening
 Create Date: 2026-12-04
 
 Long jobs (kinds whose time limit is over 10 s) hold at most LONG_JOB_SLOTS of a worker's
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009_long_job_slots"
-down_revision = "0007_fetch_by_queue"
+down_revision = "0008_account_hardening"
 branch_labels = None
 depends_on = None
 

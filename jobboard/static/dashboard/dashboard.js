@@ -63,7 +63,28 @@
     return { body, headers: response.headers };
   }
 
-  // An expired access token is renewed once with the refresh token, then the call is retried.
+  // An expired access token is renewed with the refresh token, then the call is retried.
+  // A refresh token works once (the API revokes every token of the login when one comes
+  // back), so calls that fail together share one renewal, and a call that fails after
+  // another renewed the tokens uses the new ones.
+  let renewal = null;
+
+  function renewTokens(used) {
+    const current = loadTokens();
+    if (current && current.access_token !== used.access_token) return Promise.resolve(current);
+    if (!renewal) {
+      renewal = request("POST", "/api/token/refresh/", { token: used.refresh_token })
+        .then(({ body }) => {
+          saveTokens(body);
+          return body;
+        })
+        .finally(() => {
+          renewal = null;
+        });
+    }
+    return renewal;
+  }
+
   async function authorized(method, path) {
     const tokens = loadTokens();
     if (!tokens) throw new ApiError(401, { message: "Please sign in." });
@@ -71,11 +92,8 @@
       return await request(method, path, { token: tokens.access_token });
     } catch (error) {
       if (error.status !== 401 || !tokens.refresh_token) throw error;
-      const renewed = await request("POST", "/api/token/refresh/", {
-        token: tokens.refresh_token,
-      });
-      saveTokens(renewed.body);
-      return request(method, path, { token: renewed.body.access_token });
+      const renewed = await renewTokens(tokens);
+      return request(method, path, { token: renewed.access_token });
     }
   }
 
@@ -288,6 +306,7 @@
     clearInterval(refreshTimer);
     $("dashboard").hidden = true;
     $("session").hidden = true;
+    $("verify").hidden = true;
     $("signin").hidden = false;
     const error = $("signin-error");
     error.textContent = message || "";
@@ -330,6 +349,7 @@
       $("load-error").hidden = true;
       $("updated-at").textContent = new Date().toLocaleTimeString();
       $("signin").hidden = true;
+      $("verify").hidden = true;
       $("session").hidden = false;
       $("session-email").textContent = sessionStorage.getItem(EMAIL_KEY) || "";
       $("dashboard").hidden = false;
@@ -359,6 +379,79 @@
     }, REFRESH_EVERY_MS);
   }
 
+  // --- verifying the email address -------------------------------------------------
+  // The API wants the code and the account's password: the page never decides anything
+  // itself, it shows the API's answer next to the form.
+
+  function showVerify(email, password, notice) {
+    $("verify").hidden = false;
+    if (email) $("verify-email").value = email;
+    if (password) $("verify-password").value = password;
+    showVerifyNotice(notice);
+    showVerifyError(null);
+    setState("verify");
+    $("verify-code").focus();
+  }
+
+  function showVerifyNotice(message) {
+    $("verify-notice").textContent = message || "";
+    $("verify-notice").hidden = !message;
+  }
+
+  function showVerifyError(message) {
+    $("verify-error").textContent = message || "";
+    $("verify-error").hidden = !message;
+  }
+
+  async function verify(event) {
+    event.preventDefault();
+    const email = $("verify-email").value.trim();
+    const otp = $("verify-code").value.trim();
+    const password = $("verify-password").value;
+    if (!email || !otp || !password) {
+      showVerifyNotice(null);
+      showVerifyError("Enter your email, the code from the email and your password.");
+      setState("verify");
+      return;
+    }
+    $("verify-submit").disabled = true;
+    setState("verifying");
+    try {
+      await request("POST", "/api/verify-email/", { json: { email, otp, password } });
+      const { body } = await request("POST", "/api/login/", { json: { email, password } });
+      saveTokens(body);
+      sessionStorage.setItem(EMAIL_KEY, email);
+      $("verify-password").value = "";
+      $("verify-code").value = "";
+      $("verify").hidden = true;
+      if (await loadDashboard()) startRefreshing();
+    } catch (error) {
+      showVerifyNotice(null);
+      showVerifyError(error.message);
+      setState("verify");
+    } finally {
+      $("verify-submit").disabled = false;
+    }
+  }
+
+  async function resendCode() {
+    const email = $("verify-email").value.trim();
+    if (!email) {
+      showVerifyError("Enter your email first.");
+      return;
+    }
+    setState("verifying");
+    try {
+      const { body } = await request("POST", "/api/resend-otp/", { json: { email } });
+      showVerifyError(null);
+      showVerifyNotice(body.message);
+    } catch (error) {
+      showVerifyNotice(null);
+      showVerifyError(error.message);
+    }
+    setState("verify");
+  }
+
   async function signIn(event) {
     event.preventDefault();
     const email = $("signin-email").value.trim();
@@ -375,9 +468,16 @@
       saveTokens(body);
       sessionStorage.setItem(EMAIL_KEY, email);
       $("signin-password").value = "";
+      $("verify").hidden = true;
       if (await loadDashboard()) startRefreshing();
     } catch (error) {
       showSignIn(error.message);
+      // Not verified yet: the code from the email, with this password, verifies it.
+      if (error.status === 403) {
+        $("verify").hidden = false;
+        $("verify-email").value = email;
+        $("verify-password").value = password;
+      }
     } finally {
       submit.disabled = false;
     }
@@ -395,6 +495,11 @@
 
   document.addEventListener("DOMContentLoaded", () => {
     $("signin-form").addEventListener("submit", signIn);
+    $("verify-form").addEventListener("submit", verify);
+    $("verify-resend").addEventListener("click", resendCode);
+    $("show-verify").addEventListener("click", () =>
+      showVerify($("signin-email").value.trim(), $("signin-password").value),
+    );
     $("signout-button").addEventListener("click", signOut);
     $("refresh-button").addEventListener("click", loadDashboard);
     if (loadTokens()) {
