@@ -14,6 +14,7 @@ from procrastinate.exceptions import ConnectorException
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.exc import OperationalError as SAOperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from jobboard.extensions import db
 
@@ -85,7 +86,9 @@ DATABASE_RETRY_AFTER = "1"
 
 def database_unreachable(error: BaseException) -> bool:
     """Whether an exception means "cannot talk to PostgreSQL" (down, restarting, network
-    gone) rather than a bug or bad data: those stay 500 so that they are seen."""
+    gone, not answering within the connect or statement timeout, every pooled connection
+    busy past the pool's timeout) rather than a bug or bad data: those stay 500 so that
+    they are seen."""
     seen: set[int] = set()
     current: BaseException | None = error
     while current is not None and id(current) not in seen:
@@ -96,7 +99,7 @@ def database_unreachable(error: BaseException) -> bool:
             return True
         if isinstance(current, psycopg.OperationalError | psycopg.InterfaceError):
             return True
-        if isinstance(current, psycopg_pool.PoolTimeout):
+        if isinstance(current, psycopg_pool.PoolTimeout | PoolTimeout):
             return True
         current = current.__cause__ or current.__context__
     return False
@@ -115,6 +118,7 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(409, "The request conflicts with the current state of the resource.")
 
     @app.errorhandler(DBAPIError)
+    @app.errorhandler(PoolTimeout)
     @app.errorhandler(psycopg.Error)
     @app.errorhandler(psycopg_pool.PoolTimeout)
     @app.errorhandler(ConnectorException)

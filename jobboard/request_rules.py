@@ -7,7 +7,10 @@
 - `IdConverter`: the `int` URL converter, bounded to the id columns' range, so
   `/api/jobs/2147483648/` is a 404 like any other unknown id.
 - `register_request_rules`: no trailing-slash redirects, 413 decided from `Content-Length` before
-  anything reads the body, and the security headers on every response.
+  anything reads the body, the security headers on every response, and OPTIONS answered
+  `204` with `Allow` (never an HTML content type).
+- `bound_request_statements`: PostgreSQL cancels a statement run for a request after
+  DATABASE_STATEMENT_TIMEOUT seconds (503, errors.py).
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from typing import Any, ClassVar
 
 import flask_smorest
 import marshmallow as ma
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, g, has_request_context, request
+from sqlalchemy import event
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.routing import IntegerConverter
+
+from config import statement_timeout_option
+from jobboard.extensions import db
 
 MAX_JSON_DEPTH = 32
 # The id columns are PostgreSQL `integer`.
@@ -168,6 +175,38 @@ def register_request_rules(app: Flask) -> None:
         if response.mimetype == "text/html":
             response.headers.update(HTML_HEADERS)
         return response
+
+    # Registered last: Flask runs `after_request` functions last-registered first, so the
+    # security headers above see this answer as it will be sent.
+    @app.after_request
+    def empty_options_answer(response: Response) -> Response:
+        """Flask answers OPTIONS itself with 200, an empty body and `text/html`, the default
+        of any response; the answer is `204 No Content` with `Allow` and no content type."""
+        automatic = response.status_code == 200 and "Allow" in response.headers
+        if request.method == "OPTIONS" and automatic and not response.get_data():
+            response.status_code = 204
+            del response.headers["Content-Type"]
+            del response.headers["Content-Length"]
+        return response
+
+
+def bound_request_statements(app: Flask) -> None:
+    """Connections opened to serve a request ask PostgreSQL to cancel any statement of
+    theirs after DATABASE_STATEMENT_TIMEOUT seconds, so that a request never waits on the
+    database for longer (a lock held elsewhere, a server shutting down): it answers 503.
+    Connections opened outside a request (the worker's tasks, the CLI, migrations) are not
+    bounded: their work may be long by design. In the web process every connection is
+    opened by a request. Call after the database extension is set up."""
+    option = statement_timeout_option(float(app.config["DATABASE_STATEMENT_TIMEOUT"]))
+    if option is None:
+        return
+    with app.app_context():
+        engine = db.engine
+
+    @event.listens_for(engine, "do_connect")
+    def bound_statements(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
+        if has_request_context():
+            cparams["options"] = f"{cparams.get('options', '')} {option}".strip()
 
 
 class Blueprint(flask_smorest.Blueprint):
