@@ -156,6 +156,10 @@ class Config:
     CODES_SENT_PER_ADDRESS_WINDOW = env_int("CODES_SENT_PER_ADDRESS_WINDOW", 3600)
     CODE_CHECK_FAILURES_PER_IP = env_int("CODE_CHECK_FAILURES_PER_IP", 30)
     CODE_CHECK_FAILURES_PER_IP_WINDOW = env_int("CODE_CHECK_FAILURES_PER_IP_WINDOW", 3600)
+    # Malformed request bodies (400, 413, 422) from callers without an account; past the
+    # limit, that IP's unauthenticated bodies are refused with 429 before being read.
+    INVALID_REQUESTS_PER_IP = env_int("INVALID_REQUESTS_PER_IP", 100)
+    INVALID_REQUESTS_PER_IP_WINDOW = env_int("INVALID_REQUESTS_PER_IP_WINDOW", 600)
     # Proxies in front of the app that append to X-Forwarded-For (Heroku: 1). 0 trusts none:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)

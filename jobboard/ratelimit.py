@@ -105,6 +105,14 @@ RESET_CODE_COOLDOWN = Limit(
     "password reset code per email address",
     "OTP_RESEND_COOLDOWN",
 )
+# Request bodies refused as malformed (400, 413, 422) without an authenticated caller;
+# counted and enforced at the HTTP edge (request_rules.SafeParser).
+INVALID_REQUESTS_PER_IP = Limit(
+    "invalid-requests-ip",
+    "invalid requests without an account from one IP address",
+    "INVALID_REQUESTS_PER_IP_WINDOW",
+    "INVALID_REQUESTS_PER_IP",
+)
 
 ALL_LIMITS = (
     LOGIN_FAILURES_PER_EMAIL_IP,
@@ -113,6 +121,7 @@ ALL_LIMITS = (
     CODES_SENT_PER_ADDRESS,
     CODE_CHECK_FAILURES_PER_IP,
     RESET_CODE_COOLDOWN,
+    INVALID_REQUESTS_PER_IP,
 )
 
 # Count one event unless the window already holds `count` of them. The row lock of the
