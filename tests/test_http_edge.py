@@ -26,7 +26,9 @@ import psycopg
 import pytest
 
 from config import libpq_url
-from tests.support.database import RUN_ID, DatabaseServer
+from jobboard import create_app
+from jobboard.extensions import db
+from tests.support.database import RUN_ID, DatabaseServer, make_config
 from tests.support.polling import wait_until
 from tests.support.processes import Process
 from tests.support.procfile import procfile_entries, production_environment
@@ -278,3 +280,24 @@ def test_no_control_socket_under_the_home_directory(web):
     assert _healthy(web)
     assert not (web.home / ".gunicorn").exists()
     assert list(web.home.iterdir()) == []
+
+
+def test_every_pooled_connection_busy_answers_503_after_the_pool_timeout(
+    fresh_database, smtp_server
+):
+    """In-process: a pool of one connection, held here; a request waits
+    DATABASE_POOL_TIMEOUT for it, then answers 503 with the error body, not 500."""
+    options = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 0.5}
+    app = create_app(
+        make_config(fresh_database, smtp_server.port, SQLALCHEMY_ENGINE_OPTIONS=options)
+    )
+    try:
+        with app.app_context(), db.engine.connect():
+            body = {"email": "pool@example.com", "password": "not-the-password"}
+            response = app.test_client().post("/api/login/", json=body)
+        assert response.status_code == 503
+        assert response.get_json()["code"] == 503
+        assert response.headers["Retry-After"]
+    finally:
+        with app.app_context():
+            db.engine.dispose()
