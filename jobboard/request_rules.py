@@ -2,8 +2,11 @@
 
 - `SafeParser`: the one way request input is read (JSON bodies, query strings, headers,
   forms). JSON deeper than `MAX_JSON_DEPTH`, a string or key holding U+0000 or an unpaired
-  surrogate, a number JSON cannot hold (NaN, Infinity, 1e999, an integer too long to read)
-  → 422, before any schema sees the data.
+  surrogate, a number JSON cannot hold (NaN, Infinity, 1e999, an integer too long to read),
+  more than `MAX_JSON_VALUES` values → 422, before any schema sees the data; a shape that
+  cannot fit the schema → 422 before an error is built per element (`errors.check_shape`);
+  error bodies capped (`errors.cap_messages`); malformed bodies without an authenticated
+  caller counted per IP, and refused with 429 unread past the limit (`InvalidRequests`).
 - `IdConverter`: the `int` URL converter, bounded to the id columns' range, so
   `/api/jobs/2147483648/` is a 404 like any other unknown id.
 - `register_request_rules`: no trailing-slash redirects, 413 decided from `Content-Length` before
