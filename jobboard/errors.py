@@ -183,16 +183,26 @@ def database_unreachable(error: BaseException) -> bool:
     return False
 
 
+def rollback_quietly() -> None:
+    """Roll back the request's transaction before answering an error. On a connection
+    that died meanwhile (the database restarting), the rollback itself fails: the
+    connection is discarded instead (the pool connects afresh), and the answer stands."""
+    try:
+        db.session.rollback()
+    except Exception:  # the connection is gone; nothing of the transaction was committed
+        db.session().invalidate()  # scoped_session does not proxy invalidate()
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def handle_domain_error(error: DomainError) -> ResponseReturnValue:
-        db.session.rollback()
+        rollback_quietly()
         return error_response(error.status_code, error.message, error.errors, error.headers)
 
     @app.errorhandler(IntegrityError)
     def handle_integrity_error(error: IntegrityError) -> ResponseReturnValue:
         # Reached only when a uniqueness rule lost a race that the service had checked for.
-        db.session.rollback()
+        rollback_quietly()
         return error_response(409, "The request conflicts with the current state of the resource.")
 
     @app.errorhandler(DBAPIError)
@@ -203,10 +213,7 @@ def register_error_handlers(app: Flask) -> None:
     def handle_database_unavailable(error: Exception) -> ResponseReturnValue:
         if not database_unreachable(error):
             raise error
-        try:
-            db.session.rollback()
-        except Exception:  # the connection is gone; the pool discards it
-            db.session.invalidate()
+        rollback_quietly()
         app.logger.warning("database unreachable: %s", error)
         return error_response(
             503, DATABASE_UNAVAILABLE, headers={"Retry-After": DATABASE_RETRY_AFTER}

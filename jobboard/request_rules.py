@@ -38,7 +38,7 @@ from werkzeug.routing import IntegerConverter
 
 from config import statement_timeout_option
 from jobboard import ratelimit
-from jobboard.errors import TooManyRequests, cap_messages, check_shape
+from jobboard.errors import TooManyRequests, cap_messages, check_shape, rollback_quietly
 from jobboard.extensions import db
 
 MAX_JSON_DEPTH = 32
@@ -292,7 +292,7 @@ class InvalidRequests:
         try:
             ratelimit.take(ratelimit.INVALID_REQUESTS_PER_IP, ip)
         except TooManyRequests as refused:
-            db.session.rollback()
+            rollback_quietly()
             if len(self.refused_until) > MAX_REMEMBERED_IPS:
                 now = time.monotonic()
                 self.refused_until = {k: v for k, v in self.refused_until.items() if v > now}
