@@ -10,6 +10,9 @@ The Procfile exposes gunicorn directly (no buffering proxy is assumed in front o
 - A request's head (request line and headers) must arrive within `keepalive` seconds of
   the connection opening or of the previous answer on it; a client that is slower is
   disconnected. gevent's worker bounds the head's read by `keepalive`; gthread's does not.
+- A request's body (up to the application's MAX_CONTENT_LENGTH) is read before the
+  application runs, within BODY_TIMEOUT seconds, else 408: a request never waits on its
+  client while it holds a database connection (the way a buffering proxy would do it).
 - gunicorn's own refusals (a malformed request line, a line over 4094 bytes, too many or
   too large headers) are the API's JSON error body with `nosniff`, never an HTML page.
 - No control socket: gunicorn 25+ would otherwise open one under $XDG_RUNTIME_DIR or
@@ -22,12 +25,15 @@ it is first imported, and that must happen in a worker, after gevent has patched
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from http import HTTPStatus
 from typing import Any
 
+import gevent
 from gunicorn import util
+from gunicorn.http.body import ChunkedReader, LengthReader
 from gunicorn.workers.ggevent import GeventWorker
 
 # Worker processes: WEB_CONCURRENCY (set by Heroku from the dyno size), else 2. The
@@ -46,12 +52,16 @@ limit_request_line = 4094
 limit_request_fields = 100
 limit_request_field_size = 8190
 control_socket_disable = True
+# Seconds a client has to send a request's body once its head has arrived (not a gunicorn
+# setting: JsonErrorGeventWorker applies it).
+BODY_TIMEOUT = int(os.environ.get("REQUEST_BODY_TIMEOUT") or 30)
 
 # Fixed messages: gunicorn's own would repeat the offending input back to the client.
 _REFUSALS = {
     400: "The request is not valid HTTP.",
     403: "The request is forbidden.",
     414: f"The request line is over {limit_request_line} bytes.",
+    408: f"The request's body did not arrive within {BODY_TIMEOUT} s.",
     417: "The request's Expect header cannot be met.",
     431: (
         f"The request has more than {limit_request_fields} headers, or a header over "
@@ -84,7 +94,8 @@ def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> Non
 
 
 class JsonErrorGeventWorker(GeventWorker):
-    """gevent's worker whose own error answers are JSON.
+    """gevent's worker whose own error answers are JSON, and which reads a request's body
+    before the application sees the request.
 
     gunicorn writes every answer it makes itself (`Worker.handle_error`, after classifying
     the error into 400, 414, 431, ...) through `gunicorn.util.write_error`, an HTML page;
@@ -94,6 +105,40 @@ class JsonErrorGeventWorker(GeventWorker):
     def init_process(self) -> None:
         util.write_error = _write_json_error
         super().init_process()
+
+    def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> Any:
+        if not self.read_body_ahead(req, sock):
+            util.write_nonblock(sock, json_error_answer(408))
+            raise StopIteration()  # gunicorn closes the connection
+        return super().handle_request(listener_name, req, sock, addr)
+
+    def read_body_ahead(self, req: Any, sock: Any) -> bool:
+        """Read the body (at most the application's MAX_CONTENT_LENGTH, plus one byte so a
+        chunked body over it is still seen as over) into the request's own buffer, where
+        the application then reads it from. False when it did not arrive in time. A body
+        declared over the limit is left unread: the application refuses it with 413."""
+        limit = getattr(self.wsgi, "config", {}).get("MAX_CONTENT_LENGTH")
+        reader = req.body.reader
+        if isinstance(reader, LengthReader):
+            wanted = reader.length
+            if wanted == 0 or (limit is not None and wanted > limit):
+                return True
+        elif isinstance(reader, ChunkedReader):
+            wanted = limit + 1 if limit is not None else -1
+        else:
+            return True
+        if getattr(req, "_expected_100_continue", False):
+            # The client waits for this before it sends the body; gunicorn would send it
+            # only when the application starts.
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req._expected_100_continue = False
+        with gevent.Timeout(BODY_TIMEOUT, False):
+            body = req.body.read(wanted)
+            # Body.read serves what its buffer holds (written, positioned at its end) first.
+            req.body.buf = io.BytesIO()
+            req.body.buf.write(body)
+            return True
+        return False
 
 
 worker_class = JsonErrorGeventWorker
