@@ -53,15 +53,15 @@ limit_request_fields = 100
 limit_request_field_size = 8190
 control_socket_disable = True
 # Seconds a client has to send a request's body once its head has arrived (not a gunicorn
-# setting: JsonErrorGeventWorker applies it).
+# setting: EdgeGeventWorker applies it).
 BODY_TIMEOUT = int(os.environ.get("REQUEST_BODY_TIMEOUT") or 30)
 
 # Fixed messages: gunicorn's own would repeat the offending input back to the client.
 _REFUSALS = {
     400: "The request is not valid HTTP.",
     403: "The request is forbidden.",
-    414: f"The request line is over {limit_request_line} bytes.",
     408: f"The request's body did not arrive within {BODY_TIMEOUT} s.",
+    414: f"The request line is over {limit_request_line} bytes.",
     417: "The request's Expect header cannot be met.",
     431: (
         f"The request has more than {limit_request_fields} headers, or a header over "
@@ -93,9 +93,9 @@ def _write_json_error(sock: Any, status_int: int, reason: str, mesg: str) -> Non
     util.write_nonblock(sock, json_error_answer(status_int))
 
 
-class JsonErrorGeventWorker(GeventWorker):
-    """gevent's worker whose own error answers are JSON, and which reads a request's body
-    before the application sees the request.
+class EdgeGeventWorker(GeventWorker):
+    """gevent's worker with the edge's rules: its own error answers are JSON, and it reads
+    a request's body before the application sees the request.
 
     gunicorn writes every answer it makes itself (`Worker.handle_error`, after classifying
     the error into 400, 414, 431, ...) through `gunicorn.util.write_error`, an HTML page;
@@ -141,4 +141,4 @@ class JsonErrorGeventWorker(GeventWorker):
         return False
 
 
-worker_class = JsonErrorGeventWorker
+worker_class = EdgeGeventWorker

@@ -222,6 +222,7 @@ def test_invalid_requests_without_an_account_are_limited_per_ip(live_app, smtp_s
         )
     finally:
         with other_process.app_context():
+            db.session.remove()
             db.engine.dispose()
 
 

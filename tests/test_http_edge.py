@@ -302,6 +302,7 @@ def test_every_pooled_connection_busy_answers_503_after_the_pool_timeout(
         assert response.headers["Retry-After"]
     finally:
         with app.app_context():
+            db.session.remove()
             db.engine.dispose()
 
 
@@ -314,6 +315,7 @@ def test_slow_request_bodies_do_not_hold_database_connections(web):
     app = create_app(make_config(web.database_url, 25, JWT_SECRET_KEY=web.env["JWT_SECRET_KEY"]))
     with app.app_context():
         token = bearer(UserFactory(email="trickle@example.com"))["Authorization"]
+        db.session.remove()
         db.engine.dispose()
     slow: list[socket.socket] = []
     try:
