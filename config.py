@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from dotenv import load_dotenv
 
@@ -53,16 +54,51 @@ def libpq_url(url: str) -> str:
     return url
 
 
+def statement_timeout_option(seconds: float) -> str | None:
+    """libpq's `options` that make PostgreSQL cancel a statement after `seconds`."""
+    milliseconds = round(seconds * 1000)
+    return f"-c statement_timeout={milliseconds}" if milliseconds > 0 else None
+
+
+def queue_conninfo(url: str, config: type[Config]) -> str:
+    """The libpq URL of the worker's queue connections: the database's, with the connect
+    and statement timeouts of `config`."""
+    parts = urlsplit(libpq_url(url))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    query.append(("connect_timeout", str(config.DATABASE_CONNECT_TIMEOUT)))
+    option = statement_timeout_option(config.DATABASE_STATEMENT_TIMEOUT)
+    if option:
+        options = dict(query).get("options", "")
+        query = [(key, value) for key, value in query if key != "options"]
+        query.append(("options", f"{options} {option}".strip()))
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
 class Config:
     APP_ENV = "production"
     SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
     JWT_SECRET_KEY = os.environ.get("JWT_SECRET_KEY", DEV_JWT_SECRET_KEY)
     DATABASE_URL = os.environ.get("DATABASE_URL")
 
+    # A database that does not answer is an outage, answered 503 within seconds (docs/
+    # security.md, "The HTTP edge"), never a hang: connecting gives up after
+    # DATABASE_CONNECT_TIMEOUT seconds (every connection: web, worker, CLI); PostgreSQL
+    # cancels a statement run for a request, or by the worker's queue, after
+    # DATABASE_STATEMENT_TIMEOUT seconds (0: never; migrations, the CLI and the tasks'
+    # own statements are not bounded); a request waits at most DATABASE_POOL_TIMEOUT
+    # seconds for a pooled connection.
+    DATABASE_CONNECT_TIMEOUT = env_int("DATABASE_CONNECT_TIMEOUT", 3)
+    DATABASE_STATEMENT_TIMEOUT = env_float("DATABASE_STATEMENT_TIMEOUT", 5.0)
+    DATABASE_POOL_TIMEOUT = env_float("DATABASE_POOL_TIMEOUT", 5.0)
+
     # No pre-ping (a `;` round trip before every request's first statement): a pooled
     # connection that died with the database fails its request with 503 (errors.py), and
     # SQLAlchemy then invalidates the whole pool, so the next request connects afresh.
-    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": False}
+    SQLALCHEMY_ENGINE_OPTIONS = {
+        "pool_pre_ping": False,
+        "pool_timeout": DATABASE_POOL_TIMEOUT,
+        "connect_args": {"connect_timeout": DATABASE_CONNECT_TIMEOUT},
+    }
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15")))
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "30")))
@@ -137,6 +173,10 @@ class Config:
     # A job's owner is mailed about a bidder's first bid on it within this many seconds;
     # later ones are not mailed (jobboard/notices.py).
     BID_NOTICE_WINDOW = env_int("BID_NOTICE_WINDOW", 3600)
+    # Malformed request bodies (400, 413, 422) from callers without an account; past the
+    # limit, that IP's unauthenticated bodies are refused with 429 before being read.
+    INVALID_REQUESTS_PER_IP = env_int("INVALID_REQUESTS_PER_IP", 100)
+    INVALID_REQUESTS_PER_IP_WINDOW = env_int("INVALID_REQUESTS_PER_IP_WINDOW", 600)
     # Proxies in front of the app that append to X-Forwarded-For (Heroku: 1). 0 trusts none:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)

@@ -12,7 +12,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import Config, config_for_environment, sqlalchemy_url
 from jobboard.autocommit_reads import register_autocommit_reads
 from jobboard.extensions import api, db, jwt, mail, migrate
-from jobboard.request_rules import register_request_rules
+from jobboard.request_rules import bound_request_statements, register_request_rules
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     register_request_rules(app)
     trust_proxies(app)
     register_extensions(app)
+    bound_request_statements(app)
     register_autocommit_reads(app)
     register_blueprints(app)
     register_error_handlers(app)

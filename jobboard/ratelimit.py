@@ -197,6 +197,14 @@ BID_NOTICE_PER_BIDDER_JOB = Limit(
     "notice email per bidder and job",
     "BID_NOTICE_WINDOW",
 )
+# Request bodies refused as malformed (400, 413, 422) without an authenticated caller;
+# counted and enforced at the HTTP edge (request_rules.SafeParser).
+INVALID_REQUESTS_PER_IP = Limit(
+    "invalid-requests-ip",
+    "invalid requests without an account from one IP address",
+    "INVALID_REQUESTS_PER_IP_WINDOW",
+    "INVALID_REQUESTS_PER_IP",
+)
 
 ALL_LIMITS = (
     LOGIN_FAILURES_PER_EMAIL_IP,
@@ -211,6 +219,7 @@ ALL_LIMITS = (
     VERIFICATION_CODE_COOLDOWN,
     RESET_CODE_COOLDOWN,
     BID_NOTICE_PER_BIDDER_JOB,
+    INVALID_REQUESTS_PER_IP,
 )
 
 # Count one event unless the window already holds `count` of them. The row lock of the

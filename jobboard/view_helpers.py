@@ -9,14 +9,13 @@ from datetime import datetime
 from functools import wraps
 from typing import Any
 
-from flask import current_app, g, request
+from flask import current_app, g
 from flask_smorest import Page
 from flask_smorest.error_handler import ErrorSchema
 from sqlalchemy import Select, func, select
 
 from jobboard import request_rules
 from jobboard.extensions import db
-from jobboard.ratelimit import UNKNOWN_IP
 
 NOT_VERIFIED = "Email address not verified."
 MAX_OFFSET = 2**63 - 1
@@ -94,12 +93,6 @@ class Blueprint(request_rules.Blueprint):
 def received_at() -> datetime:
     """When the current request arrived (noted by `request_rules.register_request_rules`)."""
     return g.received_at
-
-
-def client_ip() -> str:
-    """The caller's IP address: the socket's peer, or with TRUSTED_PROXIES=N the N-th
-    address from the right of X-Forwarded-For (ProxyFix, set up in create_app)."""
-    return request.remote_addr or UNKNOWN_IP
 
 
 def documented_error(

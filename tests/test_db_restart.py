@@ -6,11 +6,19 @@ app and a real worker process (`python -m workers`) runs them.
 Checked: every answer is 201 or 503 (never a 500), /health is back within 10 s, the
 worker process is still alive and takes up new work within 10 s of the database's
 return, and every accepted job completes.
+
+And the Procfile's web process while PostgreSQL stalls and then shuts down (`pg_ctl -m
+fast stop`): every answer is 200 or 503, each within a few seconds (connect timeout),
+never a 500 or a hang, and service resumes when the database is back.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
+import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -20,10 +28,13 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import psycopg
 import pytest
 from flask import Flask
 from flask_migrate import upgrade
 
+from config import libpq_url
+from devtools.processes import Process
 from jobboard import create_app
 from jobboard.embedded_db import _import_pgserver, recreate_database
 from jobboard.extensions import db
@@ -32,6 +43,7 @@ from tests.support.auth import bearer
 from tests.support.database import make_config
 from tests.support.factories import UserFactory
 from tests.support.polling import wait_until
+from tests.support.procfile import procfile_entries, production_environment
 from tests.support.worker import WorkerProcess
 
 POSTERS = 3
@@ -56,9 +68,20 @@ class PrivateServer:
         """Fast shutdown: every open connection is cut, as in a crash or a failover."""
         self.pg_ctl("-w", "-m", "fast", "stop")
 
+    def stall(self) -> None:
+        """The postmaster stops answering: a new connection is accepted by the kernel and
+        then waits, as connections did while a fast shutdown hung on clients mid-startup."""
+        os.kill(self.postmaster_pid(), signal.SIGSTOP)
+
+    def resume(self) -> None:
+        os.kill(self.postmaster_pid(), signal.SIGCONT)
+
     def start(self) -> None:
         log = str(self.pgdata / "restart.log")
         self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", log, "start")
+
+    def postmaster_pid(self) -> int:
+        return int((self.pgdata / "postmaster.pid").read_text().split()[0])
 
     def destroy(self) -> None:
         try:
@@ -192,3 +215,102 @@ def test_database_restart_under_load(private_server, private_app, smtp_server, c
             )
     finally:
         worker.stop()
+
+
+# The answer to a request while the database is away: 503 within the connect timeout
+# (3 s) plus the time to answer, never a hang.
+OUTAGE_ANSWER_SECONDS = 8.0
+
+
+def test_web_process_answers_503_while_postgresql_stalls_and_stops(
+    private_server, smtp_server, tmp_path, capsys
+):
+    url = recreate_database(private_server.admin_url, "jobboard_stop")
+    env = production_environment(url, smtp_server.port)
+    entries = procfile_entries()
+    release = Process.shell("release", entries["release"], env, tmp_path / "release.log")
+    assert release.wait(timeout=120) == 0
+    web = Process.shell("web", entries["web"], env, tmp_path / "web.log")
+    answers: list[tuple[str, int, float]] = []
+    lock = threading.Lock()
+    asking = threading.Event()
+    asking.set()
+
+    def ask(method: str, path: str, body: dict | None = None) -> tuple[int, float]:
+        sent = time.monotonic()
+        connection = http.client.HTTPConnection("127.0.0.1", int(env["PORT"]), timeout=30)
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            connection.request(method, path, payload, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            document = json.loads(response.read() or b"{}")
+            status = response.status
+            # /health says what is wrong in its own body; the API answers the error body.
+            if status == 503 and document.get("code", 503) != 503:
+                status = -503
+            if status == 503 and path.startswith("/api/") and not response.getheader("Retry-After"):
+                status = -503
+        except OSError:  # a hang (client timeout) or a dropped connection
+            status = 0
+        finally:
+            connection.close()
+        return status, time.monotonic() - sent
+
+    def client(index: int) -> None:
+        login = {"email": f"stop{index}@example.com", "password": "not-the-password"}
+        while asking.is_set():
+            for method, path, body in (("GET", "/health", None), ("POST", "/api/login/", login)):
+                status, seconds = ask(method, path, body)
+                with lock:
+                    answers.append((path, status, seconds))
+            time.sleep(0.05)
+
+    try:
+        wait_until(lambda: ask("GET", "/health")[0] == 200, timeout=60)
+        clients = [threading.Thread(target=client, args=(i,)) for i in range(3)]
+        for thread in clients:
+            thread.start()
+        wait_until(lambda: len(answers) >= 12, timeout=30)
+
+        # The web's connections die and the postmaster answers no new one: each request
+        # has to connect, and waits for the connect timeout.
+        with psycopg.connect(libpq_url(private_server.admin_url), autocommit=True) as admin:
+            private_server.stall()
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = 'jobboard_stop'"
+            )
+        stalled_from = len(answers)
+        wait_until(lambda: len(answers) >= stalled_from + 6, timeout=60)
+        stalled = answers[stalled_from:]
+        private_server.resume()
+        private_server.stop()  # fast: every connection cut, the socket gone
+        stopped_from = len(answers)
+        wait_until(lambda: len(answers) >= stopped_from + 6, timeout=30)
+        private_server.start()
+        back_at = time.monotonic()
+        wait_until(lambda: ask("GET", "/health")[0] == 200, timeout=RECOVERY_LIMIT_SECONDS)
+        back_seconds = time.monotonic() - back_at
+        asking.clear()
+        for thread in clients:
+            thread.join(timeout=60)
+    finally:
+        asking.clear()
+        if private_server.pgdata.exists():
+            try:
+                private_server.resume()
+            except (OSError, ValueError):
+                pass
+        web.stop()
+
+    statuses = Counter(status for _, status, _ in answers)
+    slowest = max(seconds for _, _, seconds in answers)
+    with capsys.disabled():
+        print(
+            f"\n[stall and fast stop] answers {dict(statuses)}; while stalled "
+            f"{Counter(status for _, status, _ in stalled)}, slowest answer {slowest:.2f} s; "
+            f"/health back {back_seconds:.2f} s after the restart"
+        )
+    assert set(statuses) <= {200, 401, 503}, statuses
+    assert any(status == 503 for _, status, _ in stalled)
+    assert slowest < OUTAGE_ANSWER_SECONDS

@@ -35,7 +35,7 @@ from typing import Any
 
 import psycopg
 
-from config import Config, config_for_environment, libpq_url
+from config import Config, config_for_environment, queue_conninfo
 from jobboard import resolve_database_url
 from workers.app import (
     QUEUE_JOBS,
@@ -293,7 +293,7 @@ def main() -> None:
         handler.addFilter(QuietRoutineChecks())
     # The database (the embedded one in development) resolved from the configuration;
     # each worker loop installs a connector of its own on it (`run_workers_once`).
-    conninfo = libpq_url(resolve_database_url(config))
+    conninfo = queue_conninfo(resolve_database_url(config), config)
     flask_app()  # built before tasks start, not on first use
     workers = worker_set(config)
     long_slots = long_job_slots(config)

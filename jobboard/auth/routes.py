@@ -26,7 +26,8 @@ from jobboard.auth.schemas import (
 )
 from jobboard.auth.tokens import caller, login_required
 from jobboard.models import User
-from jobboard.view_helpers import Blueprint, client_ip, documented_error
+from jobboard.request_rules import client_ip
+from jobboard.view_helpers import Blueprint, documented_error
 
 blp = Blueprint(
     "auth",

@@ -14,6 +14,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from jobboard.errors import check_shape
 from jobboard.jobs.sorting import DEFAULT_SORT, SORT_KEYS
 from jobboard.models import JobStatus
 from jobboard.request_rules import UtcDateTime
@@ -69,8 +70,9 @@ class JobIn(Schema):
         },
     )
     kind = fields.String(load_default="echo", validate=_known_kind, metadata=_kind_metadata())
+    # No `keys=` field: JSON keys are strings already, and checking each one again costs
+    # ~2 µs a key (a params object may have thousands).
     params = fields.Dict(
-        keys=fields.String(),
         load_default=dict,
         metadata={"description": "The processor's input, validated by the kind's own schema."},
     )
@@ -96,6 +98,7 @@ class JobIn(Schema):
         if processor is None or not isinstance(data.get("params"), dict):
             return
         try:
+            check_shape(processor.schema, data["params"])
             processor.load_params(data["params"])
         except ValidationError as error:
             raise ValidationError(error.messages, field_name="params") from error
@@ -183,7 +186,6 @@ MAX_NOTE_LENGTH = 10_000
 
 class DeliveryIn(Schema):
     output = fields.Dict(
-        keys=fields.String(),
         required=True,
         metadata={
             "description": "The work, as a JSON object: it becomes the job's result output "
@@ -212,7 +214,7 @@ class JobUpdateIn(Schema):
             "with it, in the same transaction."
         },
     )
-    params = fields.Dict(keys=fields.String())
+    params = fields.Dict()
     priority = fields.Integer(
         strict=True, validate=validate.Range(min=-MAX_PRIORITY, max=MAX_PRIORITY)
     )

@@ -40,7 +40,7 @@ from marshmallow import ValidationError
 from sqlalchemy import text
 
 from jobboard import notices, queue, quotas
-from jobboard.errors import Conflict, NotFound, Unprocessable
+from jobboard.errors import Conflict, NotFound, Unprocessable, check_shape
 from jobboard.extensions import db
 from jobboard.jobs import policy
 from jobboard.jobs.service import commit_as_written, future_or_now, runs_in_queue, schedule_job
@@ -426,6 +426,7 @@ def _params_for(kind: str, params: Any) -> dict[str, Any]:
     if processor is None:
         raise Unprocessable(f"Kind {kind!r} is not installed; its params cannot be checked.")
     try:
+        check_shape(processor.schema, params)
         return processor.load_params(params)
     except ValidationError as error:
         raise Unprocessable(
