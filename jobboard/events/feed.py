@@ -1,12 +1,16 @@
 """Reading events back: the caller's feed, and the retention of old events.
 
 The feed's order is (writing transaction, id), and it shows only events whose transaction
-is older than every transaction still running (`pg_snapshot_xmin`): ids are drawn from a
+is older than every transaction of this database still running: ids are drawn from a
 sequence when events are written, and transactions commit in any order, so ordering by id
 alone would let a cursor pass an event that commits late. With this rule, an event that
 is not visible yet always sorts after every event the feed has shown, and `after=<id>`
-never skips one. The price: a transaction that stays open holds back the feed (of every
-user) until it ends.
+never skips one. Transaction ids only grow, so one that starts later sorts later.
+
+"Still running" is the statement's snapshot (`pg_current_snapshot`) less the transactions
+known to belong to other databases of the server (pg_stat_activity): they write no
+events here, and a long one elsewhere must not hold this feed back. A transaction of this
+database that stays open does hold back the feed (of every user) until it ends.
 """
 
 from __future__ import annotations
@@ -27,7 +31,19 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 PURGE_BATCH = 10_000
 
-_SETTLED = text("(pg_snapshot_xmin(pg_current_snapshot())::text)::bigint")
+# Below it, every transaction has ended: the oldest running transaction of this database
+# (one that may be of another database but has ended since counts too: that errs on the
+# safe side), else the next transaction id to be assigned.
+_SETTLED = text(
+    """(SELECT COALESCE(
+        (SELECT min(running::text::bigint)
+           FROM pg_snapshot_xip(pg_current_snapshot()) AS running
+          WHERE NOT EXISTS (
+                SELECT 1 FROM pg_stat_activity AS elsewhere
+                 WHERE elsewhere.backend_xid = xid(running)
+                   AND elsewhere.datname IS DISTINCT FROM current_database())),
+        pg_snapshot_xmax(pg_current_snapshot())::text::bigint))"""
+)
 
 
 def feed(

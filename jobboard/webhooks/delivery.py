@@ -217,7 +217,7 @@ async def _body_start(answer: httpx.Response, outcome: Outcome) -> str:
     is never read. A connection broken after a complete head keeps the answer's status."""
     kept = bytearray()
     try:
-        async for chunk in answer.aiter_raw(BODY_LIMIT):
+        async for chunk in answer.aiter_raw():
             kept += chunk
             if len(kept) >= BODY_LIMIT:
                 break
@@ -357,7 +357,10 @@ class EndpointRun:
             async with slots:
                 if self.stopped or loop.time() >= deadline:
                     return claimed.delivery_id  # not started: released
-                return await send(client, url, signing_secrets, claimed, self.settings)
+                outcome = await send(client, url, signing_secrets, claimed, self.settings)
+                if outcome.gone:
+                    self.stopped = True  # 410: nothing more starts, before the slot frees
+                return outcome
 
         while not self.stopped and loop.time() < deadline:
             batch = await self._claim()

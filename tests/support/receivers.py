@@ -133,7 +133,9 @@ class Receiver:
                 if reply is None:
                     return
                 head = [f"HTTP/1.1 {reply.status} X", f"Content-Length: {len(reply.body)}"]
-                head += [f"{name.replace('_', '-')}: {value}" for name, value in reply.headers.items()]
+                head += [
+                    f"{name.replace('_', '-')}: {value}" for name, value in reply.headers.items()
+                ]
                 connection.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + reply.body)
         except (OSError, ssl.SSLError, ValueError):
             return

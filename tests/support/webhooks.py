@@ -17,7 +17,7 @@ from config import TestConfig, libpq_url
 from jobboard.events.outbox import EventRow, write_events
 from jobboard.extensions import db
 from jobboard.webhooks.delivery import DeliverySettings, EndpointRun
-from workers.app import autocommit
+from workers.app import autocommit, webhook_endpoint_lock
 
 SETTINGS = DeliverySettings(
     timeout=2.0,
@@ -54,7 +54,8 @@ def emit(app: Flask, user_id: int, count: int = 1, type_name: str = "job.failed"
 
 
 def run_endpoint(database_url: str, endpoint_id: int, config: DeliverySettings = SETTINGS) -> str:
-    """One run of the `deliver_webhooks` task for the endpoint, in this process."""
+    """One run of the `deliver_webhooks` task for the endpoint, in this process: its due
+    waiting queue entry (if any) is taken and finished around the run, as a worker would."""
 
     async def run() -> str:
         pool = AsyncConnectionPool(
@@ -62,47 +63,75 @@ def run_endpoint(database_url: str, endpoint_id: int, config: DeliverySettings =
         )
         await pool.open()
         try:
-            return await EndpointRun(pool, endpoint_id, config).run()
+            async with pool.connection() as connection:
+                taken = await connection.execute(
+                    _TAKE, {"lock": webhook_endpoint_lock(endpoint_id)}
+                )
+                entry = await taken.fetchone()
+            said = await EndpointRun(pool, endpoint_id, config).run()
+            if entry is not None:
+                async with pool.connection() as connection:
+                    await connection.execute(_FINISH, {"id": entry[0]})
+            return said
         finally:
             await pool.close()
 
     return asyncio.run(run())
 
 
+_TAKE = (
+    "UPDATE procrastinate_jobs SET status = 'doing' WHERE queueing_lock = %(lock)s"
+    " AND status = 'todo' AND (scheduled_at IS NULL OR scheduled_at <= now()) RETURNING id"
+)
+_FINISH = "UPDATE procrastinate_jobs SET status = 'succeeded' WHERE id = %(id)s"
+
+
 def deliveries(app: Flask, endpoint_id: int) -> list[dict[str, Any]]:
     with app.app_context():
-        rows = db.session.execute(
-            text(
-                "SELECT id, status, attempts, round_attempts, next_attempt_at, lease_expires_at"
-                " FROM webhook_deliveries WHERE endpoint_id = :id ORDER BY id"
-            ),
-            {"id": endpoint_id},
-        ).mappings().all()
+        rows = (
+            db.session.execute(
+                text(
+                    "SELECT id, status, attempts, round_attempts, next_attempt_at, lease_expires_at"
+                    " FROM webhook_deliveries WHERE endpoint_id = :id ORDER BY id"
+                ),
+                {"id": endpoint_id},
+            )
+            .mappings()
+            .all()
+        )
         db.session.rollback()
     return [dict(row) for row in rows]
 
 
 def attempts(app: Flask, endpoint_id: int) -> list[dict[str, Any]]:
     with app.app_context():
-        rows = db.session.execute(
-            text(
-                "SELECT a.* FROM webhook_attempts a JOIN webhook_deliveries d"
-                " ON d.id = a.delivery_id WHERE d.endpoint_id = :id ORDER BY a.id"
-            ),
-            {"id": endpoint_id},
-        ).mappings().all()
+        rows = (
+            db.session.execute(
+                text(
+                    "SELECT a.* FROM webhook_attempts a JOIN webhook_deliveries d"
+                    " ON d.id = a.delivery_id WHERE d.endpoint_id = :id ORDER BY a.id"
+                ),
+                {"id": endpoint_id},
+            )
+            .mappings()
+            .all()
+        )
         db.session.rollback()
     return [dict(row) for row in rows]
 
 
 def queue_entries(app: Flask, endpoint_id: int) -> list[dict[str, Any]]:
     with app.app_context():
-        rows = db.session.execute(
-            text(
-                "SELECT id, status, scheduled_at, lock, queueing_lock, args, queue_name,"
-                " task_name FROM procrastinate_jobs WHERE queueing_lock = :lock ORDER BY id"
-            ),
-            {"lock": f"webhook-endpoint-{endpoint_id}"},
-        ).mappings().all()
+        rows = (
+            db.session.execute(
+                text(
+                    "SELECT id, status, scheduled_at, lock, queueing_lock, args, queue_name,"
+                    " task_name FROM procrastinate_jobs WHERE queueing_lock = :lock ORDER BY id"
+                ),
+                {"lock": f"webhook-endpoint-{endpoint_id}"},
+            )
+            .mappings()
+            .all()
+        )
         db.session.rollback()
     return [dict(row) for row in rows]
