@@ -95,7 +95,7 @@ class WebhookDisabledData(Schema):
 
 
 class WebhookTestData(Schema):
-    endpoint_id = fields.Integer(required=True)
+    endpoint_id = fields.Integer(required=True, attribute="endpoint.id")
     message = fields.String(required=True)
 
 
