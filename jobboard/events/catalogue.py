@@ -347,3 +347,18 @@ FEED_TYPE_NAMES: list[str] = [event_type.name for event_type in TYPES if event_t
 def event_type(name: str) -> EventType:
     """The catalogue's entry; KeyError for a type it does not define."""
     return CATALOGUE[name]
+
+
+def markdown_table() -> str:
+    """The catalogue as docs/events.md shows it (a test keeps the two the same)."""
+    lines = [
+        "| type | to | when | channels | email template |",
+        "|---|---|---|---|---|",
+    ]
+    for spec in TYPES:
+        email = f"`{spec.email}`" if spec.email else "none"
+        lines.append(
+            f"| `{spec.name}` | {spec.recipient} | {spec.description} | "
+            f"{', '.join(spec.channels)} | {email} |"
+        )
+    return "\n".join(lines)

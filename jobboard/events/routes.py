@@ -53,6 +53,6 @@ class EventTypes(MethodView):
     @blp.etag
     @blp.response(200, EventTypeOut(many=True))
     @blp.doc(operationId="listEventTypes")
-    def get(self) -> tuple[EventType, ...]:
+    def get(self) -> list[EventType]:
         """Every event type: who hears of it, when, where, and an example (no auth)"""
-        return TYPES
+        return list(TYPES)

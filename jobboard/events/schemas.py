@@ -24,7 +24,7 @@ class EventQueryArgs(Schema):
         metadata={"description": "Repeatable: only events of these types."},
     )
     limit = fields.Integer(
-        load_default=DEFAULT_LIMIT, strict=True, validate=validate.Range(min=1, max=MAX_LIMIT)
+        load_default=DEFAULT_LIMIT, validate=validate.Range(min=1, max=MAX_LIMIT)
     )
 
 
