@@ -123,10 +123,8 @@ def write_events(rows: Sequence[EventRow]) -> list[int]:
     if not rows:
         return []
     db.session.flush()  # the change's own rows first: the events may refer to them
-    connection = db.session.connection().connection.driver_connection
-    with connection.cursor() as cursor:
-        cursor.execute(WRITE_EVENTS_SQL, write_parameters(rows))
-        return [row[0] for row in cursor.fetchall()]
+    written = db.session.connection().exec_driver_sql(WRITE_EVENTS_SQL, write_parameters(rows))
+    return [row[0] for row in written]
 
 
 async def write_events_async(connection: Any, rows: Sequence[EventRow]) -> list[int]:
