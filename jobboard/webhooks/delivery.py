@@ -27,6 +27,7 @@ import logging
 import random
 import ssl
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -154,15 +155,18 @@ class Outcome:
 
 # --- the HTTP side ------------------------------------------------------------------------
 
-_clients: dict[tuple[bool, str | None, int], httpx.AsyncClient] = {}
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[bool, str | None], httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
 
 
 def client_for(settings: DeliverySettings) -> httpx.AsyncClient:
-    """One client per worker event loop and settings: connections are kept alive between
-    runs. Redirects are never followed; proxies from the environment are ignored (they
-    would connect to addresses nobody vetted)."""
-    key = (settings.allow_private, settings.ca_bundle, id(asyncio.get_running_loop()))
-    client = _clients.get(key)
+    """One client per event loop and settings: connections are kept alive between runs.
+    Redirects are never followed; proxies from the environment are ignored (they would
+    connect to addresses nobody vetted)."""
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.allow_private, settings.ca_bundle)
+    client = clients.get(key)
     if client is None:
         context = ssl.create_default_context(cafile=certifi.where())
         if settings.ca_bundle:
@@ -172,8 +176,14 @@ def client_for(settings: DeliverySettings) -> httpx.AsyncClient:
             ssl_context=context, allow_private=settings.allow_private, limits=limits
         )
         client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        _clients[key] = client
+        clients[key] = client
     return client
+
+
+async def close_clients() -> None:
+    """Close this event loop's clients (before the loop itself is closed)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
 
 
 async def send(

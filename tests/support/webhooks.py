@@ -16,7 +16,7 @@ from sqlalchemy import text
 from config import TestConfig, libpq_url
 from jobboard.events.outbox import EventRow, write_events
 from jobboard.extensions import db
-from jobboard.webhooks.delivery import DeliverySettings, EndpointRun
+from jobboard.webhooks.delivery import DeliverySettings, EndpointRun, close_clients
 from workers.app import autocommit, webhook_endpoint_lock
 
 SETTINGS = DeliverySettings(
@@ -74,6 +74,7 @@ def run_endpoint(database_url: str, endpoint_id: int, config: DeliverySettings =
                     await connection.execute(_FINISH, {"id": entry[0]})
             return said
         finally:
+            await close_clients()
             await pool.close()
 
     return asyncio.run(run())
