@@ -92,7 +92,7 @@ class WebhookEndpointOut(Schema):
     disabled_reason = fields.String(
         allow_none=True,
         metadata={
-            "enum": ["gone", "failing", "by_owner"],
+            "enum": ["gone", "failing", "by_owner", None],
             "description": "gone: it answered 410; failing: no success for "
             "WEBHOOK_DISABLE_AFTER_SECONDS; by_owner: you disabled it.",
         },
