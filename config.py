@@ -181,6 +181,20 @@ class Config:
     # the client IP is the socket's peer.
     TRUSTED_PROXIES = env_int("TRUSTED_PROXIES", 0)
 
+    # Events and webhooks (docs/events.md, docs/webhooks.md).
+    EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 30)
+    WEBHOOK_WORKER_CONCURRENCY = env_int("WEBHOOK_WORKER_CONCURRENCY", 8)
+    WEBHOOK_TIMEOUT_SECONDS = env_float("WEBHOOK_TIMEOUT_SECONDS", 15.0)
+    # Seconds to wait after each failed attempt; one attempt more than there are waits.
+    WEBHOOK_RETRY_SCHEDULE = os.environ.get(
+        "WEBHOOK_RETRY_SCHEDULE", "5,300,1800,7200,18000,36000,36000"
+    )
+    WEBHOOK_DISABLE_AFTER_SECONDS = env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 432_000)
+    # 1 lifts the https and public-address rules (receivers on this machine or network).
+    WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS")
+    # A PEM bundle of extra certificate authorities the worker trusts for https receivers.
+    WEBHOOK_CA_BUNDLE = os.environ.get("WEBHOOK_CA_BUNDLE") or None
+
     # Plans and quotas (docs/api.md, "Plans and quotas").
     OPEN_JOBS_RETRY_AFTER_SECONDS = env_int("OPEN_JOBS_RETRY_AFTER_SECONDS", 30)
     PLAN_REMINDER_DAYS = env_int("PLAN_REMINDER_DAYS", 3)
@@ -239,6 +253,9 @@ class TestConfig(DevelopmentConfig):
     SECRET_KEY = "test-secret-key-with-enough-length-too"
     # Hashing strength is not under test; thousands of scrypt hashes would dominate the run.
     PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+    # Webhook receivers of the tests listen on 127.0.0.1 over http; the tests of the
+    # address rules turn it off (WEBHOOK_ALLOW_PRIVATE_URLS=0).
+    WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", True)
 
 
 CONFIGS: dict[str, type[Config]] = {

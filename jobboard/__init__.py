@@ -93,13 +93,28 @@ def register_blueprints(app: Flask) -> None:
     from jobboard.bids.routes import blp as bids_blp
     from jobboard.dashboard.routes import blp as dashboard_blp
     from jobboard.dashboard.routes import pages as dashboard_pages
+    from jobboard.events.emails import register_email_filters
+    from jobboard.events.openapi import document_events
+    from jobboard.events.routes import blp as events_blp
     from jobboard.jobs.routes import blp as jobs_blp
     from jobboard.plans.routes import blp as plans_blp
     from jobboard.reviews.routes import blp as reviews_blp
+    from jobboard.webhooks.routes import blp as webhooks_blp
 
-    for blueprint in (auth_blp, jobs_blp, bids_blp, dashboard_blp, plans_blp, reviews_blp):
+    for blueprint in (
+        auth_blp,
+        jobs_blp,
+        bids_blp,
+        dashboard_blp,
+        plans_blp,
+        reviews_blp,
+        events_blp,
+        webhooks_blp,
+    ):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
+    document_events(api)
+    register_email_filters(app)
 
     @app.get("/health")
     def health():

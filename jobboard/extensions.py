@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from apispec import BasePlugin
 from flask_jwt_extended import JWTManager
 from flask_mail import Mail
 from flask_migrate import Migrate
@@ -72,6 +73,19 @@ def _summarise(errors: object) -> str | None:
     return " ".join(messages) or None
 
 
+class OperationIds(BasePlugin):
+    """Every operation gets an operationId, for generated clients: the one a view sets
+    with `@blp.doc(operationId=...)`, else its method and view class (`getJobById`)."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):  # type: ignore[no-untyped-def]
+        rule = kwargs.get("rule")
+        if rule is None or not operations:
+            return
+        view_name = rule.endpoint.rsplit(".", 1)[-1]
+        for method, operation in operations.items():
+            operation.setdefault("operationId", f"{method.lower()}{view_name}")
+
+
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(include_name=include_name, compare_type=True)
 # What the OpenAPI document says of the whole API, besides what each blueprint and view says.
@@ -94,6 +108,6 @@ OPENAPI_DOCUMENT = {
     },
 }
 
-api = JobboardApi(spec_kwargs=OPENAPI_DOCUMENT)
+api = JobboardApi(spec_kwargs={**OPENAPI_DOCUMENT, "extra_plugins": [OperationIds()]})
 jwt = JWTManager()
 mail = Mail()

@@ -74,6 +74,7 @@ class Plan(db.Model):
     jobs_per_day: Mapped[int] = mapped_column(Integer)
     max_params_bytes: Mapped[int] = mapped_column(Integer)
     bids_per_day: Mapped[int] = mapped_column(Integer)
+    max_webhook_endpoints: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=now_utc, server_default=func.now()
     )
@@ -358,3 +359,89 @@ class Review(db.Model):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=now_utc, server_default=func.now()
     )
+
+
+class Event(db.Model):
+    """Something a user should hear of, written in the transaction of the change (the
+    outbox; jobboard/events). Written by `jobboard.events.outbox.write_events` only."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    # The writing transaction's id (pg_current_xact_id): the feed's order is (txid, id).
+    txid: Mapped[int] = mapped_column(BigInteger)
+    type: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Only for webhook.test: that endpoint alone hears of it, and the feed never shows it.
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+class WebhookEndpoint(TimestampMixin, db.Model):
+    """A user's webhook receiver (jobboard/webhooks). Secrets are stored sealed."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    url: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    # None: every type.
+    types: Mapped[list[str] | None] = mapped_column(ARRAY(Text))
+    enabled: Mapped[bool] = mapped_column(default=True, server_default="true")
+    secret: Mapped[str] = mapped_column(Text)
+    previous_secret: Mapped[str | None] = mapped_column(Text)
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    failing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_success_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(db.Model):
+    """One event for one endpoint, with its attempts."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(
+        Text, default=DeliveryStatus.PENDING, server_default=DeliveryStatus.PENDING.value
+    )
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    round_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), server_default=func.now()
+    )
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+    event: Mapped[Event] = relationship()
+    attempt_rows: Mapped[list[WebhookAttempt]] = relationship(
+        order_by="WebhookAttempt.id", viewonly=True
+    )
+
+
+class WebhookAttempt(db.Model):
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    response_status: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    response_body: Mapped[str | None] = mapped_column(Text)

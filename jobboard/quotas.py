@@ -27,7 +27,17 @@ from sqlalchemy.sql.selectable import NamedFromClause
 from jobboard.errors import TooManyRequests, Unprocessable
 from jobboard.extensions import db
 from jobboard.locking import for_update
-from jobboard.models import OPEN_JOB_STATUSES, Bid, Job, JobRetry, JobStatus, Plan, User, now_utc
+from jobboard.models import (
+    OPEN_JOB_STATUSES,
+    Bid,
+    Job,
+    JobRetry,
+    JobStatus,
+    Plan,
+    User,
+    WebhookEndpoint,
+    now_utc,
+)
 
 
 def start_of_utc_day(now: datetime) -> datetime:
@@ -265,3 +275,18 @@ def usage_of(user_id: int, now: datetime | None = None) -> Usage:
         jobs_today=count_jobs_since(user_id, today),
         bids_today=count_bids_since(user_id, today),
     )
+
+
+def check_new_webhook_endpoint(user_id: int) -> None:
+    """Refuse an endpoint over the plan's max_webhook_endpoints (429), counted under the
+    user's row lock: two creates at the limit cannot both pass."""
+    plan = plan_for_update(user_id)
+    count = db.session.scalar(
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.user_id == user_id)
+    )
+    if count >= plan.max_webhook_endpoints:
+        raise TooManyRequests(
+            f"max_webhook_endpoints reached: your plan '{plan.name}' allows "
+            f"{plan.max_webhook_endpoints} webhook endpoints; delete one first.",
+            headers={"Retry-After": str(current_app.config["OPEN_JOBS_RETRY_AFTER_SECONDS"])},
+        )

@@ -90,6 +90,7 @@ def test_my_plan_shows_the_limits_the_live_usage_and_no_end_on_free(
         "jobs_per_day": 1000,
         "max_params_bytes": 65536,
         "bids_per_day": 50,
+        "max_webhook_endpoints": 1,
     }
     assert body["usage"] == {"running_jobs": 1, "open_jobs": 4, "jobs_today": 5, "bids_today": 1}
     assert body["renews_at"] is None

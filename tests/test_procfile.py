@@ -50,8 +50,8 @@ def test_release_web_and_worker_run_from_environment_only(production_env, tmp_pa
             with psycopg.connect(conninfo) as conn:
                 return conn.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0]
 
-        # One process, two Procrastinate workers: jobs, and mail + maintenance.
-        assert wait_until(lambda: worker_registered() == 2, timeout=30)
+        # One process, three Procrastinate workers: jobs, mail + maintenance, webhooks.
+        assert wait_until(lambda: worker_registered() == 3, timeout=30)
     finally:
         for process in (web, worker):
             process.stop()

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from flask import Flask
 
-from jobboard.extensions import api
+from jobboard.extensions import api, db
+from jobboard.models import WebhookEndpoint
 from jobboard.request_rules import MAX_JSON_DEPTH
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload
@@ -51,7 +52,7 @@ def list_paths(app: Flask) -> list[str]:
     return [
         path
         for path, operations in spec["paths"].items()
-        if any(p["name"] == "page" for p in operations.get("get", {}).get("parameters", []))
+        if any(p.get("name") == "page" for p in operations.get("get", {}).get("parameters", []))
     ]
 
 
@@ -83,10 +84,14 @@ def test_the_largest_id_the_column_holds_is_an_ordinary_404(client, verified_use
 @pytest.mark.parametrize("page", ["2", "99999999", "99999999999999999", "9" * 40])
 def test_every_list_answers_an_empty_page_past_its_end(app, client, verified_user, page):
     job = JobFactory(owner=verified_user)
+    endpoint = WebhookEndpoint(user_id=verified_user.id, url="http://127.0.0.1:9/", secret="x")
+    db.session.add(endpoint)
+    db.session.commit()
     paths = list_paths(app)
     assert len(paths) >= 5
     for path in paths:
         url = fill(path.replace("{job_id}", "<int:job_id>"), str(job.id))
+        url = url.replace("{endpoint_id}", str(endpoint.id))
         response = client.get(url, query_string={"page": page}, headers=bearer(verified_user))
         assert response.status_code == 200, (url, response.get_data(as_text=True)[:300])
         assert response.get_json() == []

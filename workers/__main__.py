@@ -4,9 +4,10 @@ With WORKER_PROCESSES above 1, this process starts that many minus one more copi
 itself (each with WORKER_PROCESSES=1), restarts any that dies and stops them with itself:
 on a machine with more cores, several event loops fetch and finish jobs in parallel.
 
-One process runs two Procrastinate workers side by side, so mail and maintenance never
-wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, the other
-`mail` and `maintenance` with MAIL_WORKER_CONCURRENCY slots that jobs cannot take. Sync
+One process runs three Procrastinate workers side by side, so mail and maintenance never
+wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, one `mail`
+and `maintenance` with MAIL_WORKER_CONCURRENCY slots that jobs cannot take, and one the
+`webhooks` queue with WEBHOOK_WORKER_CONCURRENCY slots of its own. Sync
 tasks run on the event loop's default executor, sized to the sum of both, so every slot
 really runs at once (asyncio's own default is min(32, cpus + 4) threads).
 
@@ -41,6 +42,7 @@ from workers.app import (
     QUEUE_JOBS,
     QUEUE_MAIL,
     QUEUE_MAINTENANCE,
+    QUEUE_WEBHOOKS,
     RECOVER_STALLED_TASK,
     new_connector,
     task_app,
@@ -96,6 +98,12 @@ def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
             "name": "mail+maintenance",
             "queues": [QUEUE_MAIL, QUEUE_MAINTENANCE],
             "concurrency": config.MAIL_WORKER_CONCURRENCY,
+        },
+        {
+            **common,
+            "name": "webhooks",
+            "queues": [QUEUE_WEBHOOKS],
+            "concurrency": config.WEBHOOK_WORKER_CONCURRENCY,
         },
     ]
 

@@ -22,6 +22,9 @@ from procrastinate import App, PsycopgConnector, SyncPsycopgConnector
 QUEUE_JOBS = "jobs"
 QUEUE_MAIL = "mail"
 QUEUE_MAINTENANCE = "maintenance"
+# Webhook deliveries: their own queue and worker slots (WEBHOOK_WORKER_CONCURRENCY), never
+# the jobs', mail's or maintenance's.
+QUEUE_WEBHOOKS = "webhooks"
 
 # Task names: the web side defers by these names, the task modules register under them.
 PROCESS_JOB_TASK = "process_job"
@@ -35,6 +38,17 @@ OVERDUE_NOTICE_TASK = "send_overdue_notice"
 PURGE_TASK = "purge_expired_auth_records"
 UNVERIFIED_TASK = "delete_unverified_accounts"
 SUBSCRIPTIONS_TASK = "process_subscriptions"
+SEND_EVENT_EMAIL_TASK = "send_event_email"
+PURGE_EVENTS_TASK = "purge_old_events"
+# One waiting entry per endpoint at most (its queueing lock), and one running (its lock):
+# migrations/sql/events_webhooks_0010.sql defers it in SQL under these same names.
+DELIVER_WEBHOOKS_TASK = "deliver_webhooks"
+WAKE_WEBHOOKS_TASK = "wake_webhook_endpoints"
+
+
+def webhook_endpoint_lock(endpoint_id: int) -> str:
+    """The lock and queueing lock of endpoint `endpoint_id`'s delivery task."""
+    return f"webhook-endpoint-{endpoint_id}"
 
 
 class TransactionalPsycopgConnector(PsycopgConnector):
@@ -92,12 +106,13 @@ def new_connector(
     conninfo: str, long_job_slots: int | None = None
 ) -> TransactionalPsycopgConnector:
     """The worker's connector; `long_job_slots`: see `autocommit`."""
-    # The worker process runs two Procrastinate workers (jobs; mail + maintenance), each
-    # holding a LISTEN connection besides its fetches, finishes and heartbeats: grow the
-    # pool past psycopg_pool's default of 4 when they need it.
+    # The worker process runs three Procrastinate workers (jobs; mail + maintenance;
+    # webhooks), each holding a LISTEN connection besides its fetches, finishes and
+    # heartbeats, and webhook deliveries check a connection out for each of their
+    # statements: grow the pool past psycopg_pool's default of 4 when they need it.
     return TransactionalPsycopgConnector(
         conninfo=conninfo,
-        max_size=10,
+        max_size=16,
         configure=partial(autocommit, long_job_slots=long_job_slots),
         pool_factory=unchecked_pool,
     )
@@ -112,6 +127,8 @@ task_app = App(
         "workers.maintenance",
         "workers.plans",
         "workers.deadlines",
+        "workers.events",
+        "workers.webhooks",
     ],
 )
 app = task_app  # `procrastinate --app=workers.app.app ...` finds it under the usual name

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Select
 
+from jobboard import conditional
 from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.bids import service
 from jobboard.bids.schemas import (
@@ -73,6 +74,7 @@ authenticated = verified_user_doc(blp)
 @blp.route("/jobs/<int:job_id>/bids/")
 class JobBids(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.arguments(JobBidQueryArgs, location="query")
     @blp.response(200, BidOut(many=True))
     @blp.paginate(BidsPage)
@@ -102,6 +104,7 @@ class JobBids(VerifiedUserView):
 @blp.route("/jobs/<int:job_id>/bids/<int:bid_id>/")
 class JobBid(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.response(200, BidOut)
     @error(404, "No such bid that you may see.")
     def get(self, job_id: int, bid_id: int) -> service.ShownBid:
@@ -110,12 +113,18 @@ class JobBid(VerifiedUserView):
 
     @authenticated
     @blp.arguments(BidUpdateIn)
+    @blp.arguments(conditional.IfMatchHeaders, location="headers")
     @blp.response(200, BidOut)
     @error(404, "No such bid of yours.")
     @error(409, "The bid is not pending, or the job no longer takes bids.")
+    @error(412, conditional.STALE)
     @error(422, "Invalid field values, or nothing to change.")
-    def patch(self, changes: dict[str, Any], job_id: int, bid_id: int) -> service.ShownBid:
+    def patch(
+        self, changes: dict[str, Any], headers: dict[str, Any], job_id: int, bid_id: int
+    ) -> service.ShownBid:
         """Edit your pending bid."""
+        if_match = conditional.if_match_of(headers)
+        conditional.bid_unchanged(caller(), job_id, bid_id, if_match)
         return service.edit_bid(job_id, bid_id, caller(), changes)
 
     @authenticated
@@ -141,6 +150,7 @@ class AcceptBid(VerifiedUserView):
 @blp.route("/bids/")
 class MyBids(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.arguments(BidQueryArgs, location="query")
     @blp.response(200, MyBidOut(many=True))
     @blp.paginate(BidsPage)

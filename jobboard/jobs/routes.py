@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from jobboard import conditional
 from jobboard.auth.tokens import VerifiedUserView, caller, counts_against_quotas
+from jobboard.conditional import IfMatchHeaders, if_match_of
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
@@ -48,6 +50,7 @@ authenticated = verified_user_doc(blp)
 @blp.route("/jobs/")
 class Jobs(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
     @blp.paginate(SelectPage)
@@ -84,6 +87,7 @@ class Jobs(VerifiedUserView):
 @blp.route("/jobs/assigned/")
 class AssignedJobs(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOut(many=True))
     @blp.paginate(SelectPage)
@@ -96,6 +100,7 @@ class AssignedJobs(VerifiedUserView):
 @blp.route("/jobs/open/")
 class OpenJobs(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.arguments(JobQueryArgs, location="query")
     @blp.response(200, JobOpenOut(many=True))
     @blp.paginate(SelectPage)
@@ -108,6 +113,7 @@ class OpenJobs(VerifiedUserView):
 @blp.route("/jobs/<int:job_id>/")
 class JobById(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.response(200, JobOut)
     @error(404, policy.JOB_NOT_YOURS)
     def get(self, job_id: int):
@@ -116,9 +122,11 @@ class JobById(VerifiedUserView):
 
     @authenticated
     @blp.arguments(JobUpdateIn)
+    @blp.arguments(IfMatchHeaders, location="headers")
     @blp.response(200, JobOut)
     @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job is not pending, or it is assigned")
+    @error(412, conditional.STALE)
     @error(422, "Invalid field, past scheduled_time, params that do not fit the kind")
     @error(
         429,
@@ -126,17 +134,21 @@ class JobById(VerifiedUserView):
         "open jobs are at your plan's max_open_jobs",
         headers=RETRY_AFTER,
     )
-    def patch(self, changes: dict[str, Any], job_id: int):
+    def patch(self, changes: dict[str, Any], headers: dict[str, Any], job_id: int):
         """Edit or reschedule your pending, unassigned job; its queue entry moves with it"""
+        conditional.job_unchanged(caller(), job_id, if_match_of(headers), owner_only=True)
         return transitions.reschedule(caller(), job_id, changes)
 
     @authenticated
+    @blp.arguments(IfMatchHeaders, location="headers")
     @blp.response(200, JobOut)
     @error(403, policy.NOT_THE_OWNER)
     @error(404, policy.JOB_NOT_YOURS)
     @error(409, "The job has started or finished")
-    def delete(self, job_id: int):
+    @error(412, conditional.STALE)
+    def delete(self, headers: dict[str, Any], job_id: int):
         """Cancel a pending job and its queue entry"""
+        conditional.job_unchanged(caller(), job_id, if_match_of(headers), owner_only=False)
         return transitions.cancel_job(caller(), job_id)
 
 

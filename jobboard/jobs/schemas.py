@@ -133,7 +133,7 @@ class JobOpenOut(Schema):
     id = fields.Integer(dump_only=True)
     name = fields.String()
     description = fields.String(allow_none=True)
-    kind = fields.String()
+    kind = fields.String(metadata={"enum": kinds()})
     scheduled_time = fields.AwareDateTime(format="iso")
     status = fields.String(metadata={"enum": STATUS_VALUES})
     priority = fields.Integer()

@@ -26,6 +26,7 @@ authenticated = verified_user_doc(blp)
 @blp.route("/me/plan/")
 class MyPlan(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.response(200, PlanStatusOut)
     def get(self) -> service.PlanStatus:
         """Your plan's limits, your live usage and when your subscription ends"""

@@ -21,6 +21,9 @@ class PlanOut(Schema):
     bids_per_day = fields.Integer(
         dump_only=True, metadata={"description": "Bids placed per UTC day; more is 429."}
     )
+    max_webhook_endpoints = fields.Integer(
+        dump_only=True, metadata={"description": "Webhook endpoints; one more is 429."}
+    )
 
 
 class UsageOut(Schema):

@@ -41,6 +41,7 @@ class JobReviews(VerifiedUserView):
 @blp.route("/users/<int:user_id>/")
 class UserProfile(VerifiedUserView):
     @authenticated
+    @blp.etag
     @blp.response(200, PublicProfileOut)
     @error(404, "No such user")
     def get(self, user_id: int):

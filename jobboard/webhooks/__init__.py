@@ -1,0 +1,1 @@
+"""Webhook endpoints per user, and the delivery of their events (docs/webhooks.md)."""

@@ -1,0 +1,513 @@
+"""Delivering an endpoint's events: what the `deliver_webhooks` task does, on the worker's
+event loop and its autocommit pool.
+
+Each enabled endpoint with deliveries due has one waiting queue entry at most, and one
+running (the entry's queueing lock and lock, set by `jobboard_wake_webhook_endpoint` in
+SQL). A run claims the endpoint's due deliveries a few at a time (a lease, so that a run
+killed mid-delivery leaves them to the next one), sends at most IN_FLIGHT of them at
+once, writes each group of outcomes in one statement, stops starting new sends after
+RUN_SECONDS, and leaves a waiting entry for the earliest next attempt. A dead or slow
+endpoint therefore holds one slot of the `webhooks` queue at most, and delays only itself.
+
+An attempt succeeds on a 2xx answer within WEBHOOK_TIMEOUT_SECONDS; redirects are not
+followed. 410 disables the endpoint at once; a 429 or 503 with a valid `Retry-After`
+delays the next attempt at least that long (at most MAX_RETRY_AFTER_SECONDS). A failed
+attempt is retried after WEBHOOK_RETRY_SCHEDULE's next wait, ±10 % jitter; after the last
+one the delivery is failed, and the endpoint is disabled if it has had no success for
+WEBHOOK_DISABLE_AFTER_SECONDS (a `webhook.disabled` event and its email). The answer's
+status, its body's first 1 KiB (nothing more is read) and the time taken are kept per
+attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import ssl
+import time
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from types import SimpleNamespace
+from typing import Any
+
+import certifi
+import httpx
+
+from jobboard.events.outbox import build_event, envelope, public_id, write_events_async
+from jobboard.models import DeliveryStatus
+from jobboard.webhooks import signing
+from jobboard.webhooks.targets import RefusedTarget, VettedTransport, parse_url
+
+logger = logging.getLogger(__name__)
+
+IN_FLIGHT = 2
+CLAIM = 8
+RUN_SECONDS = 10.0
+BODY_LIMIT = 1024
+MAX_RETRY_AFTER_SECONDS = 3600
+JITTER = 0.10
+# A claimed delivery is another run's once its lease has passed.
+LEASE_MARGIN_SECONDS = 5.0
+GONE = "gone"
+FAILING = "failing"
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    timeout: float
+    schedule: tuple[float, ...]
+    disable_after: float
+    allow_private: bool
+    ca_bundle: str | None
+    secret_key: str
+    run_seconds: float = RUN_SECONDS
+
+    @classmethod
+    def from_config(cls, config: Any) -> DeliverySettings:
+        return cls(
+            timeout=float(config.WEBHOOK_TIMEOUT_SECONDS),
+            schedule=parse_schedule(config.WEBHOOK_RETRY_SCHEDULE),
+            disable_after=float(config.WEBHOOK_DISABLE_AFTER_SECONDS),
+            allow_private=bool(config.WEBHOOK_ALLOW_PRIVATE_URLS),
+            ca_bundle=config.WEBHOOK_CA_BUNDLE,
+            secret_key=config.SECRET_KEY,
+        )
+
+
+def parse_schedule(value: str) -> tuple[float, ...]:
+    """WEBHOOK_RETRY_SCHEDULE: seconds between attempts, comma-separated."""
+    waits = tuple(float(part) for part in value.split(",") if part.strip())
+    if any(wait < 0 for wait in waits):
+        raise ValueError("WEBHOOK_RETRY_SCHEDULE holds a negative wait")
+    return waits
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds asked by a `Retry-After` header (delta-seconds or an HTTP date), at most
+    MAX_RETRY_AFTER_SECONDS; None for a missing or invalid one."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(int(value))
+    else:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment is None or moment.tzinfo is None:
+            return None
+        seconds = (moment - now).total_seconds()
+        if seconds < 0:
+            return None
+    return min(seconds, MAX_RETRY_AFTER_SECONDS)
+
+
+def next_attempt_at(
+    round_attempts: int,
+    now: datetime,
+    schedule: Sequence[float],
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> datetime | None:
+    """When to try again after the `round_attempts`-th attempt of a round failed; None
+    when that was the last one."""
+    if round_attempts > len(schedule):
+        return None
+    wait = schedule[round_attempts - 1] * (rng or random).uniform(1 - JITTER, 1 + JITTER)
+    if retry_after is not None:
+        wait = max(wait, retry_after)
+    return now + timedelta(seconds=wait)
+
+
+@dataclass
+class Claimed:
+    delivery_id: int
+    round_attempts: int
+    message_id: str
+    body: bytes
+
+
+@dataclass
+class Outcome:
+    delivery_id: int
+    round_attempts: int
+    attempted_at: datetime
+    duration_ms: int
+    response_status: int | None = None
+    response_body: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.response_status is not None and 200 <= self.response_status < 300
+
+    @property
+    def gone(self) -> bool:
+        return self.response_status == 410
+
+
+# --- the HTTP side ------------------------------------------------------------------------
+
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[bool, str | None], httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
+
+
+def client_for(settings: DeliverySettings) -> httpx.AsyncClient:
+    """One client per event loop and settings: connections are kept alive between runs.
+    Redirects are never followed; proxies from the environment are ignored (they would
+    connect to addresses nobody vetted)."""
+    clients = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (settings.allow_private, settings.ca_bundle)
+    client = clients.get(key)
+    if client is None:
+        context = ssl.create_default_context(cafile=certifi.where())
+        if settings.ca_bundle:
+            context.load_verify_locations(settings.ca_bundle)
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
+        transport = VettedTransport(
+            ssl_context=context, allow_private=settings.allow_private, limits=limits
+        )
+        client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+        clients[key] = client
+    return client
+
+
+async def close_clients() -> None:
+    """Close this event loop's clients (before the loop itself is closed)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
+
+
+async def send(
+    client: httpx.AsyncClient,
+    url: str,
+    signing_secrets: Sequence[str],
+    claimed: Claimed,
+    settings: DeliverySettings,
+) -> Outcome:
+    """One attempt: POST the event, read the status and at most BODY_LIMIT bytes."""
+    at = datetime.now(UTC)
+    started = time.monotonic()
+    outcome = Outcome(claimed.delivery_id, claimed.round_attempts + 1, at, 0)
+    try:
+        parse_url(url, settings.allow_private)
+        headers = signing.headers(signing_secrets, claimed.message_id, at, claimed.body)
+        async with asyncio.timeout(settings.timeout):
+            async with client.stream("POST", url, content=claimed.body, headers=headers) as answer:
+                outcome.response_status = answer.status_code
+                if answer.status_code in (429, 503):
+                    outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
+                outcome.response_body = await _body_start(answer, outcome)
+    except TimeoutError:
+        outcome.error = (
+            f"No answer within {settings.timeout:g} s."
+            if outcome.response_status is None
+            else f"The body did not arrive within {settings.timeout:g} s."
+        )
+    except RefusedTarget as error:
+        outcome.error = f"Refused before connecting: {error}"
+    except httpx.HTTPError as error:
+        outcome.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    outcome.duration_ms = round((time.monotonic() - started) * 1000)
+    if outcome.response_status is not None and not outcome.succeeded and outcome.error is None:
+        outcome.error = f"HTTP {outcome.response_status}"
+    return outcome
+
+
+async def _body_start(answer: httpx.Response, outcome: Outcome) -> str:
+    """The first BODY_LIMIT bytes of the body, as received (no content decoding); the rest
+    is never read. A connection broken after a complete head keeps the answer's status."""
+    kept = bytearray()
+    try:
+        async for chunk in answer.aiter_raw():
+            kept += chunk
+            if len(kept) >= BODY_LIMIT:
+                break
+    except httpx.HTTPError as error:
+        outcome.error = f"The body was cut off: {type(error).__name__}"
+    return bytes(kept[:BODY_LIMIT]).decode("utf-8", "replace")
+
+
+# --- the database side --------------------------------------------------------------------
+
+_ENDPOINT_SQL = """
+SELECT id, user_id, url, types, description, enabled, secret, previous_secret,
+       previous_secret_expires_at, created_at, updated_at, failing_since, last_success_at
+  FROM webhook_endpoints WHERE id = %(endpoint_id)s
+"""
+
+_CLAIM_SQL = """
+UPDATE webhook_deliveries AS d
+   SET lease_expires_at = now() + make_interval(secs => %(lease)s)
+  FROM events AS e
+ WHERE d.id IN (
+        SELECT due.id FROM webhook_deliveries AS due
+         WHERE due.endpoint_id = %(endpoint_id)s AND due.status = 'pending'
+           AND due.next_attempt_at <= now()
+           AND (due.lease_expires_at IS NULL OR due.lease_expires_at < now())
+         ORDER BY due.next_attempt_at, due.id
+         LIMIT %(limit)s
+         FOR UPDATE OF due SKIP LOCKED)
+   AND e.id = d.event_id
+RETURNING d.id, d.round_attempts, e.txid, e.id, e.type, e.created_at, e.data
+"""
+
+_RECORD_SQL = """
+WITH outcome AS (
+    SELECT * FROM unnest(
+        %(ids)s::bigint[], %(statuses)s::text[], %(next)s::timestamptz[],
+        %(at)s::timestamptz[], %(codes)s::integer[], %(durations)s::integer[],
+        %(errors)s::text[], %(bodies)s::text[]
+    ) AS o(delivery_id, status, next_attempt_at, attempted_at, response_status, duration_ms,
+           error, response_body)
+), updated AS (
+    UPDATE webhook_deliveries AS d
+       SET status = o.status, next_attempt_at = o.next_attempt_at,
+           attempts = d.attempts + 1, round_attempts = d.round_attempts + 1,
+           lease_expires_at = NULL, last_attempt_at = o.attempted_at
+      FROM outcome AS o
+     WHERE d.id = o.delivery_id
+    RETURNING d.id
+), attempts AS (
+    INSERT INTO webhook_attempts
+        (delivery_id, attempted_at, response_status, duration_ms, error, response_body)
+    SELECT o.delivery_id, o.attempted_at, o.response_status, o.duration_ms, o.error,
+           o.response_body
+      FROM outcome AS o JOIN updated AS u ON u.id = o.delivery_id
+), endpoint AS (
+    UPDATE webhook_endpoints
+       SET last_success_at = COALESCE(%(success_at)s::timestamptz, last_success_at),
+           failing_since = CASE WHEN %(success_at)s::timestamptz IS NOT NULL
+                                THEN %(first_failure)s::timestamptz
+                                ELSE COALESCE(failing_since, %(first_failure)s::timestamptz)
+                           END
+     WHERE id = %(endpoint_id)s
+    RETURNING failing_since
+)
+SELECT failing_since FROM endpoint
+"""
+
+_RELEASE_SQL = """
+UPDATE webhook_deliveries SET lease_expires_at = NULL
+ WHERE id = ANY(%(ids)s::bigint[]) AND status = 'pending'
+"""
+
+_DISABLE_SQL = """
+UPDATE webhook_endpoints
+   SET enabled = false, disabled_at = now(), disabled_reason = %(reason)s, updated_at = now()
+ WHERE id = %(endpoint_id)s AND enabled
+RETURNING id, user_id, url, types, description, enabled, created_at, updated_at,
+          disabled_at, disabled_reason, failing_since, last_success_at
+"""
+
+# The next run, for the earliest pending delivery (now, if some are due already).
+_SCHEDULE_SQL = """
+SELECT jobboard_wake_webhook_endpoint(w.id, next.at)
+  FROM webhook_endpoints AS w,
+       LATERAL (SELECT min(GREATEST(d.next_attempt_at,
+                                    COALESCE(d.lease_expires_at, d.next_attempt_at))) AS at
+                  FROM webhook_deliveries AS d
+                 WHERE d.endpoint_id = w.id AND d.status = 'pending') AS next
+ WHERE w.id = %(endpoint_id)s AND w.enabled AND next.at IS NOT NULL
+"""
+
+# Every enabled endpoint with pending deliveries gets its waiting entry back: after an
+# outage or a failed run nothing stays pending without a run to come.
+WAKE_PENDING_SQL = """
+SELECT count(*) FROM (
+    SELECT jobboard_wake_webhook_endpoint(w.id, next.at)
+      FROM webhook_endpoints AS w,
+           LATERAL (SELECT min(GREATEST(d.next_attempt_at,
+                                        COALESCE(d.lease_expires_at, d.next_attempt_at))) AS at
+                      FROM webhook_deliveries AS d
+                     WHERE d.endpoint_id = w.id AND d.status = 'pending') AS next
+     WHERE w.enabled AND next.at IS NOT NULL
+) AS woken
+"""
+
+
+class EndpointRun:
+    """One run of the `deliver_webhooks` task for one endpoint."""
+
+    def __init__(self, pool: Any, endpoint_id: int, settings: DeliverySettings) -> None:
+        self.pool = pool
+        self.endpoint_id = endpoint_id
+        self.settings = settings
+        self.stopped = False
+        self.sent = 0
+
+    async def _execute(self, sql: str, params: dict[str, Any]) -> list[Any]:
+        async with self.pool.connection() as connection, connection.cursor() as cursor:
+            await cursor.execute(sql, params)
+            return await cursor.fetchall() if cursor.description else []
+
+    async def run(self) -> str:
+        rows = await self._execute(_ENDPOINT_SQL, {"endpoint_id": self.endpoint_id})
+        if not rows:
+            return "endpoint gone"
+        endpoint = rows[0]
+        if not endpoint[5]:
+            return "endpoint disabled"
+        url = endpoint[2]
+        signing_secrets = self._secrets(endpoint)
+        client = client_for(self.settings)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.run_seconds
+        slots = asyncio.Semaphore(IN_FLIGHT)
+
+        async def attempt(claimed: Claimed) -> Outcome | int:
+            async with slots:
+                if self.stopped or loop.time() >= deadline:
+                    return claimed.delivery_id  # not started: released
+                outcome = await send(client, url, signing_secrets, claimed, self.settings)
+                if outcome.gone:
+                    self.stopped = True  # 410: nothing more starts, before the slot frees
+                return outcome
+
+        while not self.stopped and loop.time() < deadline:
+            batch = await self._claim()
+            if not batch:
+                break
+            sending = {asyncio.ensure_future(attempt(claimed)) for claimed in batch}
+            while sending:
+                done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
+                results = [task.result() for task in done]
+                await self._record([result for result in results if isinstance(result, Outcome)])
+                released = [result for result in results if isinstance(result, int)]
+                if released:
+                    await self._execute(_RELEASE_SQL, {"ids": released})
+        await self._execute(_SCHEDULE_SQL, {"endpoint_id": self.endpoint_id})
+        return f"{self.sent} sent"
+
+    def _secrets(self, endpoint: Any) -> list[str]:
+        key = self.settings.secret_key
+        found = [signing.unseal(endpoint[6], key)]
+        previous, expires = endpoint[7], endpoint[8]
+        if previous is not None and expires is not None and expires > datetime.now(UTC):
+            found.append(signing.unseal(previous, key))
+        secrets_in_use = [secret for secret in found if secret is not None]
+        if not secrets_in_use:
+            logger.error(
+                "webhook endpoint %s: its secret was sealed under another SECRET_KEY",
+                self.endpoint_id,
+            )
+        return secrets_in_use
+
+    async def _claim(self) -> list[Claimed]:
+        rows = await self._execute(
+            _CLAIM_SQL,
+            {
+                "endpoint_id": self.endpoint_id,
+                "limit": CLAIM,
+                "lease": self.settings.timeout + LEASE_MARGIN_SECONDS,
+            },
+        )
+        claimed = []
+        for delivery_id, round_attempts, txid, event_id, type_name, created_at, data in rows:
+            body = json.dumps(
+                envelope(txid, event_id, type_name, created_at, data), separators=(",", ":")
+            ).encode()
+            claimed.append(Claimed(delivery_id, round_attempts, public_id(txid, event_id), body))
+        return claimed
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        self.sent += len(outcomes)
+        outcomes.sort(key=lambda outcome: outcome.attempted_at)
+        now = datetime.now(UTC)
+        statuses, next_times, exhausted = [], [], False
+        for outcome in outcomes:
+            if outcome.succeeded:
+                statuses.append(DeliveryStatus.SUCCEEDED.value)
+                next_times.append(None)
+                continue
+            retry_at = None
+            if not outcome.gone:
+                retry_at = next_attempt_at(
+                    outcome.round_attempts, now, self.settings.schedule, outcome.retry_after
+                )
+            statuses.append(
+                DeliveryStatus.PENDING.value if retry_at else DeliveryStatus.FAILED.value
+            )
+            next_times.append(retry_at)
+            exhausted = exhausted or (retry_at is None and not outcome.gone)
+        successes = [outcome.attempted_at for outcome in outcomes if outcome.succeeded]
+        last_success = max(successes) if successes else None
+        failures = [
+            outcome.attempted_at
+            for outcome in outcomes
+            if not outcome.succeeded
+            and (last_success is None or outcome.attempted_at > last_success)
+        ]
+        rows = await self._execute(
+            _RECORD_SQL,
+            {
+                "ids": [outcome.delivery_id for outcome in outcomes],
+                "statuses": statuses,
+                "next": next_times,
+                "at": [outcome.attempted_at for outcome in outcomes],
+                "codes": [outcome.response_status for outcome in outcomes],
+                "durations": [outcome.duration_ms for outcome in outcomes],
+                "errors": [outcome.error for outcome in outcomes],
+                "bodies": [outcome.response_body for outcome in outcomes],
+                "success_at": last_success,
+                "first_failure": min(failures) if failures else None,
+                "endpoint_id": self.endpoint_id,
+            },
+        )
+        if not rows:  # the endpoint was deleted meanwhile: its deliveries went with it
+            self.stopped = True
+            return
+        failing_since = rows[0][0]
+        if any(outcome.gone for outcome in outcomes):
+            await self.disable(GONE)
+        elif (
+            exhausted
+            and failing_since is not None
+            and (now - failing_since).total_seconds() >= self.settings.disable_after
+        ):
+            await self.disable(FAILING)
+
+    async def disable(self, reason: str) -> None:
+        """Disable the endpoint and tell its owner (`webhook.disabled`, with its email),
+        in one transaction. Its pending deliveries wait until it is enabled again."""
+        self.stopped = True
+        async with self.pool.connection() as connection, connection.transaction():
+            async with connection.cursor() as cursor:
+                await cursor.execute(
+                    _DISABLE_SQL, {"endpoint_id": self.endpoint_id, "reason": reason}
+                )
+                row = await cursor.fetchone()
+                if row is None:  # disabled or deleted meanwhile
+                    return
+                endpoint = SimpleNamespace(
+                    **{
+                        column.name: value
+                        for column, value in zip(cursor.description, row, strict=True)
+                    }
+                )
+            event = build_event("webhook.disabled", endpoint=endpoint, reason=reason)
+            await write_events_async(connection, [event])
+        logger.warning("webhook endpoint %s disabled (%s)", self.endpoint_id, reason)
+
+
+async def deliver_endpoint(pool: Any, endpoint_id: int, settings: DeliverySettings) -> str:
+    """Run the endpoint's due deliveries (see the module's docstring); says what it did."""
+    return await EndpointRun(pool, endpoint_id, settings).run()
+
+
+async def wake_pending(pool: Any) -> int:
+    """Give every enabled endpoint with pending deliveries its waiting entry back."""
+    async with pool.connection() as connection, connection.cursor() as cursor:
+        await cursor.execute(WAKE_PENDING_SQL)
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
