@@ -7,12 +7,11 @@ from typing import Any
 
 from flask.views import MethodView
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.events import feed
 from jobboard.events.catalogue import TYPES, EventType
 from jobboard.events.schemas import EventOut, EventQueryArgs, EventTypeOut
-from jobboard.request_rules import Blueprint
-from jobboard.view_helpers import VerifiedUserView, documented_error, verified_user_doc
+from jobboard.view_helpers import Blueprint, documented_error, verified_user_doc
 
 blp = Blueprint(
     "events",

@@ -8,14 +8,12 @@ from typing import Any
 
 from sqlalchemy import Select
 
-from jobboard.auth.tokens import caller
+from jobboard.auth.tokens import VerifiedUserView, caller
 from jobboard.models import WebhookDelivery, WebhookEndpoint
-from jobboard.request_rules import Blueprint
 from jobboard.view_helpers import (
-    PAGE_SIZES,
     RETRY_AFTER,
+    Blueprint,
     SelectPage,
-    VerifiedUserView,
     documented_error,
     verified_user_doc,
 )
@@ -69,7 +67,7 @@ class WebhookEndpoints(VerifiedUserView):
     @authenticated
     @blp.etag
     @blp.response(200, WebhookEndpointOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(SelectPage)
     @blp.doc(operationId="listWebhookEndpoints")
     def get(self) -> Select[tuple[WebhookEndpoint]]:
         """List your webhook endpoints"""
@@ -148,7 +146,7 @@ class Deliveries(VerifiedUserView):
     @blp.etag
     @blp.arguments(DeliveryQueryArgs, location="query")
     @blp.response(200, DeliveryOut(many=True))
-    @blp.paginate(SelectPage, **PAGE_SIZES)
+    @blp.paginate(SelectPage)
     @error(404, NOT_YOURS)
     @error(422, "An unknown status")
     @blp.doc(operationId="listWebhookDeliveries")
