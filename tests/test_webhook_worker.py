@@ -15,13 +15,13 @@ from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
 from config import Config
+from devtools.processes import free_port
 from jobboard.events.outbox import EventRow, write_events
 from jobboard.extensions import db
 from tests.support import receivers
 from tests.support import webhooks as wh
 from tests.support.auth import bearer
 from tests.support.polling import wait_until
-from tests.support.processes import free_port
 from tests.support.receivers import Answer, Receiver
 from workers.__main__ import worker_set
 from workers.app import QUEUE_WEBHOOKS
