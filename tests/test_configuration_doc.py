@@ -29,6 +29,8 @@ def variables_read(path: Path) -> dict[str, object]:
         if not node.args or not isinstance(node.args[0], ast.Constant):
             continue
         name = node.args[0].value
+        if name in found:  # the base class's default, not a subclass's (TestConfig's)
+            continue
         if ast.unparse(node.func) == "env_bool" and len(node.args) == 1:
             found[name] = False
         elif len(node.args) > 1:

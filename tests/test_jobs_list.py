@@ -168,7 +168,7 @@ def test_documented_page_sizes_are_the_apps(smtp_server):
     configured.PAGINATION_PAGE_SIZE, configured.MAX_PAGE_SIZE = 7, 30
     spec = create_app(configured).test_client().get("/api/openapi.json").get_json()
     (page_size,) = [
-        p for p in spec["paths"]["/api/jobs/"]["get"]["parameters"] if p["name"] == "page_size"
+        p for p in spec["paths"]["/api/jobs/"]["get"]["parameters"] if p.get("name") == "page_size"
     ]
     assert (page_size["schema"]["default"], page_size["schema"]["maximum"]) == (7, 30)
 

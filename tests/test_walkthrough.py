@@ -19,6 +19,7 @@ import pytest
 
 from config import PROJECT_ROOT, libpq_url
 from devtools.processes import Process
+from workers.__main__ import worker_set
 from devtools.smtp import Mailbox
 from tests.support.polling import wait_until
 from tests.support.procfile import procfile_entries
@@ -112,7 +113,7 @@ def wait_for_system(env: dict[str, str]) -> None:
     def worker_registered() -> bool:
         with psycopg.connect(libpq_url(env["DATABASE_URL"])) as connection:
             row = connection.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
-            return bool(row and row[0] == 2)
+            return bool(row and row[0] == len(worker_set()))
 
     wait_until(healthy, timeout=30)
     wait_until(worker_registered, timeout=30)
