@@ -19,11 +19,11 @@ import pytest
 
 from config import PROJECT_ROOT, libpq_url
 from devtools.processes import Process
-from workers.__main__ import worker_set
 from devtools.smtp import Mailbox
 from tests.support.polling import wait_until
 from tests.support.procfile import procfile_entries
 from tests.support.walkthrough import ShellSession, matches, steps
+from workers.__main__ import worker_set
 
 PAGE = PROJECT_ROOT / "docs" / "walkthrough.md"
 CODE_IN_SUBJECT = re.compile(r"code: (\d{6})$")
