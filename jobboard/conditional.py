@@ -26,6 +26,7 @@ from werkzeug.http import parse_etags
 
 from jobboard.auth.schemas import ProfileOut
 from jobboard.bids.schemas import BidOut
+from jobboard.bids.service import shown
 from jobboard.errors import DomainError
 from jobboard.jobs import policy
 from jobboard.jobs.schemas import JobOut
@@ -117,7 +118,8 @@ def bid_unchanged(user: User, job_id: int, bid_id: int, if_match: ETags | None) 
         job = locked(Job, job_id, shared=True)
         if job is None or not policy.can_see_for_bidding(user, job):
             return None
-        return locked(Bid, bid_id, Bid.job_id == job.id, Bid.bidder_id == user.id)
+        bid = locked(Bid, bid_id, Bid.job_id == job.id, Bid.bidder_id == user.id)
+        return None if bid is None else shown([bid])[0]  # as GET dumps it
 
     lock_then_require_current(if_match, BidOut, lock)
 

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from jobboard.bids.service import shown
 from jobboard.events.catalogue import event_type
 from jobboard.extensions import db
 from jobboard.jobs.schemas import JobOpenOut, JobOut
-from jobboard.models import Job
+from jobboard.models import Bid, Job
 from workers.app import QUEUE_MAIL, SEND_EVENT_EMAIL_TASK
 
 # An event (its envelope, as sent) stays under this; a larger job output is left out.
@@ -50,6 +51,8 @@ def build_event(type_name: str, **resources: Any) -> EventRow:
     endpoint the change is about, as the catalogue's entry names them): addressed by the
     catalogue's recipient rule, its data as that recipient may see it through the API."""
     spec = event_type(type_name)
+    if isinstance(resources.get("bid"), Bid):  # with its bidder's profile, as the API shows it
+        resources["bid"] = shown([resources["bid"]])[0]
     user_id = int(spec.to(resources))
     data = spec.payload().dump({key: value for key, value in resources.items() if key != "job"})
     if "job" in resources:
