@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import IO
 
@@ -23,6 +24,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _live_members(group: int) -> bool:
+    """Whether a process of process group `group` is alive and not a zombie (Linux's /proc;
+    elsewhere, whether the group can still be signalled)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 class Process:
@@ -107,13 +129,31 @@ class Process:
         self.popen.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int | None:
-        """SIGTERM to the group, then SIGKILL if it has not exited within `timeout`."""
+        """SIGTERM to the group, then SIGKILL if it has not exited within `timeout`.
+
+        Returns once the whole group is gone, not only its leader: a shell leader exits at
+        once on SIGTERM while its children are still finishing, and a caller that goes on
+        (a test that checks them, a launcher that restarts on the same port) must not see
+        them alive."""
+        deadline = time.monotonic() + timeout
         if self.running():
             self.signal(signal.SIGTERM)
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        if not self._group_gone_by(deadline):
+            self.signal(signal.SIGKILL)
+            self._group_gone_by(time.monotonic() + 10)
         if self.popen.stdout is not None:
             self.popen.stdout.close()
         return self.popen.returncode
+
+    def _group_gone_by(self, deadline: float) -> bool:
+        """Whether every process of the group has exited (zombies count as exited: their
+        new parent reaps them) by `deadline`."""
+        while _live_members(self.popen.pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True

@@ -389,12 +389,13 @@ def test_a_hog_never_delays_another_users_job_or_a_verification_email(
     sampler = Sampler(fresh_database, hog_id)
 
     try:
-        # Two low-priority jobs first, then twelve long ones at top priority, all due at once.
-        due = now_utc() + timedelta(seconds=1)
+        # Two low-priority jobs first, then twelve long ones at top priority, all due at once
+        # (far enough ahead that the last post, on a loaded machine, is still before it).
+        due = now_utc() + timedelta(seconds=3)
         sleeper = {"kind": "sleep", "params": {"seconds": 2}}
         low = [post_job(live_client, hog_headers, due, priority=-100, **sleeper) for _ in range(2)]
         top = [post_job(live_client, hog_headers, due, priority=100, **sleeper) for _ in range(12)]
-        theirs = post_job(live_client, other_headers, now_utc() + timedelta(seconds=2), kind="echo")
+        theirs = post_job(live_client, other_headers, due + timedelta(seconds=1), kind="echo")
         wait_until(lambda: now_utc() > due + timedelta(seconds=1.5))
         registered_at = time.monotonic()
         response = live_client.post(
@@ -449,7 +450,7 @@ def test_every_configured_job_slot_runs_at_once_and_mail_still_flows(
     start_worker(WORKER_CONCURRENCY="8", LONG_JOB_SLOTS="8")
     sampler = Sampler(fresh_database, owner_id)
     try:
-        due = now_utc() + timedelta(seconds=1)
+        due = now_utc() + timedelta(seconds=3)  # after the eighth post, even under load
         for _ in range(8):
             post_job(live_client, headers, due, kind="sleep", params={"seconds": 4})
 

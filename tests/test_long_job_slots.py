@@ -246,7 +246,7 @@ def test_long_jobs_of_several_users_leave_a_short_job_of_another_its_slot(
     share = 2 * processes
     running = RunningLongJobs(fresh_database)
     try:
-        due = now_utc() + timedelta(seconds=1)
+        due = now_utc() + timedelta(seconds=3)  # after the last post, even under load
         sleepers = [
             (owner, owner.create(due, kind="sleep", params={"seconds": 6}))
             for owner in owners
