@@ -261,6 +261,45 @@ class JobResult(db.Model):
     job: Mapped[Job] = relationship(back_populates="result")
 
 
+class AttemptOutcome(enum.StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    LOST = "lost"  # its worker died; the stalled-job check gave it up
+
+
+class JobAttempt(db.Model):
+    """One attempt of a job the queue runs, written by the transitions that change the job
+    (jobboard/jobs/transitions.py). `number` is the job's `attempts` when it began: a
+    failed job retried by hand counts from 1 again, so a history is ordered by `id`."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (
+        CheckConstraint(_values_check("outcome", AttemptOutcome), name="outcome_known"),
+        CheckConstraint("number >= 1", name="number_positive"),
+        CheckConstraint("duration_ms >= 0", name="duration_non_negative"),
+        Index("ix_job_attempts_job_id", "job_id", "id"),
+        Index(
+            "ix_job_attempts_finished_at",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    outcome: Mapped[str] = mapped_column(
+        Text, default=AttemptOutcome.RUNNING, server_default=AttemptOutcome.RUNNING.value
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    # host:pid of the worker process that ran it.
+    worker: Mapped[str | None] = mapped_column(Text)
+
+
 class JobRetry(db.Model):
     """A failed job sent back to the queue by `retry_failed_job`: it counts against the
     owner's `jobs_per_day` as a new job does (jobboard/quotas.py)."""

@@ -95,7 +95,7 @@ def store_failure(job_id: int, attempt_number: int, error: str, duration_ms: int
         db.session.rollback()
         return Outcome.SUPERSEDED
     if attempt_number < job.max_attempts:
-        outcome = schedule_retry(job, error)
+        outcome = schedule_retry(job, error, duration_ms)
     else:
         outcome = fail(job, error, duration_ms)
     db.session.commit()

@@ -12,6 +12,7 @@ from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
     IdempotencyHeaders,
+    JobAttemptOut,
     JobIn,
     JobOpenOut,
     JobOut,
@@ -161,6 +162,18 @@ class JobResultView(VerifiedUserView):
     def get(self, job_id: int):
         """Get the result of a completed job"""
         return service.get_result(caller(), job_id)
+
+
+@blp.route("/jobs/<int:job_id>/attempts/")
+class JobAttempts(VerifiedUserView):
+    @authenticated
+    @blp.etag
+    @blp.response(200, JobAttemptOut(many=True))
+    @blp.paginate(SelectPage)
+    @error(404, policy.JOB_NOT_YOURS)
+    def get(self, job_id: int):
+        """List a job's attempts by the queue, oldest first (owner, assignee or admin)"""
+        return service.visible_attempts_query(caller(), job_id)
 
 
 @blp.route("/jobs/<int:job_id>/retry/")

@@ -16,7 +16,7 @@ from marshmallow import (
 
 from jobboard.errors import check_shape
 from jobboard.jobs.sorting import DEFAULT_SORT, SORT_KEYS
-from jobboard.models import JobStatus
+from jobboard.models import AttemptOutcome, JobStatus
 from jobboard.request_rules import UtcDateTime
 from workers.processors import LONG_JOB_SECONDS, get_processor, kinds, processors
 
@@ -179,6 +179,29 @@ class JobResultOut(Schema):
     note = fields.String(
         allow_none=True, metadata={"description": "The assignee's note with a delivery."}
     )
+
+
+class JobAttemptOut(Schema):
+    attempt = fields.Integer(
+        attribute="number",
+        metadata={
+            "description": "The job's attempt counter when it began (1, 2, ...); a failed "
+            "job retried by hand counts from 1 again."
+        },
+    )
+    started_at = fields.AwareDateTime(format="iso")
+    finished_at = fields.AwareDateTime(format="iso", allow_none=True)
+    duration_ms = fields.Integer(
+        allow_none=True, metadata={"description": "Null while the attempt is running."}
+    )
+    outcome = fields.String(
+        metadata={
+            "enum": [outcome.value for outcome in AttemptOutcome],
+            "description": "`lost`: its worker stopped (died, or was killed) during it; the "
+            "stalled-job check gave it up and queued the next attempt.",
+        }
+    )
+    error = fields.String(allow_none=True)
 
 
 MAX_NOTE_LENGTH = 10_000

@@ -39,6 +39,7 @@ from jobboard.jobs.sorting import sorted_by
 from jobboard.models import (
     IdempotencyKey,
     Job,
+    JobAttempt,
     JobResult,
     JobStatus,
     Plan,
@@ -277,6 +278,16 @@ def get_visible_job(user: User, job_id: int) -> Job:
     if job is None or not policy.can_see(user, job):
         raise NotFound(f"Job {job_id} not found.")
     return job
+
+
+def attempts_of(job_id: int) -> Select[tuple[JobAttempt]]:
+    """Every attempt of job `job_id`, oldest first (for whoever may see the job)."""
+    return select(JobAttempt).where(JobAttempt.job_id == job_id).order_by(JobAttempt.id)
+
+
+def visible_attempts_query(user: User, job_id: int) -> Select[tuple[JobAttempt]]:
+    """The attempts of a job its owner, its assignee or an admin sees; 404 otherwise."""
+    return attempts_of(get_visible_job(user, job_id).id)
 
 
 def get_result(user: User, job_id: int) -> JobResult:

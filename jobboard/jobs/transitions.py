@@ -16,7 +16,10 @@
 Each runs under the job row's lock (FOR UPDATE, `jobboard.locking.locked`) or is a
 conditional UPDATE that takes it, so whoever locks first wins and the other finds the
 new status: a cancel racing the worker's start, an award racing it, a stalled attempt
-given up for dead while it finishes. Status strings come from `JobStatus` only. A job that
+given up for dead while it finishes. Status strings come from `JobStatus` only.
+Each attempt the queue runs is a row of `job_attempts`, written by the statement or
+transaction of the transition that changes the job: the start inserts it `running`, the
+completion, a retry or a failure closes it, and the stalled recovery closes it `lost`. A job that
 goes back to the queue (retry, release, run-now) asks `jobboard.quotas.admit_requeue` for
 its place in the owner's quotas, under the job's lock. The caller
 commits, except for the request-level transitions (cancel, retry, deliver, release,
@@ -29,7 +32,9 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,7 +50,16 @@ from jobboard.extensions import db
 from jobboard.jobs import policy
 from jobboard.jobs.service import commit_as_written, future_or_now, runs_in_queue, schedule_job
 from jobboard.locking import locked, locked_rows
-from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, User, now_utc
+from jobboard.models import (
+    AttemptOutcome,
+    Bid,
+    BidStatus,
+    Job,
+    JobResult,
+    JobStatus,
+    User,
+    now_utc,
+)
 from workers.processors import get_processor
 
 
@@ -75,23 +89,32 @@ class Attempt:
 
 # --- the queue's transitions ------------------------------------------------------------
 
-# Start: pending (unassigned, owned by this queue entry) -> in_progress, attempts + 1. The
-# conditional UPDATE takes the row lock, so a cancel or an award racing the pickup wins or
-# loses cleanly.
+# Start: pending (unassigned, owned by this queue entry) -> in_progress, attempts + 1, and
+# its `running` attempt recorded, in one statement. The conditional UPDATE takes the row
+# lock, so a cancel or an award racing the pickup wins or loses cleanly. An attempt still
+# `running` on a pending job can only have been lost: it is closed so.
 _START_SQL = (
-    "UPDATE jobs SET status = :in_progress, attempts = attempts + 1,"
+    "WITH started AS (UPDATE jobs SET status = :in_progress, attempts = attempts + 1,"
     " started_at = :now, updated_at = :now"
     " WHERE id = :job_id AND status = :pending AND assignee_id IS NULL"
     " AND (queue_job_id IS NULL OR CAST(:queue_job_id AS bigint) IS NULL"
     "      OR queue_job_id = :queue_job_id)"
-    " RETURNING attempts, owner_id, kind, params, max_attempts, scheduled_time"
+    " RETURNING id, attempts, owner_id, kind, params, max_attempts, scheduled_time),"
+    " stale AS (UPDATE job_attempts SET outcome = :lost, finished_at = :now"
+    " WHERE job_id = (SELECT id FROM started) AND outcome = :running),"
+    " attempt AS (INSERT INTO job_attempts (job_id, number, started_at, outcome, worker)"
+    " SELECT id, attempts, :now, :running, :worker FROM started)"
+    " SELECT attempts, owner_id, kind, params, max_attempts, scheduled_time FROM started"
 )
 _START = text(_START_SQL)
 
-# Complete: in_progress (this attempt) -> completed, and the result stored, in one statement.
+# Complete: in_progress (this attempt) -> completed, the result stored and the attempt
+# closed, in one statement.
 _COMPLETE_SQL = (
     "WITH done AS (UPDATE jobs SET status = :completed, finished_at = :now, updated_at = :now"
-    " WHERE id = :job_id AND status = :in_progress AND attempts = :attempt RETURNING id)"
+    " WHERE id = :job_id AND status = :in_progress AND attempts = :attempt RETURNING id),"
+    " attempt AS (UPDATE job_attempts SET outcome = :completed, finished_at = :now,"
+    " duration_ms = :duration_ms WHERE job_id = (SELECT id FROM done) AND outcome = :running)"
     " INSERT INTO job_results (job_id, output, completed_at, duration_ms, note)"
     " SELECT id, CAST(:output AS jsonb), :now, :duration_ms, :note FROM done RETURNING job_id"
 )
@@ -108,6 +131,11 @@ _START_DRIVER = _driver_sql(_START_SQL)
 _COMPLETE_DRIVER = _driver_sql(_COMPLETE_SQL)
 
 
+def worker_name() -> str:
+    """The process running attempts, as `job_attempts.worker` and the logs name it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _start_params(job_id: int, queue_job_id: int | None) -> dict[str, Any]:
     return {
         "job_id": job_id,
@@ -115,6 +143,9 @@ def _start_params(job_id: int, queue_job_id: int | None) -> dict[str, Any]:
         "now": now_utc(),
         "pending": JobStatus.PENDING.value,
         "in_progress": JobStatus.IN_PROGRESS.value,
+        "running": AttemptOutcome.RUNNING.value,
+        "lost": AttemptOutcome.LOST.value,
+        "worker": worker_name(),
     }
 
 
@@ -130,6 +161,7 @@ def _complete_params(
         "note": note,
         "completed": JobStatus.COMPLETED.value,
         "in_progress": JobStatus.IN_PROGRESS.value,
+        "running": AttemptOutcome.RUNNING.value,
     }
 
 
@@ -196,6 +228,7 @@ def recover_interrupted(job: Job) -> bool:
     the stalled-job check re-queues such an entry) counts as failed: the job goes back to
     pending for its next attempt (True), or fails when that was its last one (False)."""
     interrupted = f"worker stopped during attempt {job.attempts}"
+    close_attempt(job.id, AttemptOutcome.LOST, interrupted, _elapsed_ms(job.started_at))
     if job.attempts >= job.max_attempts:
         fail(job, interrupted, _elapsed_ms(job.started_at))
         return False
@@ -226,9 +259,10 @@ def attempt_still_owned(job_id: int, attempt: int) -> Job | None:
     return job
 
 
-def schedule_retry(job: Job, error: str) -> str:
+def schedule_retry(job: Job, error: str, duration_ms: int | None = None) -> str:
     """The locked job's attempt failed with attempts left: back to pending, its next
     attempt queued after the backoff (`retry_delay`)."""
+    close_attempt(job.id, AttemptOutcome.FAILED, error, duration_ms)
     job.status = JobStatus.PENDING
     job.last_error = error
     schedule_job(job, now_utc() + retry_delay(job.attempts))
@@ -237,6 +271,7 @@ def schedule_retry(job: Job, error: str) -> str:
 
 def fail(job: Job, error: str, duration_ms: int) -> str:
     """The locked job's last attempt failed: failed, with the error as its result."""
+    close_attempt(job.id, AttemptOutcome.FAILED, error, duration_ms)
     finished = now_utc()
     job.status = JobStatus.FAILED
     job.last_error = error
@@ -251,6 +286,31 @@ def fail(job: Job, error: str, duration_ms: int) -> str:
         )
     )
     return Outcome.FAILED
+
+
+_CLOSE_ATTEMPT = text(
+    "UPDATE job_attempts SET outcome = :outcome, error = :error, finished_at = :now,"
+    " duration_ms = COALESCE(CAST(:duration_ms AS integer),"
+    " GREATEST(0, CAST(EXTRACT(EPOCH FROM (:now - started_at)) * 1000 AS integer)))"
+    " WHERE job_id = :job_id AND outcome = :running"
+)
+
+
+def close_attempt(job_id: int, outcome: str, error: str | None, duration_ms: int | None) -> None:
+    """The running attempt of the locked job `job_id` ended with `outcome` (its duration:
+    `duration_ms`, or the time since it started). Nothing when none is running (a job
+    done by a person, or one already closed `lost`). The caller commits."""
+    db.session.execute(
+        _CLOSE_ATTEMPT,
+        {
+            "job_id": job_id,
+            "outcome": outcome,
+            "error": error,
+            "duration_ms": duration_ms,
+            "now": now_utc(),
+            "running": AttemptOutcome.RUNNING.value,
+        },
+    )
 
 
 def retry_delay(failed_attempt: int) -> timedelta:
