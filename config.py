@@ -118,6 +118,8 @@ class Config:
     MAIL_TIMEOUT = env_float("MAIL_TIMEOUT", 30.0)
 
     LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO")
+    # `text` (readable) or `json` (one object a line) for the web and the worker.
+    LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
     # The embedded PostgreSQL's data folder, used when DATABASE_URL is unset.
     JOBBOARD_PGDATA = os.environ.get("JOBBOARD_PGDATA") or str(PROJECT_ROOT / ".data" / "postgres")
 

@@ -142,3 +142,24 @@ class EdgeGeventWorker(GeventWorker):
 
 
 worker_class = EdgeGeventWorker
+
+# One access line per request, written by the application (jobboard/logs.py, with the
+# request id): gunicorn's own access log stays off. With LOG_FORMAT=json gunicorn's own
+# lines (starting, booting workers) are JSON objects too, in the application's shape.
+accesslog = None
+if os.environ.get("LOG_FORMAT", "text") == "json":
+    logconfig_dict = {
+        "root": {"level": "INFO", "handlers": []},
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+            "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
+        },
+        "formatters": {
+            "generic": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(levelname)s %(name)s %(message)s",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "timestamp": "time",
+            }
+        },
+    }

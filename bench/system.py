@@ -103,8 +103,6 @@ def start_web(
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
-            "--access-logfile",
-            "-",
         ],
         env,
         log_dir / f"{name}.log",

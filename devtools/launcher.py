@@ -155,8 +155,6 @@ def run_system() -> int:
             f"127.0.0.1:{port}",
             "--workers",
             env.get("WEB_CONCURRENCY", "2"),
-            "--access-logfile",
-            "-",
         ],
         "worker": [str(PYTHON), "-m", "workers"],
     }

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment, sqlalchemy_url
+from jobboard import logs
 from jobboard.autocommit_reads import register_autocommit_reads
 from jobboard.extensions import api, db, jwt, mail, migrate
 from jobboard.request_rules import bound_request_statements, register_request_rules
@@ -24,6 +25,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     app.config.from_object(config_class)
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(resolve_database_url(config_class))
     configure_logging(app)
+    logs.init_app(app)
     register_request_rules(app)
     trust_proxies(app)
     register_extensions(app)
@@ -55,11 +57,13 @@ def trust_proxies(app: Flask) -> None:
 
 def configure_logging(app: Flask) -> None:
     """LOG_LEVEL for the application's own loggers (`jobboard.*`, which `app.logger` is
-    too), and for the process when nothing configured logging before (the web process, the
-    Flask CLI; the worker configures its own)."""
+    too), and LOG_LEVEL and LOG_FORMAT for the process when nothing configured logging
+    before (the web process, the Flask CLI; the worker configures its own the same way,
+    jobboard/logs.py)."""
     level = app.config["LOG_LEVEL"]
+    logs.formatter_for(app.config["LOG_FORMAT"])  # an unknown format stops here
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure_process(level, app.config["LOG_FORMAT"])
     logging.getLogger(__name__).setLevel(level)
     # Procrastinate announces its built-in tasks at INFO whenever an App is built (at
     # import, in every process): nothing an operator can act on.

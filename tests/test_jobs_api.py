@@ -70,7 +70,12 @@ def test_create_job_returns_it_and_queues_its_first_attempt(client, verified_use
     assert entry["task_name"] == "process_job"
     assert entry["queue_name"] == "jobs"
     assert entry["status"] == "todo"
-    assert entry["args"] == {"job_id": job["id"], "owner_id": verified_user.id}
+    assert entry["args"] == {
+        "job_id": job["id"],
+        "owner_id": verified_user.id,
+        # The attempts' log lines name the request that queued them.
+        "request_id": response.headers["X-Request-ID"],
+    }
     assert entry["scheduled_at"] == scheduled
     assert entry["lock"] == entry["queueing_lock"] == f"job-{job['id']}"
     assert entry["priority"] == 5

@@ -37,7 +37,7 @@ from typing import Any
 import psycopg
 
 from config import Config, config_for_environment, queue_conninfo
-from jobboard import resolve_database_url
+from jobboard import logs, resolve_database_url
 from workers.app import (
     QUEUE_JOBS,
     QUEUE_MAIL,
@@ -291,10 +291,7 @@ async def wait_for_database(conninfo: str, stopping: asyncio.Event) -> bool:
 
 def main() -> None:
     config = config_for_environment()
-    logging.basicConfig(
-        level=config.LOG_LEVEL,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure_process(config.LOG_LEVEL, config.LOG_FORMAT)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # plugin chatter at import
     logging.getLogger("procrastinate").setLevel(config.QUEUE_LOG_LEVEL)
     for handler in logging.getLogger().handlers:

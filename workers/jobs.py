@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -16,6 +17,7 @@ from procrastinate import BaseRetryStrategy, JobContext, RetryDecision, exceptio
 from procrastinate.jobs import Job as QueueJob
 from procrastinate.jobs import Status
 
+from jobboard import logs
 from jobboard.jobs.processing import (
     begin_attempt,
     finish_attempt,
@@ -75,11 +77,17 @@ class InfrastructureRetry(BaseRetryStrategy):
     name=PROCESS_JOB_TASK, queue=QUEUE_JOBS, pass_context=True, retry=InfrastructureRetry()
 )
 async def process_job(
-    context: JobContext, job_id: int, owner_id: int | None = None, long: bool = False
+    context: JobContext,
+    job_id: int,
+    owner_id: int | None = None,
+    long: bool = False,
+    request_id: str | None = None,
 ) -> str:
     """Run the next attempt of job `job_id` (see jobboard.jobs.processing). `owner_id` and
     `long` are for the queue's fair fetch only (migrations/sql/long_job_slots_0009.sql);
-    the job row is the truth.
+    the job row is the truth. `request_id`, the request that queued the entry, names it
+    in the attempt's log lines (jobboard/logs.py), with the job id and the attempt; the
+    attempt ends with one line saying its outcome and duration (`log_attempt`).
 
     The common case costs two statements besides Procrastinate's fetch and finish: the
     start (one conditional UPDATE) and, for a processor that is not `blocking`, the
@@ -89,15 +97,55 @@ async def process_job(
     session, row lock), within its kind's time limit (`finish_within_time_limit`); a
     failure, or a job that is not simply pending, goes to the event loop's executor."""
     assert context.job.id is not None
-    queue_job_id = context.job.id
+    with logs.job_context(job_id, request_id=request_id):
+        queue_job_id = context.job.id
+        async with context.app.connector.pool.connection() as connection:
+            attempt = await start_attempt_async(connection, job_id, queue_job_id)
+        if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
+            begun = await in_thread(begin_attempt, job_id, queue_job_id)
+            if not isinstance(begun, Attempt):
+                return begun
+            attempt = begun
+        logs.set_attempt(attempt.attempt)
+        started = time.monotonic()
+        outcome = await run_started_attempt(context, attempt)
+        log_attempt(attempt, outcome, time.monotonic() - started)
+        return outcome
+
+
+# How each outcome of `process_job` reads in the attempt's log line.
+_ATTEMPT_ENDED = {
+    Outcome.COMPLETED: ("completed", "", logging.INFO),
+    Outcome.RETRY_SCHEDULED: ("failed", "; the next attempt is scheduled", logging.WARNING),
+    Outcome.FAILED: ("failed", "; it was the last: the job failed", logging.WARNING),
+    Outcome.SUPERSEDED: (
+        "superseded",
+        "; given up for lost meanwhile, its outcome discarded",
+        logging.WARNING,
+    ),
+}
+
+
+def log_attempt(attempt: Attempt, outcome: str, seconds: float) -> None:
+    """The attempt's one line: job id and attempt (from the context), outcome, duration."""
+    ended, detail, level = _ATTEMPT_ENDED.get(outcome, (str(outcome), "", logging.INFO))
+    duration_ms = round(seconds * 1000, 1)
+    logger.log(
+        level,
+        "job %s attempt %s %s in %s ms%s",
+        attempt.job_id,
+        attempt.attempt,
+        ended,
+        duration_ms,
+        detail,
+        extra={"outcome": ended, "duration_ms": duration_ms, "kind": attempt.kind},
+    )
+
+
+async def run_started_attempt(context: JobContext, attempt: Attempt) -> str:
+    """The processor of a started attempt, then its outcome stored (`process_job`)."""
+    job_id = attempt.job_id
     should_abort = context.should_abort
-    async with context.app.connector.pool.connection() as connection:
-        attempt = await start_attempt_async(connection, job_id, queue_job_id)
-    if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
-        begun = await in_thread(begin_attempt, job_id, queue_job_id)
-        if not isinstance(begun, Attempt):
-            return begun
-        attempt = begun
     processor = get_processor(attempt.kind)
     if processor is None or processor.blocking:
         return await finish_within_time_limit(attempt, should_abort)
@@ -182,7 +230,9 @@ def in_own_thread(name: str, function: Any, *args: Any) -> asyncio.Future[Any]:
         with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
             loop.call_soon_threadsafe(settle, result, error)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    # The thread carries the caller's context (the attempt's log context among it).
+    carried = contextvars.copy_context()
+    threading.Thread(target=carried.run, args=(run,), name=name, daemon=True).start()
     return future
 
 
@@ -194,7 +244,9 @@ async def in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
         with app_context():
             return function(*args, **kwargs)
 
-    return await asyncio.get_running_loop().run_in_executor(None, partial(call))
+    # The executor's thread runs in the caller's context (the attempt's log context).
+    carried = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(None, partial(carried.run, call))
 
 
 @task_app.periodic(cron=STALLED_CHECK_CRON, periodic_id="stalled")

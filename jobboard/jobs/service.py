@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
-from jobboard import queue, quotas
+from jobboard import logs, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
 from jobboard.extensions import db
 from jobboard.jobs import policy
@@ -227,6 +227,10 @@ def queue_entry(
 ) -> ColumnElement[int]:
     """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
     args: dict[str, Any] = {"job_id": job_id, "owner_id": owner_id}
+    request_id = logs.current_request_id()
+    if request_id is not None:
+        # The attempts' log lines name the request that queued them (jobboard/logs.py).
+        args["request_id"] = request_id
     processor = get_processor(kind)
     if processor is not None and processor.long:
         # A long kind's entry takes one of a worker's long-job slots

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import enum
 import json
+import logging
 import os
 import re
 import socket
@@ -44,7 +45,7 @@ from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import text
 
-from jobboard import notices, queue, quotas
+from jobboard import logs, notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable, check_shape
 from jobboard.extensions import db
 from jobboard.jobs import policy
@@ -61,6 +62,8 @@ from jobboard.models import (
     now_utc,
 )
 from workers.processors import get_processor
+
+logger = logging.getLogger(__name__)
 
 
 class Outcome(enum.StrEnum):
@@ -228,7 +231,16 @@ def recover_interrupted(job: Job) -> bool:
     the stalled-job check re-queues such an entry) counts as failed: the job goes back to
     pending for its next attempt (True), or fails when that was its last one (False)."""
     interrupted = f"worker stopped during attempt {job.attempts}"
-    close_attempt(job.id, AttemptOutcome.LOST, interrupted, _elapsed_ms(job.started_at))
+    lost_ms = _elapsed_ms(job.started_at)
+    close_attempt(job.id, AttemptOutcome.LOST, interrupted, lost_ms)
+    with logs.job_context(job.id, job.attempts, logs.current_request_id()):
+        logger.warning(
+            "job %s attempt %s lost after %s ms: its worker stopped during it",
+            job.id,
+            job.attempts,
+            lost_ms,
+            extra={"outcome": AttemptOutcome.LOST.value, "duration_ms": lost_ms},
+        )
     if job.attempts >= job.max_attempts:
         fail(job, interrupted, _elapsed_ms(job.started_at))
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -32,9 +33,14 @@ class WorkerProcess(Process):
             "PYTHONUNBUFFERED": "1",
             **env,
         }
-        log_path = LOG_DIR / f"worker-{os.getpid()}.log"
+        log_path = self.log_path_for_this_process()
         super().__init__("worker", [sys.executable, "-m", "workers"], environment, log_path)
         self._wait_registered()
+
+    @staticmethod
+    def log_path_for_this_process() -> Path:
+        """Where the workers this test process starts write their output (appended)."""
+        return LOG_DIR / f"worker-{os.getpid()}.log"
 
     def _wait_registered(self, timeout: float = 30.0) -> None:
         """Ready once the worker has registered itself in procrastinate_workers."""
