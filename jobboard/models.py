@@ -298,6 +298,10 @@ class JobAttempt(db.Model):
     error: Mapped[str | None] = mapped_column(Text)
     # host:pid of the worker process that ran it.
     worker: Mapped[str | None] = mapped_column(Text)
+    # The job's kind, and when the attempt was due (its queue entry's scheduled time, or
+    # when the entry was queued): lateness is started_at - due_at.
+    kind: Mapped[str | None] = mapped_column(Text)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class JobRetry(db.Model):

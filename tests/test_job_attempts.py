@@ -47,6 +47,8 @@ def test_a_completed_attempt_is_recorded_with_its_duration(client, verified_user
     [row] = rows(job.id)
     assert row.worker and ":" in row.worker  # host:pid
     job = db.session.get(Job, job.id)
+    # Due at its queue entry's time (the job's scheduled time here), of the job's kind.
+    assert row.kind == "echo" and row.due_at == job.scheduled_time
     assert row.duration_ms == job.result.duration_ms
     assert row.finished_at == job.finished_at
 
@@ -203,8 +205,13 @@ def test_the_worker_records_each_attempt_retries_included(
     assert [(a["attempt"], a["outcome"]) for a in history] == [(1, "failed"), (2, "completed")]
     assert "planned failure of attempt 1" in history[0]["error"]
     with live_app.app_context():
-        workers = {row.worker for row in rows(flaky["id"])}
-    assert len(workers) == 1 and None not in workers
+        attempt_rows = rows(flaky["id"])
+    assert len({row.worker for row in attempt_rows}) == 1 and attempt_rows[0].worker
+    # Each attempt was due at its entry's time: the retry's after the backoff, not the
+    # job's first scheduled time; lateness (start - due) is small and never negative.
+    for row in attempt_rows:
+        assert timedelta(0) <= row.started_at - row.due_at < timedelta(seconds=5), row.__dict__
+    assert attempt_rows[1].due_at > attempt_rows[0].finished_at
 
 
 def test_an_attempt_of_a_killed_worker_is_recorded_lost(

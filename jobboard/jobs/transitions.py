@@ -95,7 +95,9 @@ class Attempt:
 # Start: pending (unassigned, owned by this queue entry) -> in_progress, attempts + 1, and
 # its `running` attempt recorded, in one statement. The conditional UPDATE takes the row
 # lock, so a cancel or an award racing the pickup wins or loses cleanly. An attempt still
-# `running` on a pending job can only have been lost: it is closed so.
+# `running` on a pending job can only have been lost: it is closed so. The attempt was due
+# at its entry's scheduled time, or, for an entry queued to run at once, when it was
+# queued (Procrastinate's event; the dashboard's backlog age reads it the same way).
 _START_SQL = (
     "WITH started AS (UPDATE jobs SET status = :in_progress, attempts = attempts + 1,"
     " started_at = :now, updated_at = :now"
@@ -105,8 +107,13 @@ _START_SQL = (
     " RETURNING id, attempts, owner_id, kind, params, max_attempts, scheduled_time),"
     " stale AS (UPDATE job_attempts SET outcome = :lost, finished_at = :now"
     " WHERE job_id = (SELECT id FROM started) AND outcome = :running),"
-    " attempt AS (INSERT INTO job_attempts (job_id, number, started_at, outcome, worker)"
-    " SELECT id, attempts, :now, :running, :worker FROM started)"
+    " attempt AS (INSERT INTO job_attempts"
+    " (job_id, number, started_at, outcome, worker, kind, due_at)"
+    " SELECT id, attempts, :now, :running, :worker, kind, COALESCE("
+    "  (SELECT scheduled_at FROM procrastinate_jobs WHERE id = CAST(:queue_job_id AS bigint)),"
+    "  (SELECT max(at) FROM procrastinate_events WHERE job_id = CAST(:queue_job_id AS bigint)"
+    "   AND type IN ('deferred', 'deferred_for_retry', 'retried')),"
+    "  scheduled_time) FROM started)"
     " SELECT attempts, owner_id, kind, params, max_attempts, scheduled_time FROM started"
 )
 _START = text(_START_SQL)

@@ -19,7 +19,11 @@ CREATE TABLE job_attempts (
         CHECK (outcome IN ('running', 'completed', 'failed', 'lost')),
     error text,
     -- host:pid of the worker process that ran it.
-    worker text
+    worker text,
+    -- The job's kind, and when the attempt was due (its queue entry's scheduled time, or
+    -- when the entry was queued): lateness is started_at - due_at.
+    kind text,
+    due_at timestamptz
 );
 -- A job's history, oldest first, and its running attempt.
 CREATE INDEX ix_job_attempts_job_id ON job_attempts (job_id, id);
@@ -29,7 +33,7 @@ CREATE INDEX ix_job_attempts_finished_at ON job_attempts (finished_at)
 
 -- The attempts of the jobs that are running now, as far as the jobs table tells: their
 -- start is the job's.
-INSERT INTO job_attempts (job_id, number, started_at, outcome)
-SELECT id, attempts, started_at, 'running'
+INSERT INTO job_attempts (job_id, number, started_at, outcome, kind)
+SELECT id, attempts, started_at, 'running', kind
 FROM jobs
 WHERE status = 'in_progress' AND assignee_id IS NULL AND attempts >= 1 AND started_at IS NOT NULL;
