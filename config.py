@@ -141,6 +141,13 @@ class Config:
     JOB_RETRY_BASE_SECONDS = env_float("JOB_RETRY_BASE_SECONDS", 2.0)
     QUEUE_RETENTION_HOURS = int(os.environ.get("QUEUE_RETENTION_HOURS", "24"))
     STALLED_WORKER_SECONDS = env_float("STALLED_WORKER_SECONDS", 30.0)
+
+    # GET /metrics (docs/operations.md, "Metrics"): answered only with this bearer token;
+    # unset, the path does not exist (404).
+    METRICS_TOKEN = os.environ.get("METRICS_TOKEN") or None
+    # Finished attempts enter the metrics' totals this many seconds after they finish: the
+    # time a finishing transaction may take to commit (and the clocks to disagree).
+    METRICS_SETTLE_SECONDS = env_float("METRICS_SETTLE_SECONDS", 10.0)
     # A delivery's output, as compact JSON, is refused above this size (422).
     MAX_DELIVERY_OUTPUT_BYTES = int(os.environ.get("MAX_DELIVERY_OUTPUT_BYTES", str(256 * 1024)))
 

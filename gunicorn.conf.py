@@ -28,7 +28,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -142,6 +145,36 @@ class EdgeGeventWorker(GeventWorker):
 
 
 worker_class = EdgeGeventWorker
+
+# Prometheus's multiprocess mode (jobboard/metrics.py): each worker writes its metrics to
+# files in PROMETHEUS_MULTIPROC_DIR, and a scrape answered by any worker sums them all.
+# prometheus_client reads the variable when it is first imported, in the workers (this
+# file imports it only in the hooks below, once the workers run). Without a folder of
+# the deployment's choosing, one of our own is made for this server and removed with it;
+# either is emptied at start, so no dead server's values are summed in.
+_metrics_dir_owned = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_owned:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="jobboard-metrics-")
+
+
+def on_starting(server: Any) -> None:
+    folder = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker's live gauges go with it; its counters and histograms stay in the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    if _metrics_dir_owned:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
 
 # One access line per request, written by the application (jobboard/logs.py, with the
 # request id): gunicorn's own access log stays off. With LOG_FORMAT=json gunicorn's own

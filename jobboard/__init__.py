@@ -10,7 +10,7 @@ from sqlalchemy import text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import Config, config_for_environment, sqlalchemy_url
-from jobboard import logs
+from jobboard import logs, metrics
 from jobboard.autocommit_reads import register_autocommit_reads
 from jobboard.extensions import api, db, jwt, mail, migrate
 from jobboard.request_rules import bound_request_statements, register_request_rules
@@ -32,6 +32,7 @@ def create_app(config_class: type[Config] | None = None) -> Flask:
     bound_request_statements(app)
     register_autocommit_reads(app)
     register_blueprints(app)
+    metrics.init_app(app)
     register_error_handlers(app)
     register_commands(app)
     return app

@@ -209,6 +209,12 @@ class Job(TimestampMixin, db.Model):
         Index("ix_jobs_owner_scheduled", "owner_id", "scheduled_time"),
         Index("ix_jobs_assignee_status", "assignee_id", "status"),
         Index("ix_jobs_open_created", "created_at", postgresql_where=text("assignee_id IS NULL")),
+        # Open jobs counted exactly by GET /metrics, however many finished ones there are.
+        Index(
+            "ix_jobs_open_status",
+            "status",
+            postgresql_where=text("status IN ('pending', 'in_progress')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -26,12 +26,13 @@ from flask.testing import FlaskClient
 from devtools.database import DatabaseServer
 from devtools.smtp import Mailbox, SmtpServer
 from jobboard import create_app
-from jobboard.embedded_db import with_database
+from jobboard.embedded_db import recreate_database, with_database
 from jobboard.extensions import db
 from jobboard.models import User
 from tests.support.auth import bearer
 from tests.support.database import RUN_ID, make_config
 from tests.support.factories import UserFactory
+from tests.support.private_postgres import PrivateServer
 from tests.support.procfile import production_environment
 from tests.support.worker import WorkerProcess
 
@@ -212,3 +213,29 @@ def start_worker(
 def production_env(fresh_database: str, smtp_server: SmtpServer) -> dict[str, str]:
     """The environment of the Procfile's entries in production, on the live database."""
     return production_environment(fresh_database, smtp_server.port)
+
+
+# --- a PostgreSQL to stop -------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_server() -> Iterator[PrivateServer]:
+    """A PostgreSQL of the test's own, to stop and start (tests/support/private_postgres.py)."""
+    server = PrivateServer()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def private_app(private_server: PrivateServer, smtp_server) -> Iterator[Flask]:
+    url = recreate_database(private_server.admin_url, "jobboard_restart")
+    app = create_app(make_config(url, smtp_server.port))
+    app.config["DATABASE_URL_FOR_WORKER"] = url
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        upgrade()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()

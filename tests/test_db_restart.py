@@ -16,31 +16,19 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
-import signal
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import psycopg
-import pytest
-from flask import Flask
-from flask_migrate import upgrade
 
 from config import libpq_url
 from devtools.processes import Process
-from jobboard import create_app
-from jobboard.embedded_db import _import_pgserver, recreate_database
+from jobboard.embedded_db import recreate_database
 from jobboard.extensions import db
 from jobboard.models import Job, JobStatus, now_utc
 from tests.support.auth import bearer
-from tests.support.database import make_config
 from tests.support.factories import UserFactory
 from tests.support.polling import wait_until
 from tests.support.procfile import procfile_entries, production_environment
@@ -48,67 +36,6 @@ from tests.support.worker import WorkerProcess
 
 POSTERS = 3
 RECOVERY_LIMIT_SECONDS = 10.0
-
-
-class PrivateServer:
-    """A PostgreSQL of this test's own, on a Unix socket in a temporary folder."""
-
-    def __init__(self) -> None:
-        self.pgserver = _import_pgserver()
-        self.folder = Path(tempfile.mkdtemp(prefix="jobboard-restart-"))
-        self.pgdata = self.folder / "pgdata"
-        self.server = self.pgserver.get_server(self.pgdata, cleanup_mode=None)
-        self.admin_url = self.server.get_uri("postgres")
-        self.socket_dir = parse_qs(urlsplit(self.admin_url).query)["host"][0]
-
-    def pg_ctl(self, *args: str) -> None:
-        self.pgserver.pg_ctl(list(args), pgdata=self.pgdata, user=self.server.system_user)
-
-    def stop(self) -> None:
-        """Fast shutdown: every open connection is cut, as in a crash or a failover."""
-        self.pg_ctl("-w", "-m", "fast", "stop")
-
-    def stall(self) -> None:
-        """The postmaster stops answering: a new connection is accepted by the kernel and
-        then waits, as connections did while a fast shutdown hung on clients mid-startup."""
-        os.kill(self.postmaster_pid(), signal.SIGSTOP)
-
-    def resume(self) -> None:
-        os.kill(self.postmaster_pid(), signal.SIGCONT)
-
-    def start(self) -> None:
-        log = str(self.pgdata / "restart.log")
-        self.pg_ctl("-w", "-o", '-h ""', "-o", f"-k {self.socket_dir}", "-l", log, "start")
-
-    def postmaster_pid(self) -> int:
-        return int((self.pgdata / "postmaster.pid").read_text().split()[0])
-
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        except Exception:  # already stopped
-            pass
-        shutil.rmtree(self.folder, ignore_errors=True)
-
-
-@pytest.fixture
-def private_server() -> Iterator[PrivateServer]:
-    server = PrivateServer()
-    yield server
-    server.destroy()
-
-
-@pytest.fixture
-def private_app(private_server: PrivateServer, smtp_server) -> Iterator[Flask]:
-    url = recreate_database(private_server.admin_url, "jobboard_restart")
-    app = create_app(make_config(url, smtp_server.port))
-    app.config["DATABASE_URL_FOR_WORKER"] = url
-    with app.app_context():
-        upgrade()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def test_database_restart_under_load(private_server, private_app, smtp_server, capsys):

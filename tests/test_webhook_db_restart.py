@@ -17,14 +17,13 @@ from tests.support.factories import UserFactory
 from tests.support.polling import wait_until
 from tests.support.receivers import Answer, Receiver
 from tests.support.worker import WorkerProcess
-from tests.test_db_restart import private_app, private_server  # noqa: F401  (fixtures)
 
 EVENTS = 30
 
 
 def test_deliveries_due_across_a_database_restart_all_arrive(
-    private_server,  # noqa: F811
-    private_app,  # noqa: F811
+    private_server,
+    private_app,
     smtp_server,
 ):
     app = private_app

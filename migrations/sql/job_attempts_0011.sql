@@ -37,3 +37,18 @@ INSERT INTO job_attempts (job_id, number, started_at, outcome, kind)
 SELECT id, attempts, started_at, 'running', kind
 FROM jobs
 WHERE status = 'in_progress' AND assignee_id IS NULL AND attempts >= 1 AND started_at IS NOT NULL;
+
+-- The metrics (GET /metrics, jobboard/metrics.py), computed from these tables when scraped.
+-- Open jobs counted exactly, whatever the number of finished ones.
+CREATE INDEX ix_jobs_open_status ON jobs (status) WHERE status IN ('pending', 'in_progress');
+-- Webhook attempts made in a window.
+CREATE INDEX ix_webhook_attempts_attempted_at ON webhook_attempts (attempted_at);
+-- The running totals of finished attempts (counters and histograms), shared by every web
+-- process: a scrape adds what finished since `watermark` and moves it forward.
+CREATE TABLE metric_rollups (
+    name text PRIMARY KEY,
+    -- NULL: nothing counted yet.
+    watermark timestamptz,
+    data jsonb NOT NULL
+);
+INSERT INTO metric_rollups (name, watermark, data) VALUES ('totals', NULL, '{}');

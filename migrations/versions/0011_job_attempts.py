@@ -7,8 +7,9 @@ Create Date: 2026-12-05
 `job_attempts`: every attempt of a job the queue runs (number, start, end, duration,
 outcome running|completed|failed|lost, error, worker), written by the transitions that
 change the job. The table and its indexes are in job_attempts_0011.sql; the running
-attempts of jobs in progress at upgrade time are recorded from the jobs table. The
-downgrade drops the table.
+attempts of jobs in progress at upgrade time are recorded from the jobs table. With them,
+what GET /metrics reads: an index of open jobs by status, one of webhook attempts by time,
+and `metric_rollups`, the running totals the scrapes advance. The downgrade drops them.
 """
 
 from __future__ import annotations
@@ -35,4 +36,11 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    _run("DROP TABLE IF EXISTS job_attempts;")
+    _run(
+        """
+        DROP TABLE IF EXISTS metric_rollups;
+        DROP INDEX IF EXISTS ix_webhook_attempts_attempted_at;
+        DROP INDEX IF EXISTS ix_jobs_open_status;
+        DROP TABLE IF EXISTS job_attempts;
+        """
+    )
