@@ -143,3 +143,23 @@ def test_window_leaves_the_warm_up_out_and_spread_skips_missing_rounds():
     figures = spread([3.0, math.nan, 1.0, 2.0])
     assert (figures["median"], figures["min"], figures["max"]) == (2.0, 1.0, 3.0)
     assert math.isnan(spread([math.nan])["median"])
+
+
+def test_metrics_scrape_seeds_serves_measures_and_cleans_up(database_server):
+    name = f"jbtest_{os.getpid()}_metrics"
+    env = {**os.environ, "DATABASE_URL": database_server.admin_url}
+    sizes = ["--jobs", "3000", "--queued", "300", "--scrapes", "5", "--database", name]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.metrics_scrape", *sizes],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| first ever (totals from nothing) |" in result.stdout
+    assert "| next 5, one after the other |" in result.stdout
+    with psycopg.connect(database_server.admin_url, autocommit=True) as conn:
+        left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert left is None
