@@ -103,11 +103,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
+# The totals take in at most 50,000 finished attempts a scrape (jobboard/metrics.py): the
+# first scrapes over a seeded history catch up, and are reported apart.
+CATCH_UP_SCRAPES = 25
+
+
 def measure(url: str, token: str, scrapes: int) -> dict[str, float]:
-    first_ms, size = scrape(url, token)
+    catching_up = [scrape(url, token) for _ in range(CATCH_UP_SCRAPES)]
+    size = catching_up[-1][1]
     latencies = [scrape(url, token)[0] for _ in range(scrapes)]
     return {
-        "first_ms": first_ms,
+        "first_ms": catching_up[0][0],
+        "catch_up_p50_ms": statistics.median(ms for ms, _ in catching_up),
+        "catch_up_max_ms": max(ms for ms, _ in catching_up),
         "p50_ms": statistics.median(latencies),
         "p99_ms": percentile(latencies, 99),
         "max_ms": max(latencies),
@@ -119,9 +127,13 @@ def report(figures: dict[str, float], scrapes: int, setting: str) -> None:
     print(f"GET /metrics, {setting}")
     print("| scrape | p50 ms | p99 ms | max ms |")
     print("|---|---|---|---|")
-    print(f"| first ever (totals from nothing) | {figures['first_ms']:.1f} | | |")
     print(
-        f"| next {scrapes}, one after the other | {figures['p50_ms']:.1f} | "
+        f"| first {CATCH_UP_SCRAPES} (the totals catching up, the first "
+        f"{figures['first_ms']:.1f} ms) | {figures['catch_up_p50_ms']:.1f} | | "
+        f"{figures['catch_up_max_ms']:.1f} |"
+    )
+    print(
+        f"| next {scrapes}, one after the other (steady) | {figures['p50_ms']:.1f} | "
         f"{figures['p99_ms']:.1f} | {figures['max_ms']:.1f} |"
     )
     print(f"a scrape's body: {figures['bytes']:,} bytes")
@@ -136,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scrapes", type=int, default=300)
     parser.add_argument("--database", default="jobboard_bench_metrics")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument(
+        "--reuse", action="store_true", help="a database kept by --keep: no new seed"
+    )
     args = parser.parse_args(argv)
     if args.url:
         if not args.token:
@@ -152,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
 
     server = DatabaseServer.at(os.environ.get("DATABASE_URL"))
     database = server.database(args.database)
-    database.recreate()
+    if not args.reuse:
+        database.recreate()
     token = secrets.token_urlsafe(24)
     env = system_environment(database.url, free_port())
     env["METRICS_TOKEN"] = token
@@ -160,9 +176,13 @@ def main(argv: list[str] | None = None) -> int:
     web = None
     try:
         run_migrations(env, log_dir)
-        print(f"seeding {args.jobs:,} jobs, {args.queued:,} queued ...", file=sys.stderr)
-        seconds = seed(database, args.jobs, args.queued)
-        print(f"seeded and analysed in {seconds:.0f} s", file=sys.stderr)
+        if args.reuse:
+            with database.connect() as conn:  # the totals start again from nothing
+                conn.execute("UPDATE metric_rollups SET watermark = NULL, data = '{}'")
+        else:
+            print(f"seeding {args.jobs:,} jobs, {args.queued:,} queued ...", file=sys.stderr)
+            seconds = seed(database, args.jobs, args.queued)
+            print(f"seeded and analysed in {seconds:.0f} s", file=sys.stderr)
         port = free_port()
         workers = int(env.get("WEB_CONCURRENCY") or 2)
         web = start_web(env, port, workers, Path(log_dir))

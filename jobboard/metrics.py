@@ -14,8 +14,10 @@ on as many machines:
   histograms of finished attempts come from running totals kept in `metric_rollups`:
   a scrape adds what finished since the totals' watermark and moves it forward, so every
   process answers the same, monotonic totals, and a scrape reads only the attempts of
-  the last few seconds, whatever the size of the tables. Counts trail by
-  METRICS_SETTLE_SECONDS, the time an attempt's finishing transaction may take to commit.
+  the last few seconds, whatever the size of the tables (at most CATCH_UP_BATCH a
+  scrape: after an upgrade over a long history the totals catch up over several
+  scrapes). Counts trail by METRICS_SETTLE_SECONDS, the time an attempt's finishing
+  transaction may take to commit.
   Gauges read indexes (open jobs, due queue entries, pending deliveries); finished jobs
   and deliveries are counted exactly up to EXACT_COUNT_BELOW rows, and above it estimated
   from the planner's statistics (kept by autovacuum's ANALYZE), as a count of a million
@@ -59,6 +61,10 @@ from workers.app import QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE, QUEUE_WEBHOOK
 
 KNOWN_QUEUES = (QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)
 SCRAPE_TIMEOUT_MS = 2000
+# A scrape adds at most this many finished attempts (and webhook attempts) to the totals:
+# after an upgrade, or a long time without scrapes, the totals catch up over several
+# scrapes instead of one that would pass the statement timeout.
+CATCH_UP_BATCH = 50_000
 # Tables with fewer rows than this (the planner's estimate) are counted exactly.
 EXACT_COUNT_BELOW = 100_000
 # Upper bounds of the histograms' buckets, in seconds.
@@ -157,10 +163,19 @@ _BY_STATUS = """
 
 SCRAPE_SQL = text(
     f"""
-    WITH bounds AS (
-        SELECT COALESCE(CAST(:since AS timestamptz), '-infinity') AS since,
-               statement_timestamp() - make_interval(secs => :settle) AS until,
+    WITH start AS (SELECT COALESCE(CAST(:since AS timestamptz), '-infinity') AS since),
+    bounds AS (
+        SELECT s.since,
+               LEAST(
+                   statement_timestamp() - make_interval(secs => :settle),
+                   (SELECT a.finished_at FROM job_attempts a WHERE a.finished_at > s.since
+                    ORDER BY a.finished_at OFFSET :batch LIMIT 1),
+                   (SELECT w.attempted_at FROM webhook_attempts w
+                    WHERE w.attempted_at > s.since
+                    ORDER BY w.attempted_at OFFSET :batch LIMIT 1)
+               ) AS until,
                statement_timestamp() AS at
+        FROM start AS s
     )
     SELECT
         (SELECT until FROM bounds) AS until,
@@ -246,6 +261,7 @@ def read_queue_state() -> dict[str, Any]:
                     "settle": float(config["METRICS_SETTLE_SECONDS"]),
                     "live_seconds": float(config["STALLED_WORKER_SECONDS"]),
                     "exact_below": EXACT_COUNT_BELOW,
+                    "batch": CATCH_UP_BATCH,
                 },
             )
             .one()

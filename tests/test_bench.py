@@ -158,8 +158,8 @@ def test_metrics_scrape_seeds_serves_measures_and_cleans_up(database_server):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "| first ever (totals from nothing) |" in result.stdout
-    assert "| next 5, one after the other |" in result.stdout
+    assert "| first 25 (the totals catching up" in result.stdout
+    assert "| next 5, one after the other (steady) |" in result.stdout
     with psycopg.connect(database_server.admin_url, autocommit=True) as conn:
         left = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
     assert left is None

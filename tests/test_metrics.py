@@ -148,6 +148,19 @@ def test_totals_grow_once_per_attempt_however_often_scraped(scraping, client, ve
     assert value(scrape(client), name, kind="echo", outcome="completed") == 2
 
 
+def test_a_long_history_is_taken_in_over_several_scrapes(
+    scraping, client, verified_user, monkeypatch
+):
+    """Each scrape adds a bounded number of finished attempts to the totals, so one after
+    an upgrade over millions of them stays within its statement timeout."""
+    monkeypatch.setattr(metrics, "CATCH_UP_BATCH", 2)
+    name = "jobboard_job_attempts_finished_total"
+    for _ in range(5):
+        run_queued_attempt(create_job(verified_user).id)
+    seen = [value(scrape(client), name, kind="echo", outcome="completed") for _ in range(3)]
+    assert seen == [3, 5, 5]
+
+
 def test_attempts_are_counted_once_their_settle_time_has_passed(scraping, client, verified_user):
     name = "jobboard_job_attempts_finished_total"
     scraping.config["METRICS_SETTLE_SECONDS"] = 3600
