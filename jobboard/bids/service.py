@@ -23,7 +23,7 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from jobboard import notices, quotas
+from jobboard import conditional, notices, quotas
 from jobboard.bids.sorting import DEFAULT_SORT, sorted_by
 from jobboard.errors import Conflict, Forbidden, NotFound
 from jobboard.extensions import db
@@ -169,9 +169,18 @@ def place_bid(
     return _shown(bid)
 
 
-def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) -> ShownBid:
-    """Change a pending bid while the job still takes bids."""
+def edit_bid(
+    job_id: int,
+    bid_id: int,
+    bidder: User,
+    changes: dict[str, Any],
+    if_match: conditional.IfMatch | None = None,
+) -> ShownBid:
+    """Change a pending bid while the job still takes bids; 412 when it changed since the
+    caller read it (`if_match`: checked as readers see the bid, under its lock)."""
     job, bid = _own_bid_locked(job_id, bid_id, bidder)
+    if if_match is not None:
+        if_match.require_current(_shown(bid))
     _require_pending(bid, "edited")
     policy.require_open_for_bids(job)
     for field, value in changes.items():

@@ -39,7 +39,7 @@ from flask import current_app
 from marshmallow import ValidationError
 from sqlalchemy import text
 
-from jobboard import notices, queue, quotas
+from jobboard import conditional, notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable, check_shape
 from jobboard.extensions import db
 from jobboard.jobs import policy
@@ -269,19 +269,24 @@ def _elapsed_ms(since: datetime | None) -> int:
 # --- the owner's transitions -------------------------------------------------------------
 
 
-def _locked_for_change(user: User | None, job_id: int) -> Job:
-    """The job locked FOR UPDATE, if `user` may change it (None is the operator's CLI)."""
+def _locked_for_change(
+    user: User | None, job_id: int, if_match: conditional.IfMatch | None = None
+) -> Job:
+    """The job locked FOR UPDATE, if `user` may change it (None is the operator's CLI)
+    and it is still as the caller read it (`if_match`)."""
     job = locked(Job, job_id)
     if job is None or (user is not None and not policy.can_see(user, job)):
         raise NotFound(f"Job {job_id} not found.")
+    conditional.require_current(if_match, job)
     if user is not None:
         policy.require_may_change(user, job)
     return job
 
 
-def cancel_job(user: User, job_id: int) -> Job:
-    """Cancel a pending job and its queue entry; 409 once it has started or finished."""
-    job = _locked_for_change(user, job_id)
+def cancel_job(user: User, job_id: int, if_match: conditional.IfMatch | None = None) -> Job:
+    """Cancel a pending job and its queue entry; 409 once it has started or finished,
+    412 when it changed since the caller read it (`if_match`)."""
+    job = _locked_for_change(user, job_id, if_match)
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
     job.status = JobStatus.CANCELLED
@@ -382,7 +387,12 @@ def release(user: User, job_id: int) -> Job:
 EDITABLE_FIELDS = ("name", "description", "scheduled_time", "priority", "params", "max_attempts")
 
 
-def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
+def reschedule(
+    user: User,
+    job_id: int,
+    changes: Mapping[str, Any],
+    if_match: conditional.IfMatch | None = None,
+) -> Job:
     """The owner edits a pending, unassigned job. A new `scheduled_time` (null: now) or
     `priority` moves its queue entry in the same transaction: the old entry is cancelled
     (or, if a worker has just taken it, superseded: the attempt checks that it still owns
@@ -390,6 +400,7 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
     job = locked(Job, job_id)
     if job is None or not policy.is_owner(user, job):
         raise NotFound(f"Job {job_id} not found.")
+    conditional.require_current(if_match, job)
     if job.status != JobStatus.PENDING or job.assignee_id is not None:
         state = "assigned" if job.assignee_id is not None else job.status
         raise Conflict(f"Job {job.id} is {state}; only a pending, unassigned job can be edited.")
