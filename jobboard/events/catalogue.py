@@ -199,9 +199,9 @@ TYPES: tuple[EventType, ...] = (
     EventType(
         "job.retrying",
         "owner",
-        "An attempt failed and the next one is scheduled (`data.job.scheduled_time`, "
-        "`data.job.last_error`).",
-        "JobData",
+        "An attempt failed and the next one is scheduled (`data.next_attempt_at`; the error "
+        "is `data.job.last_error`).",
+        "JobRetryingData",
         _owner,
         {
             "job": {
@@ -209,8 +209,8 @@ TYPES: tuple[EventType, ...] = (
                 "status": "pending",
                 "last_error": "ValueError: bad input",
                 "finished_at": None,
-                "scheduled_time": "2026-12-01T09:00:03+00:00",
-            }
+            },
+            "next_attempt_at": "2026-12-01T09:00:03+00:00",
         },
     ),
     EventType(
@@ -245,7 +245,8 @@ TYPES: tuple[EventType, ...] = (
     EventType(
         "bid.withdrawn",
         "job owner",
-        "A bid on their job was withdrawn by its bidder.",
+        "A bid on their job was withdrawn by its bidder: a pending bid, or the accepted one "
+        "when its bidder gives the job back (then `job.released` comes with it).",
         "BidData",
         _owner,
         {

@@ -134,11 +134,21 @@ def write_events(rows: Sequence[EventRow]) -> list[int]:
     return [row[0] for row in written]
 
 
+def tell(type_name: str, **resources: Any) -> int:
+    """Build and write one event about a change on the change's own transaction (flushed
+    first, so the event shows the rows as they are written); its id."""
+    db.session.flush()
+    (event_id,) = write_events([build_event(type_name, **resources)])
+    return event_id
+
+
 async def write_events_async(connection: Any, rows: Sequence[EventRow]) -> list[int]:
     """Write `rows` on a psycopg async connection: in its current transaction, or as
-    their own one in autocommit."""
+    their own one in autocommit. No email limit is counted here (that needs the session):
+    the types written this way have none."""
     if not rows:
         return []
+    assert not any(row.emailed and event_type(row.type).email_limit for row in rows)
     async with connection.cursor() as cursor:
         await cursor.execute(WRITE_EVENTS_SQL, write_parameters(rows))
         return [row[0] for row in await cursor.fetchall()]

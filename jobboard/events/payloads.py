@@ -50,6 +50,14 @@ class JobCompletedData(JobData):
     result = fields.Nested(JobResultOut, required=True)
 
 
+class JobRetryingData(JobData):
+    next_attempt_at = fields.AwareDateTime(
+        format="iso",
+        required=True,
+        metadata={"description": "When the next attempt is due (the retry's backoff)."},
+    )
+
+
 class JobReleasedData(JobData):
     by = fields.String(
         required=True,
