@@ -98,8 +98,10 @@ def register_blueprints(app: Flask) -> None:
     from jobboard.bids.routes import blp as bids_blp
     from jobboard.dashboard.routes import blp as dashboard_blp
     from jobboard.dashboard.routes import pages as dashboard_pages
+    from jobboard.events import building
     from jobboard.events.emails import register_email_filters
     from jobboard.events.openapi import document_events
+    from jobboard.events.payloads import event_data
     from jobboard.events.routes import blp as events_blp
     from jobboard.jobs.routes import blp as jobs_blp
     from jobboard.plans.routes import blp as plans_blp
@@ -120,6 +122,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(dashboard_pages)
     document_events(api)
     register_email_filters(app)
+    # The events spine sits below the blueprints; their schemas dump its data (building.py).
+    building.install(event_data)
 
     @app.get("/health")
     def health():

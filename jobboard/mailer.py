@@ -15,8 +15,8 @@ def queue_email(to: str, subject: str, body: str) -> int:
 
 @dataclass(frozen=True)
 class OutgoingEmail:
-    """An email a mail task sends when it runs (codes, deadline notices): built at sending
-    time, so that it says what is true then, or None when nothing is to be sent."""
+    """An email a mail task sends when it runs (codes): built at sending time, so that it
+    says what is true then, or None when nothing is to be sent."""
 
     to: str
     subject: str

@@ -191,7 +191,8 @@ RESET_CODE_COOLDOWN = Limit(
     advice=_NEWEST_CODE_WORKS,
 )
 # Not a refusal: a bidder's later bids on the same job within the window are not mailed
-# to its owner (jobboard.notices).
+# to its owner (the email limit of `bid.placed` in jobboard/events/catalogue.py); they are
+# events all the same.
 BID_NOTICE_PER_BIDDER_JOB = Limit(
     "bid-notice-bidder-job",
     "notice email per bidder and job",

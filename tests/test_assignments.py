@@ -184,8 +184,8 @@ def test_the_assignee_delivers_the_result_is_stored_and_the_owner_told(client, p
     # Stored exactly like a processor's result: one job_results row.
     assert db.session.get(JobResult, job["id"]).output == {"text": "Bonjour", "words": 1}
     (email,) = [e for e in queued_emails_to(paula.email) if "delivered" in e["subject"]]
-    assert "Bob Builder" in email["body"]
-    assert "Voilà." in email["body"]
+    assert f"user #{bob.id}" in email["body"]
+    assert "> Voilà." in email["body"]
     assert f"/api/jobs/{job['id']}/result/" in email["body"]
     # The deadline notices are cancelled.
     for task in ("send_due_reminder", "send_overdue_notice"):

@@ -192,4 +192,4 @@ def test_the_worker_sends_the_deadline_notices_when_they_come_due(
         )
         db.session.commit()
     overdue = one_email(mailbox, "owner@example.com", "is overdue")
-    assert '"Bob" has not delivered' in body_of(overdue)
+    assert f"(user #{bob.id}) has not delivered" in body_of(overdue)

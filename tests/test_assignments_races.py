@@ -9,13 +9,14 @@ from datetime import timedelta
 import psycopg
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 from config import libpq_url
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job, JobResult, JobStatus, now_utc
 from tests.support.bids import BidsApi, bid_payload, live_headers, make_live_job, run_at_once
 from tests.support.database import lock_waiters
+from tests.support.events import queued_event_emails
 from tests.support.polling import wait_until
 
 
@@ -56,15 +57,9 @@ def results_of(live_app, job_id: int) -> int:
         )
 
 
-def emails_queued(live_app, subject_like: str) -> int:
+def emails_queued(live_app, type_name: str) -> int:
     with live_app.app_context():
-        return db.session.scalar(
-            text(
-                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'send_email'"
-                " AND args->>'subject' LIKE :subject"
-            ),
-            {"subject": subject_like},
-        )
+        return len(queued_event_emails(type_name))
 
 
 def deliver_call(headers, job_id: int, text_value: str):
@@ -96,7 +91,7 @@ def test_two_deliveries_racing_one_wins(live_app, live_client, database_url, par
     assert results_of(live_app, job.id) == 1
     with live_app.app_context():
         assert db.session.get(JobResult, job.id).output == {"text": winner}
-    assert emails_queued(live_app, "%was delivered") == 1
+    assert emails_queued(live_app, "job.completed") == 1
 
 
 def test_release_racing_delivery_leaves_one_clean_outcome(

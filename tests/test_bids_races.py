@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from jobboard.extensions import db
 from jobboard.models import Bid, BidStatus, Job
 from tests.support.bids import BidsApi, live_headers, make_live_job, run_at_once
+from tests.support.events import queued_event_emails
 
 
 @pytest.fixture
@@ -41,16 +42,13 @@ def assignee_of(live_app, job_id: int) -> int | None:
 
 
 def queued_email_recipients(live_app) -> list[tuple[str, str]]:
-    """Queued emails about accepting (the owner's "New bid on" notices left out)."""
+    """Queued event emails about accepting (the owner's "New bid on" notices left out)."""
     with live_app.app_context():
-        rows = db.session.execute(
-            text(
-                "SELECT args->>'to', args->>'subject' FROM procrastinate_jobs "
-                "WHERE task_name = 'send_email' AND args->>'subject' NOT LIKE 'New bid on %' "
-                "ORDER BY id"
-            )
-        )
-        return [(to, subject) for to, subject in rows]
+        return [
+            (email.to, email.subject)
+            for email in queued_event_emails()
+            if not email.subject.startswith("New bid on")
+        ]
 
 
 def test_two_accepts_of_different_bids_racing_have_exactly_one_winner(

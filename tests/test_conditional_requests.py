@@ -117,9 +117,6 @@ def test_if_match_never_reveals_somebody_elses_job(client, setting):
     assert response.status_code == 404
 
 
-@pytest.mark.xfail(
-    strict=True, reason="auth/routes.py is wired in stage 2 (conditional.profile_unchanged)"
-)
 def test_me_has_an_etag_and_honours_if_match(client, setting):
     owner, *_ = setting
     headers = bearer(owner)

@@ -1,5 +1,6 @@
-"""Deadline notices: the tasks the queue runs at their time, run here in the test process
-with the real SMTP server; each re-checks the job before sending."""
+"""Deadline notices: the tasks the queue runs at their time, run here in the test process;
+each re-checks the job and tells by an event (`job.due_soon`, `job.overdue`) at most once,
+whose email reaches the real SMTP server."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import date, timedelta
 
 from jobboard.extensions import db
 from jobboard.models import Job
-from jobboard.notices import due_at, overdue_email
+from jobboard.notices import due_at, tell_overdue
 from tests.support.assignments import awarded_job, deliver, release
 from tests.support.auth import bearer
+from tests.support.events import events, last_event_id, send_queued_event_emails, told
 from tests.support.smtp import body_of
 from workers.app import task_app
 
@@ -24,9 +26,16 @@ def test_the_reminder_reaches_the_assignee_while_the_job_is_due(client, make_use
     deadline = date.today() + timedelta(days=3)
     job, _bid = awarded_job(client, paula, bob, deadline=deadline, name="Translate")
 
+    before = last_event_id()
     sent = run_task("send_due_reminder", job_id=job["id"], due_date=deadline.isoformat())
 
     assert sent is True
+    reminder = told("job.due_soon", to=bob, after=before)
+    assert reminder.data["due_date"] == deadline.isoformat()
+    assert reminder.data["job"]["id"] == job["id"]
+    # Told once: the entry run again tells nothing.
+    assert run_task("send_due_reminder", job_id=job["id"], due_date=deadline.isoformat()) is False
+    assert send_queued_event_emails(after=before) == 1
     message = mailbox.wait_for(lambda m: bob.email in m["To"])
     assert message["Subject"] == f'Reminder: "Translate" is due {deadline.isoformat()}'
     assert f"/api/jobs/{job['id']}/deliver/" in body_of(message)
@@ -49,7 +58,7 @@ def test_no_reminder_after_delivery_release_or_for_another_due_date(client, make
     ):
         assert run_task("send_due_reminder", job_id=job_id, due_date=due.isoformat()) is False
         assert run_task("send_overdue_notice", job_id=job_id, due_date=due.isoformat()) is False
-    assert mailbox.messages == []
+    assert events("job.due_soon") == events("job.overdue") == []
 
 
 def test_the_overdue_notice_reaches_the_owner_only_once_the_date_has_passed(
@@ -61,19 +70,23 @@ def test_the_overdue_notice_reaches_the_owner_only_once_the_date_has_passed(
 
     # Not yet overdue: nothing, even if the entry ran early.
     assert run_task("send_overdue_notice", job_id=job["id"], due_date=deadline.isoformat()) is False
-    assert overdue_email(job["id"], deadline.isoformat(), now=due_at(deadline)) is not None
+    assert events("job.overdue") == []
 
     # The date passed without a delivery.
     passed = date.today() - timedelta(days=2)
     stored = db.session.get(Job, job["id"])
     stored.due_date = passed
     db.session.commit()
+    before = last_event_id()
     sent = run_task("send_overdue_notice", job_id=job["id"], due_date=passed.isoformat())
 
     assert sent is True
+    assert told("job.overdue", to=paula, after=before).data["due_date"] == passed.isoformat()
+    assert tell_overdue(job["id"], passed.isoformat(), now=due_at(passed)) is False  # once
+    assert send_queued_event_emails(after=before) == 1
     message = mailbox.wait_for(lambda m: paula.email in m["To"])
     assert message["Subject"] == '"Proofread" is overdue'
-    assert '"Bob" has not delivered' in body_of(message)
+    assert f"user #{bob.id}) has not delivered" in body_of(message)
     assert f"/api/jobs/{job['id']}/release/" in body_of(message)
     assert client.get(f"/api/jobs/{job['id']}/", headers=bearer(paula)).get_json()["due_date"] == (
         passed.isoformat()

@@ -14,6 +14,7 @@ from jobboard.extensions import db
 from jobboard.models import FREE_PLAN, Bid, Job, JobStatus, Plan, User, now_utc
 from jobboard.quotas import json_size, seconds_to_next_utc_day
 from tests.support.bids import bid_payload
+from tests.support.events import queued_event_emails
 from tests.support.factories import JobFactory, PlanFactory
 from tests.support.jobs import in_future, payload
 from workers.plans import process_plan_subscriptions
@@ -31,13 +32,7 @@ def post_job(client, headers, **overrides):
 
 
 def queued_emails() -> list[tuple[str, str]]:
-    rows = db.session.execute(
-        text(
-            "SELECT args->>'to', args->>'subject' FROM procrastinate_jobs "
-            "WHERE task_name = 'send_email' ORDER BY id"
-        )
-    )
-    return [(to, subject) for to, subject in rows]
+    return [(email.to, email.subject) for email in queued_event_emails()]
 
 
 # --- the shipped plans and GET /api/me/plan/ ------------------------------------------------

@@ -25,6 +25,7 @@ from jobboard.auth.schemas import (
     VerifyEmailIn,
 )
 from jobboard.auth.tokens import caller, login_required
+from jobboard.conditional import STALE, IfMatch, IfMatchHeaders
 from jobboard.models import User
 from jobboard.request_rules import client_ip
 from jobboard.view_helpers import Blueprint, documented_error
@@ -258,6 +259,7 @@ class PasswordReset(MethodView):
 class Me(MethodView):
     @login_required
     @blp.doc(security=BEARER)
+    @blp.etag
     @blp.response(200, ProfileOut)
     @error(401, "Missing, invalid, expired or revoked access token.")
     def get(self) -> User:
@@ -267,11 +269,14 @@ class Me(MethodView):
     @login_required
     @blp.doc(security=BEARER)
     @blp.arguments(ProfilePatchIn, required=False)
+    @blp.arguments(IfMatchHeaders, location="headers")
     @blp.response(200, ProfileOut)
     @error(401, "Missing, invalid, expired or revoked access token.")
-    def patch(self, changes: dict[str, Any]) -> User:
+    @error(412, STALE)
+    def patch(self, changes: dict[str, Any], headers: dict[str, Any]) -> User:
         """Change display_name, bio or skills; fields left out stay as they are."""
-        return service.update_profile(caller(), changes)
+        if_match = IfMatch.of(headers, ProfileOut)
+        return service.update_profile(caller(), changes, if_match=if_match)
 
 
 @blp.route("/me/password/")

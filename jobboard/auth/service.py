@@ -51,7 +51,7 @@ from jwt import PyJWTError
 from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from jobboard import locking, queue, ratelimit
+from jobboard import conditional, locking, queue, ratelimit
 from jobboard.auth.passwords import hash_password, password_matches
 from jobboard.auth.tokens import (
     FAMILY_CLAIM,
@@ -773,7 +773,13 @@ def _own_refresh_token(token: str, user_id: str) -> dict[str, Any]:
 # --- profile and password ----------------------------------------------------------------------
 
 
-def update_profile(user: User, changes: dict[str, Any]) -> User:
+def update_profile(
+    user: User, changes: dict[str, Any], if_match: conditional.IfMatch | None = None
+) -> User:
+    """Change the caller's display_name, bio or skills; 412 when the profile changed since
+    they read it (`if_match`, checked under the row's lock)."""
+    user = locking.locked(User, user.id) or user
+    conditional.require_current(if_match, user)
     for field in ("display_name", "bio"):
         if field in changes:
             setattr(user, field, changes[field])

@@ -123,9 +123,8 @@ class JobBid(VerifiedUserView):
         self, changes: dict[str, Any], headers: dict[str, Any], job_id: int, bid_id: int
     ) -> service.ShownBid:
         """Edit your pending bid."""
-        if_match = conditional.if_match_of(headers)
-        conditional.bid_unchanged(caller(), job_id, bid_id, if_match)
-        return service.edit_bid(job_id, bid_id, caller(), changes)
+        if_match = conditional.IfMatch.of(headers, BidOut)
+        return service.edit_bid(job_id, bid_id, caller(), changes, if_match=if_match)
 
     @authenticated
     @blp.response(200, BidOut)

@@ -23,9 +23,10 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from jobboard import notices, quotas
+from jobboard import conditional, quotas
 from jobboard.bids.sorting import DEFAULT_SORT, sorted_by
 from jobboard.errors import Conflict, Forbidden, NotFound
+from jobboard.events.outbox import build_event, tell, write_events
 from jobboard.extensions import db
 from jobboard.jobs import policy, transitions
 from jobboard.locking import locked
@@ -164,14 +165,23 @@ def place_bid(
     _flush_or_conflict(
         {LIVE_BID_INDEX: "You already have a pending bid on this job; edit or withdraw it."}
     )
-    notices.bid_placed(job, bid)
+    tell("bid.placed", job=job, bid=bid)
     db.session.commit()
     return _shown(bid)
 
 
-def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) -> ShownBid:
-    """Change a pending bid while the job still takes bids."""
+def edit_bid(
+    job_id: int,
+    bid_id: int,
+    bidder: User,
+    changes: dict[str, Any],
+    if_match: conditional.IfMatch | None = None,
+) -> ShownBid:
+    """Change a pending bid while the job still takes bids; 412 when it changed since the
+    caller read it (`if_match`: checked as readers see the bid, under its lock)."""
     job, bid = _own_bid_locked(job_id, bid_id, bidder)
+    if if_match is not None:
+        if_match.require_current(_shown(bid))
     _require_pending(bid, "edited")
     policy.require_open_for_bids(job)
     for field, value in changes.items():
@@ -182,9 +192,10 @@ def edit_bid(job_id: int, bid_id: int, bidder: User, changes: dict[str, Any]) ->
 
 def withdraw_bid(job_id: int, bid_id: int, bidder: User) -> ShownBid:
     """Take back a pending bid; the bidder may bid on the job again later."""
-    _job, bid = _own_bid_locked(job_id, bid_id, bidder)
+    job, bid = _own_bid_locked(job_id, bid_id, bidder)
     _require_pending(bid, "withdrawn")
     bid.status = BidStatus.WITHDRAWN
+    tell("bid.withdrawn", job=job, bid=bid)
     db.session.commit()
     return _shown(bid)
 
@@ -193,8 +204,9 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> ShownBid:
     """The owner picks a bid: it wins, the job is handed to its bidder (`award`: in
     progress, queue entry cancelled) and every other pending bid is rejected, all in one
     transaction under the job's row lock.
-    The winner and the rejected bidders are emailed through the queue, on the same
-    transaction, so nobody hears of an accept that did not commit."""
+    The winner and the rejected bidders hear of it by events written in the same
+    transaction (`bid.accepted`, `bid.rejected`), so nobody hears of an accept that did
+    not commit."""
     # The owner in the WHERE clause: nobody else's request ever takes this lock.
     job = locked(Job, job_id, Job.owner_id == owner.id)
     if job is None:
@@ -209,17 +221,26 @@ def accept_bid(job_id: int, bid_id: int, owner: User) -> ShownBid:
     # In progress, assignee set, queue entry cancelled, deadlines scheduled.
     transitions.award(job, bid)
     _flush_or_conflict({ONE_ACCEPTED_BID_INDEX: "This job already has an accepted bid."})
-    rejected_bidder_ids = db.session.scalars(
+    rejected_ids = db.session.scalars(
         update(Bid)
         .where(Bid.job_id == job.id, Bid.status == BidStatus.PENDING)
         .values(status=BidStatus.REJECTED, updated_at=now_utc())
-        .returning(Bid.bidder_id)
+        .returning(Bid.id)
         .execution_options(synchronize_session=False)
     ).all()
-
-    notices.bid_accepted(job, bid)
-    for rejected in db.session.scalars(select(User).where(User.id.in_(rejected_bidder_ids))):
-        notices.bid_rejected(job, rejected)
+    rejected = db.session.scalars(
+        select(Bid)
+        .where(Bid.id.in_(rejected_ids))
+        .order_by(Bid.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    db.session.flush()
+    write_events(
+        [
+            build_event("bid.accepted", job=job, bid=bid),
+            *(build_event("bid.rejected", job=job, bid=loser) for loser in rejected),
+        ]
+    )
     db.session.commit()
     return _shown(bid)
 

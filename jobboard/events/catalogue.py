@@ -2,21 +2,27 @@
 
 Every event goes to the feed (`GET /api/events/`, except `webhook.test`) and to the
 recipient's webhook endpoints that take its type. An email goes out only for a type that
-names an email template here (`jobboard/templates/email/<template>.{txt,html}`), and, for
-`job.completed`, only for an assignee's delivery: completions, retries and failures of the
-queue's own runs (the batched path) never send email. `GET /api/events/types/`, the OpenAPI
-payload schemas, docs/events.md and the email task all read this table.
+names an email template here (`jobboard/templates/email/<template>.{txt,html}`), only when
+the event's data wants one (`job.completed`: an assignee's delivery, not a processor's
+run), and within the type's email limit (`bid.placed`: one email per bidder and job within
+BID_NOTICE_WINDOW; later bids are in the feed and the webhooks, not in the mailbox).
+`GET /api/events/types/`, the OpenAPI payload schemas, docs/events.md, the outbox and the
+email task all read this table.
+
+The table sits below every blueprint (jobs, bids, reviews and plans write events in their
+own transactions), so it names each type's payload schema by its name in
+`jobboard.events.payloads`, which dumps the data with the blueprints' API schemas and is
+plugged in from above (`jobboard.events.building`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from marshmallow import Schema
-
-from jobboard.events import payloads
+from jobboard import ratelimit
 
 Resources = Mapping[str, Any]
 
@@ -26,17 +32,33 @@ EMAIL = "email"
 
 
 @dataclass(frozen=True)
+class EmailLimit:
+    """At most the limit's count of emails of a type per key (from the event's data) within
+    its window; the events over it are written all the same, without their email."""
+
+    limit: ratelimit.Limit
+    key: Callable[[Mapping[str, Any]], str]
+
+    def allows(self, data: Mapping[str, Any], now: datetime | None = None) -> bool:
+        """Counts one email for this event's key, on the caller's transaction, if there is
+        room; whether there was."""
+        return ratelimit.try_take(self.limit, self.key(data), now)
+
+
+@dataclass(frozen=True)
 class EventType:
     name: str
     recipient: str
     description: str
-    payload: type[Schema]
+    # The name of its data's schema in jobboard.events.payloads.
+    payload: str
     # The recipient's user id, from the resources the change passes to `build_event`.
     to: Callable[[Resources], int]
     example: dict[str, Any]
     email: str | None = None
     # With an email template: whether this event's data wants the email (default: always).
     email_when: Callable[[Mapping[str, Any]], bool] | None = None
+    email_limit: EmailLimit | None = None
     in_feed: bool = True
 
     @property
@@ -168,7 +190,7 @@ TYPES: tuple[EventType, ...] = (
         "owner",
         "The job became completed: by its processor, or by its assignee's delivery "
         "(`data.by` says which). Only a delivery is emailed.",
-        payloads.JobCompletedData,
+        "JobCompletedData",
         _owner,
         {"job": _JOB, "by": "processor", "result": _RESULT},
         email="job_delivered",
@@ -177,9 +199,9 @@ TYPES: tuple[EventType, ...] = (
     EventType(
         "job.retrying",
         "owner",
-        "An attempt failed and the next one is scheduled (`data.job.scheduled_time`, "
-        "`data.job.last_error`).",
-        payloads.JobData,
+        "An attempt failed and the next one is scheduled (`data.next_attempt_at`; the error "
+        "is `data.job.last_error`).",
+        "JobRetryingData",
         _owner,
         {
             "job": {
@@ -187,15 +209,15 @@ TYPES: tuple[EventType, ...] = (
                 "status": "pending",
                 "last_error": "ValueError: bad input",
                 "finished_at": None,
-                "scheduled_time": "2026-12-01T09:00:03+00:00",
-            }
+            },
+            "next_attempt_at": "2026-12-01T09:00:03+00:00",
         },
     ),
     EventType(
         "job.failed",
         "owner",
         "The last attempt failed.",
-        payloads.JobData,
+        "JobData",
         _owner,
         {"job": {**_JOB, "status": "failed", "attempts": 3, "last_error": "ValueError: bad input"}},
     ),
@@ -203,7 +225,7 @@ TYPES: tuple[EventType, ...] = (
         "job.cancelled",
         "owner",
         "The job was cancelled before it started.",
-        payloads.JobData,
+        "JobData",
         _owner,
         {"job": {**_JOB, "status": "cancelled", "attempts": 0, "started_at": None}},
     ),
@@ -211,16 +233,21 @@ TYPES: tuple[EventType, ...] = (
         "bid.placed",
         "job owner",
         "A bid was placed on their job.",
-        payloads.BidData,
+        "BidData",
         _owner,
         {"job": {**_JOB, "kind": "manual", "status": "pending"}, "bid": _BID},
         email="bid_placed",
+        email_limit=EmailLimit(
+            ratelimit.BID_NOTICE_PER_BIDDER_JOB,
+            lambda data: f"{data['bid']['job_id']}|{data['bid']['bidder']['id']}",
+        ),
     ),
     EventType(
         "bid.withdrawn",
         "job owner",
-        "A bid on their job was withdrawn by its bidder.",
-        payloads.BidData,
+        "A bid on their job was withdrawn by its bidder: a pending bid, or the accepted one "
+        "when its bidder gives the job back (then `job.released` comes with it).",
+        "BidData",
         _owner,
         {
             "job": {**_JOB, "kind": "manual", "status": "pending"},
@@ -231,7 +258,7 @@ TYPES: tuple[EventType, ...] = (
         "bid.accepted",
         "bidder",
         "Their bid won: they are the job's assignee now.",
-        payloads.BidData,
+        "BidData",
         _bidder,
         {"job": _ASSIGNED, "bid": {**_BID, "status": "accepted"}},
         email="bid_accepted",
@@ -240,7 +267,7 @@ TYPES: tuple[EventType, ...] = (
         "bid.rejected",
         "bidder",
         "Their bid lost: the owner accepted another one.",
-        payloads.BidData,
+        "BidData",
         _bidder,
         {
             "job": {
@@ -254,7 +281,7 @@ TYPES: tuple[EventType, ...] = (
         "job.released",
         "the other party",
         "The assignee gave the job back, or the owner took it away (`data.by`).",
-        payloads.JobReleasedData,
+        "JobReleasedData",
         _other_party,
         {
             "job": {**_ASSIGNED, "status": "pending", "assignee_id": None, "due_date": None},
@@ -266,7 +293,7 @@ TYPES: tuple[EventType, ...] = (
         "job.due_soon",
         "assignee",
         "A day before the due date of a job assigned to them.",
-        payloads.JobDeadlineData,
+        "JobDeadlineData",
         _assignee,
         {"job": _ASSIGNED, "due_date": "2026-12-10"},
         email="job_due_soon",
@@ -275,7 +302,7 @@ TYPES: tuple[EventType, ...] = (
         "job.overdue",
         "owner",
         "The due date of their job passed undelivered.",
-        payloads.JobDeadlineData,
+        "JobDeadlineData",
         _owner,
         {"job": _ASSIGNED, "due_date": "2026-12-10"},
         email="job_overdue",
@@ -284,7 +311,7 @@ TYPES: tuple[EventType, ...] = (
         "review.received",
         "the reviewed party",
         "A review was left for them.",
-        payloads.ReviewData,
+        "ReviewData",
         lambda resources: resources["review"].reviewee_id,
         {
             "job": {**_ASSIGNED, "status": "completed"},
@@ -303,7 +330,7 @@ TYPES: tuple[EventType, ...] = (
         "plan.ending",
         "user",
         "Their subscription ends soon (PLAN_REMINDER_DAYS ahead).",
-        payloads.PlanEndingData,
+        "PlanEndingData",
         lambda resources: resources["user"].id,
         {"plan": _PLAN, "ends_at": "2026-12-31T00:00:00+00:00"},
         email="plan_ending",
@@ -312,7 +339,7 @@ TYPES: tuple[EventType, ...] = (
         "plan.ended",
         "user",
         "Their subscription ended: they are on the free plan now.",
-        payloads.PlanEndedData,
+        "PlanEndedData",
         lambda resources: resources["user"].id,
         {"plan": _FREE, "previous_plan": "pro"},
         email="plan_ended",
@@ -322,7 +349,7 @@ TYPES: tuple[EventType, ...] = (
         "endpoint owner",
         "An endpoint was disabled: it answered 410, or had no success for "
         "WEBHOOK_DISABLE_AFTER_SECONDS while its deliveries failed.",
-        payloads.WebhookDisabledData,
+        "WebhookDisabledData",
         lambda resources: resources["endpoint"].user_id,
         {"endpoint": _ENDPOINT, "reason": "gone"},
         email="webhook_disabled",
@@ -331,7 +358,7 @@ TYPES: tuple[EventType, ...] = (
         "webhook.test",
         "endpoint owner",
         "Sent by POST /api/webhooks/<id>/test/ to that endpoint only; never in the feed.",
-        payloads.WebhookTestData,
+        "WebhookTestData",
         lambda resources: resources["endpoint"].user_id,
         {"endpoint_id": 3, "message": "A test event from jobboard."},
         in_feed=False,

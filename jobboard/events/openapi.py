@@ -11,6 +11,7 @@ from typing import Any
 from marshmallow import Schema, fields
 
 from jobboard.events.catalogue import TYPES, EventType
+from jobboard.events.payloads import schema_of
 
 SIGNATURE_HEADERS = [
     {
@@ -46,7 +47,7 @@ def pascal(type_name: str) -> str:
 def envelope_schema(event_type: EventType) -> type[Schema]:
     """The event's envelope, with its type and its data's schema."""
     name = pascal(event_type.name)
-    data = type(f"{name}EventData", (event_type.payload,), {})
+    data = type(f"{name}EventData", (schema_of(event_type),), {})
     return type(
         f"{name}Event",
         (Schema,),

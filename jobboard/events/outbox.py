@@ -1,12 +1,13 @@
 """Building and writing events: the one way every path writes them.
 
 `build_event(type, **resources)` makes an event's row (its type, its recipient by the
-catalogue's rule, its `data` dumped with the API's own schemas, whether it is emailed);
-`write_events(rows)` writes any number of them in ONE statement on the caller's
-transaction (`write_events_async` on a psycopg connection, for the worker's autocommit
-paths). That statement also defers the email task of the rows that want an email, and a
-trigger on `events` fans them out to webhook deliveries: nobody hears of a change that
-did not commit, and a change never commits without its events.
+catalogue's rule, its `data` dumped with the API's own schemas through `building`, whether
+it wants an email); `write_events(rows)` writes any number of them in ONE statement on the
+caller's transaction, within the types' email limits (`write_events_async` on a psycopg
+connection, for the worker's autocommit paths). That statement also defers the email task
+of the rows that want an email, and a trigger on `events` fans them out to webhook
+deliveries: nobody hears of a change that did not commit, and a change never commits
+without its events.
 
 A batch that prepares its rows itself runs `WRITE_EVENTS_SQL` with `write_parameters(rows)`
 in its own transaction.
@@ -17,15 +18,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from jobboard.bids.service import shown
+from jobboard.events import building
 from jobboard.events.catalogue import event_type
 from jobboard.extensions import db
-from jobboard.jobs.schemas import JobOpenOut, JobOut
-from jobboard.models import Bid, Job
 from workers.app import QUEUE_MAIL, SEND_EVENT_EMAIL_TASK
 
 # An event (its envelope, as sent) stays under this; a larger job output is left out.
@@ -49,23 +48,15 @@ class EventRow:
 def build_event(type_name: str, **resources: Any) -> EventRow:
     """The row of a `type_name` event about `resources` (the job, bid, review, plan or
     endpoint the change is about, as the catalogue's entry names them): addressed by the
-    catalogue's recipient rule, its data as that recipient may see it through the API."""
+    catalogue's recipient rule, its data as that recipient may see it through the API
+    (`building.data_for`), kept under MAX_EVENT_BYTES."""
     spec = event_type(type_name)
-    if isinstance(resources.get("bid"), Bid):  # with its bidder's profile, as the API shows it
-        resources["bid"] = shown([resources["bid"]])[0]
     user_id = int(spec.to(resources))
-    data = spec.payload().dump({key: value for key, value in resources.items() if key != "job"})
-    if "job" in resources:
-        data["job"] = job_as_seen_by(resources["job"], user_id)
+    data = building.data_for(spec, resources, user_id)
+    if "job" in data:
         _fit(data)
     endpoint_id = resources["endpoint"].id if type_name == "webhook.test" else None
     return EventRow(type_name, user_id, data, spec.wants_email(data), endpoint_id)
-
-
-def job_as_seen_by(job: Job, user_id: int) -> dict[str, Any]:
-    """Every field for the job's owner and assignee, the public ones for anybody else."""
-    schema = JobOut if user_id in (job.owner_id, job.assignee_id) else JobOpenOut
-    return schema().dump(job)
 
 
 def _size(data: Mapping[str, Any]) -> int:
@@ -83,6 +74,18 @@ def _fit(data: dict[str, Any]) -> None:
     if _size(data) > MAX_EVENT_BYTES and "params" in job:
         del job["params"]
         job["params_omitted"] = True
+
+
+def within_email_limits(rows: Sequence[EventRow]) -> list[EventRow]:
+    """`rows`, each that wants an email keeping it only within its type's email limit
+    (counted on the caller's transaction: an event that does not commit counts nothing)."""
+    kept = []
+    for row in rows:
+        limit = event_type(row.type).email_limit
+        if row.emailed and limit is not None and not limit.allows(row.data):
+            row = replace(row, emailed=False)
+        kept.append(row)
+    return kept
 
 
 # One statement: the ids are drawn first (so the email entries can name them), the events
@@ -126,15 +129,26 @@ def write_events(rows: Sequence[EventRow]) -> list[int]:
     if not rows:
         return []
     db.session.flush()  # the change's own rows first: the events may refer to them
+    rows = within_email_limits(rows)
     written = db.session.connection().exec_driver_sql(WRITE_EVENTS_SQL, write_parameters(rows))
     return [row[0] for row in written]
 
 
+def tell(type_name: str, **resources: Any) -> int:
+    """Build and write one event about a change on the change's own transaction (flushed
+    first, so the event shows the rows as they are written); its id."""
+    db.session.flush()
+    (event_id,) = write_events([build_event(type_name, **resources)])
+    return event_id
+
+
 async def write_events_async(connection: Any, rows: Sequence[EventRow]) -> list[int]:
     """Write `rows` on a psycopg async connection: in its current transaction, or as
-    their own one in autocommit."""
+    their own one in autocommit. No email limit is counted here (that needs the session):
+    the types written this way have none."""
     if not rows:
         return []
+    assert not any(row.emailed and event_type(row.type).email_limit for row in rows)
     async with connection.cursor() as cursor:
         await cursor.execute(WRITE_EVENTS_SQL, write_parameters(rows))
         return [row[0] for row in await cursor.fetchall()]

@@ -3,12 +3,16 @@ dumped with the API's own schemas (one definition of each resource's shape)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from marshmallow import Schema, fields, validate
 
 from jobboard.bids.schemas import BidOut
-from jobboard.jobs.schemas import JobOut, JobResultOut
+from jobboard.bids.service import shown
+from jobboard.events.catalogue import EventType
+from jobboard.jobs.schemas import JobOpenOut, JobOut, JobResultOut
+from jobboard.models import Bid, Job
 from jobboard.plans.schemas import PlanOut
 from jobboard.reviews.schemas import ReviewOut
 
@@ -44,6 +48,14 @@ class JobCompletedData(JobData):
         metadata={"description": "Who completed it: its processor, or its assignee's delivery."},
     )
     result = fields.Nested(JobResultOut, required=True)
+
+
+class JobRetryingData(JobData):
+    next_attempt_at = fields.AwareDateTime(
+        format="iso",
+        required=True,
+        metadata={"description": "When the next attempt is due (the retry's backoff)."},
+    )
 
 
 class JobReleasedData(JobData):
@@ -99,5 +111,29 @@ class WebhookTestData(Schema):
     message = fields.String(required=True)
 
 
-def dump(schema: type[Schema], data: dict[str, Any]) -> dict[str, Any]:
-    return schema().dump(data)
+def schema_of(spec: EventType) -> type[Schema]:
+    """The schema of a catalogue entry's data (the entry names it)."""
+    schema = globals().get(spec.payload)
+    if not (isinstance(schema, type) and issubclass(schema, Schema)):
+        raise LookupError(f"{spec.name}: no payload schema {spec.payload!r} in {__name__}")
+    return schema
+
+
+def event_data(spec: EventType, resources: Mapping[str, Any], user_id: int) -> dict[str, Any]:
+    """The data of a `spec` event about `resources`, as user `user_id` may see them through
+    the API: a bid with its bidder's public profile, the job in full for its owner and
+    assignee and its public fields for anybody else (installed by create_app into
+    `jobboard.events.building`)."""
+    resources = dict(resources)
+    if isinstance(resources.get("bid"), Bid):
+        resources["bid"] = shown([resources["bid"]])[0]
+    data = schema_of(spec)().dump({key: value for key, value in resources.items() if key != "job"})
+    if "job" in resources:
+        data["job"] = job_as_seen_by(resources["job"], user_id)
+    return data
+
+
+def job_as_seen_by(job: Job, user_id: int) -> dict[str, Any]:
+    """Every field for the job's owner and assignee, the public ones for anybody else."""
+    schema = JobOut if user_id in (job.owner_id, job.assignee_id) else JobOpenOut
+    return schema().dump(job)

@@ -7,7 +7,7 @@ from typing import Any
 
 from jobboard import conditional
 from jobboard.auth.tokens import VerifiedUserView, caller, counts_against_quotas
-from jobboard.conditional import IfMatchHeaders, if_match_of
+from jobboard.conditional import IfMatch, IfMatchHeaders
 from jobboard.jobs import policy, service, transitions
 from jobboard.jobs.schemas import (
     DeliveryIn,
@@ -137,8 +137,8 @@ class JobById(VerifiedUserView):
     )
     def patch(self, changes: dict[str, Any], headers: dict[str, Any], job_id: int):
         """Edit or reschedule your pending, unassigned job; its queue entry moves with it"""
-        conditional.job_unchanged(caller(), job_id, if_match_of(headers), owner_only=True)
-        return transitions.reschedule(caller(), job_id, changes)
+        if_match = IfMatch.of(headers, JobOut)
+        return transitions.reschedule(caller(), job_id, changes, if_match=if_match)
 
     @authenticated
     @blp.arguments(IfMatchHeaders, location="headers")
@@ -149,8 +149,8 @@ class JobById(VerifiedUserView):
     @error(412, conditional.STALE)
     def delete(self, headers: dict[str, Any], job_id: int):
         """Cancel a pending job and its queue entry"""
-        conditional.job_unchanged(caller(), job_id, if_match_of(headers), owner_only=False)
-        return transitions.cancel_job(caller(), job_id)
+        if_match = IfMatch.of(headers, JobOut)
+        return transitions.cancel_job(caller(), job_id, if_match=if_match)
 
 
 @blp.route("/jobs/<int:job_id>/result/")

@@ -25,7 +25,9 @@ its place in the owner's quotas, under the job's lock. The caller
 commits, except for the request-level transitions (cancel, retry, deliver, release,
 reschedule), which commit themselves. Who may act is asked of `jobboard.jobs.policy`.
 Deadline notices (`jobboard.notices`) are scheduled on award and cancelled on delivery
-and release, in the same transaction.
+and release, in the same transaction. A transition that somebody should hear of writes its
+event (`jobboard.events`) in its own transaction, `_tell`: completed, retrying, failed,
+cancelled, released (and the assignee's bid withdrawn with it).
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from typing import Any
 
 from flask import current_app
 from marshmallow import ValidationError
-from sqlalchemy import text
+from psycopg.rows import dict_row
+from sqlalchemy import inspect, select, text
 
-from jobboard import logs, notices, queue, quotas
+from jobboard import conditional, logs, notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable, check_shape
+from jobboard.events.outbox import build_event, tell, write_events_async
 from jobboard.extensions import db
 from jobboard.jobs import policy
 from jobboard.jobs.service import commit_as_written, future_or_now, runs_in_queue, schedule_job
@@ -187,16 +191,36 @@ async def start_attempt_async(
     return None if row is None else _attempt(job_id, row)
 
 
+_COMPLETED_JOB_DRIVER = "SELECT * FROM jobs WHERE id = %(job_id)s"
+_COMPLETED_RESULT_DRIVER = "SELECT * FROM job_results WHERE job_id = %(job_id)s"
+
+
 async def complete_async(
     connection: Any, job_id: int, attempt: int, output: object, duration_ms: int
 ) -> bool:
-    """`complete` on an autocommit psycopg connection: the one statement (status + result)
-    is its own transaction, so row, result and status still commit together."""
-    async with connection.cursor() as cursor:
-        await cursor.execute(
-            _COMPLETE_DRIVER, _complete_params(job_id, attempt, output, duration_ms, None)
-        )
-        return await cursor.fetchone() is not None
+    """`complete` on an autocommit psycopg connection: the statement (status + result) and
+    its `job.completed` event in one transaction, pipelined (two round trips: the
+    completion with the rows the event is made of, then the event with the COMMIT)."""
+    params = _complete_params(job_id, attempt, output, duration_ms, None)
+    async with connection.pipeline(), connection.transaction():
+        completing = connection.cursor()
+        reading_job = connection.cursor(row_factory=dict_row)
+        reading_result = connection.cursor(row_factory=dict_row)
+        await completing.execute(_COMPLETE_DRIVER, params)
+        await reading_job.execute(_COMPLETED_JOB_DRIVER, params)
+        await reading_result.execute(_COMPLETED_RESULT_DRIVER, params)
+        if await completing.fetchone() is None:
+            return False  # nothing changed: the transaction ends empty
+        job = _detached(Job, await reading_job.fetchone())
+        result = _detached(JobResult, await reading_result.fetchone())
+        event = build_event("job.completed", job=job, result=result, by=COMPLETED_BY_PROCESSOR)
+        await write_events_async(connection, [event])
+    return True
+
+
+def _detached(model: type[Any], row: Mapping[str, Any]) -> Any:
+    """A `model` object holding `row` (read on a psycopg connection), in no session."""
+    return model(**{attr.key: row[attr.columns[0].name] for attr in inspect(model).column_attrs})
 
 
 def start_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str:
@@ -253,20 +277,44 @@ def recover_interrupted(job: Job) -> bool:
         return False
     job.status = JobStatus.PENDING
     job.last_error = interrupted
-    db.session.flush()  # the next start is a plain statement: it must see this row
-    return True
+    _tell("job.retrying", job=job, next_attempt_at=now_utc())  # flushes: the next start
+    return True  # is a plain statement and must see this row
+
+
+COMPLETED_BY_PROCESSOR = "processor"
+COMPLETED_BY_ASSIGNEE = "assignee"
 
 
 def complete(
-    job_id: int, attempt: int, output: object, duration_ms: int, note: str | None = None
+    job_id: int,
+    attempt: int,
+    output: object,
+    duration_ms: int,
+    note: str | None = None,
+    by: str = COMPLETED_BY_PROCESSOR,
 ) -> bool:
     """Job `job_id`, in progress on `attempt`, is completed with `output` as its result
-    (a processor's return value, or an assignee's delivery with `note`). False, and
-    nothing written, when that attempt no longer owns the job. The caller commits."""
+    (a processor's return value, or an assignee's delivery with `note`: `by`), and its
+    owner told (`job.completed`). False, and nothing written, when that attempt no longer
+    owns the job. The caller commits."""
     done = db.session.execute(
         _COMPLETE, _complete_params(job_id, attempt, output, duration_ms, note)
     ).first()
-    return done is not None
+    if done is None:
+        return False
+    job = db.session.get(Job, job_id, populate_existing=True)
+    result = db.session.scalar(
+        select(JobResult)
+        .where(JobResult.job_id == job_id)
+        .execution_options(populate_existing=True)
+    )
+    _tell("job.completed", job=job, result=result, by=by)
+    return True
+
+
+def _tell(type_name: str, **resources: Any) -> None:
+    """Write the event of this change on its transaction (`jobboard.events.outbox`)."""
+    tell(type_name, **resources)
 
 
 def attempt_still_owned(job_id: int, attempt: int) -> Job | None:
@@ -284,7 +332,9 @@ def schedule_retry(job: Job, error: str, duration_ms: int | None = None) -> str:
     close_attempt(job.id, AttemptOutcome.FAILED, error, duration_ms)
     job.status = JobStatus.PENDING
     job.last_error = error
-    schedule_job(job, now_utc() + retry_delay(job.attempts))
+    next_attempt_at = now_utc() + retry_delay(job.attempts)
+    schedule_job(job, next_attempt_at)
+    _tell("job.retrying", job=job, next_attempt_at=next_attempt_at)
     return Outcome.RETRY_SCHEDULED
 
 
@@ -304,6 +354,7 @@ def fail(job: Job, error: str, duration_ms: int) -> str:
             duration_ms=duration_ms,
         )
     )
+    _tell("job.failed", job=job)
     return Outcome.FAILED
 
 
@@ -348,19 +399,24 @@ def _elapsed_ms(since: datetime | None) -> int:
 # --- the owner's transitions -------------------------------------------------------------
 
 
-def _locked_for_change(user: User | None, job_id: int) -> Job:
-    """The job locked FOR UPDATE, if `user` may change it (None is the operator's CLI)."""
+def _locked_for_change(
+    user: User | None, job_id: int, if_match: conditional.IfMatch | None = None
+) -> Job:
+    """The job locked FOR UPDATE, if `user` may change it (None is the operator's CLI)
+    and it is still as the caller read it (`if_match`)."""
     job = locked(Job, job_id)
     if job is None or (user is not None and not policy.can_see(user, job)):
         raise NotFound(f"Job {job_id} not found.")
+    conditional.require_current(if_match, job)
     if user is not None:
         policy.require_may_change(user, job)
     return job
 
 
-def cancel_job(user: User, job_id: int) -> Job:
-    """Cancel a pending job and its queue entry; 409 once it has started or finished."""
-    job = _locked_for_change(user, job_id)
+def cancel_job(user: User, job_id: int, if_match: conditional.IfMatch | None = None) -> Job:
+    """Cancel a pending job and its queue entry; 409 once it has started or finished,
+    412 when it changed since the caller read it (`if_match`)."""
+    job = _locked_for_change(user, job_id, if_match)
     if job.status != JobStatus.PENDING:
         raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
     job.status = JobStatus.CANCELLED
@@ -369,6 +425,7 @@ def cancel_job(user: User, job_id: int) -> Job:
         # False when a worker has just taken the entry: it is waiting for this row's lock
         # and will find the job cancelled.
         queue.cancel(job.queue_job_id)
+    _tell("job.cancelled", job=job)
     db.session.commit()
     return job
 
@@ -421,10 +478,9 @@ def deliver(user: User, job_id: int, output: dict[str, Any], note: str | None) -
     quotas.check_delivery_output_size(output)
     notices.cancel_deadline_notices(job)
     db.session.flush()  # `complete` is a plain statement on the row
-    if not complete(job.id, job.attempts, output, _elapsed_ms(job.started_at), note):
+    elapsed = _elapsed_ms(job.started_at)
+    if not complete(job.id, job.attempts, output, elapsed, note, by=COMPLETED_BY_ASSIGNEE):
         raise Conflict(f"Job {job.id} is no longer in progress.")  # never: the row is locked
-    db.session.expire(job)  # completed, with its result, as `complete` wrote it
-    notices.delivered(job, user, note)
     db.session.commit()
     return job
 
@@ -441,9 +497,12 @@ def release(user: User, job_id: int) -> Job:
             f"Job {job.id} is {job.status} and not handed to anybody; only a job in progress "
             "with an assignee can be released."
         )
-    quotas.admit_requeue(job, by_owner=policy.is_owner(user, job))
+    by_owner = policy.is_owner(user, job)
+    quotas.admit_requeue(job, by_owner=by_owner)
     other_id = policy.other_party_id(user, job)
-    for bid in locked_rows(Bid, Bid.job_id == job.id, Bid.status == BidStatus.ACCEPTED):
+    assignee_id = job.assignee_id
+    withdrawn = locked_rows(Bid, Bid.job_id == job.id, Bid.status == BidStatus.ACCEPTED)
+    for bid in withdrawn:
         bid.status = BidStatus.WITHDRAWN
     job.status = JobStatus.PENDING
     job.assignee_id = None
@@ -453,7 +512,11 @@ def release(user: User, job_id: int) -> Job:
     if runs_in_queue(job.kind):
         schedule_job(job, job.scheduled_time if job.scheduled_time > now_utc() else None)
     if other_id is not None:
-        notices.released(job, user, other_id)
+        by = "owner" if by_owner else "assignee"
+        _tell("job.released", job=job, by=by, assignee_id=assignee_id)
+    if not by_owner:  # its bidder gave it back: the owner hears of the bid withdrawn too
+        for bid in withdrawn:
+            _tell("bid.withdrawn", job=job, bid=bid)
     commit_as_written()
     return job
 
@@ -461,7 +524,12 @@ def release(user: User, job_id: int) -> Job:
 EDITABLE_FIELDS = ("name", "description", "scheduled_time", "priority", "params", "max_attempts")
 
 
-def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
+def reschedule(
+    user: User,
+    job_id: int,
+    changes: Mapping[str, Any],
+    if_match: conditional.IfMatch | None = None,
+) -> Job:
     """The owner edits a pending, unassigned job. A new `scheduled_time` (null: now) or
     `priority` moves its queue entry in the same transaction: the old entry is cancelled
     (or, if a worker has just taken it, superseded: the attempt checks that it still owns
@@ -469,6 +537,7 @@ def reschedule(user: User, job_id: int, changes: Mapping[str, Any]) -> Job:
     job = locked(Job, job_id)
     if job is None or not policy.is_owner(user, job):
         raise NotFound(f"Job {job_id} not found.")
+    conditional.require_current(if_match, job)
     if job.status != JobStatus.PENDING or job.assignee_id is not None:
         state = "assigned" if job.assignee_id is not None else job.status
         raise Conflict(f"Job {job.id} is {state}; only a pending, unassigned job can be edited.")

@@ -13,9 +13,9 @@ from sqlalchemy import func, select, text
 
 from jobboard import quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
+from jobboard.events.outbox import tell
 from jobboard.extensions import db
 from jobboard.locking import for_update
-from jobboard.mailer import queue_email
 from jobboard.models import FREE_PLAN, Plan, User, now_utc
 
 logger = logging.getLogger(__name__)
@@ -92,8 +92,9 @@ def _refresh_queue_limit(user_id: int) -> None:
 
 
 def process_subscriptions(now: datetime) -> dict[str, int]:
-    """As of `now`: email a reminder once to each subscriber whose plan ends within
-    PLAN_REMINDER_DAYS, and move those whose plan has ended back to free, with an email.
+    """As of `now`: remind once each subscriber whose plan ends within PLAN_REMINDER_DAYS
+    (`plan.ending`), and move those whose plan has ended back to free (`plan.ended`); the
+    events, written with the change, bring the emails.
     Safe to re-run: each user is reminded once per subscription and moved once."""
     reminder_days = current_app.config["PLAN_REMINDER_DAYS"]
     # SKIP LOCKED: two workers running this at once each take their own users.
@@ -114,12 +115,7 @@ def process_subscriptions(now: datetime) -> dict[str, int]:
         user.plan_reminded_at = None
         db.session.flush()
         _refresh_queue_limit(user.id)
-        queue_email(
-            user.email,
-            f"Your jobboard {old_plan} plan has ended",
-            f"Your subscription to the {old_plan} plan ended, so your account is on the "
-            f"{FREE_PLAN} plan now, with its limits. Subscribe again to get yours back.",
-        )
+        tell("plan.ended", user=user, plan=db.session.get(Plan, FREE_PLAN), previous_plan=old_plan)
         logger.info("user %s: %s plan ended, now on %s", user.id, old_plan, FREE_PLAN)
     ending = list(
         db.session.scalars(
@@ -138,13 +134,8 @@ def process_subscriptions(now: datetime) -> dict[str, int]:
     )
     for user in ending:
         user.plan_reminded_at = now
-        queue_email(
-            user.email,
-            f"Your jobboard {user.plan_name} plan ends on {user.plan_ends_at:%Y-%m-%d}",
-            f"Your subscription to the {user.plan_name} plan ends on "
-            f"{user.plan_ends_at.isoformat()}. After that your account moves to the "
-            f"{FREE_PLAN} plan and its limits.",
-        )
+        plan = db.session.get(Plan, user.plan_name)
+        tell("plan.ending", user=user, plan=plan, ends_at=user.plan_ends_at)
     db.session.commit()
     return {"reminded": len(ending), "ended": len(ended)}
 

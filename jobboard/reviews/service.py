@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from jobboard.errors import Conflict, NotFound
+from jobboard.events.outbox import tell
 from jobboard.extensions import db
 from jobboard.jobs import policy
 from jobboard.locking import locked
@@ -50,6 +51,7 @@ def create_review(reviewer: User, job_id: int, rating: int, comment: str | None)
         if constraint == ONE_REVIEW_INDEX:
             raise Conflict(f"You have already reviewed job {job_id}.") from error
         raise
+    tell("review.received", job=job, review=review)
     db.session.commit()
     return review
 

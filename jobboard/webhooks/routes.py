@@ -140,13 +140,21 @@ class TestEndpoint(VerifiedUserView):
         return service.send_test(caller(), endpoint_id)
 
 
+class DeliveriesPage(SelectPage):
+    """A page of deliveries, each with its last attempt (one query for the page)."""
+
+    @property
+    def items(self) -> list[WebhookDelivery]:
+        return service.with_last_attempts(super().items)
+
+
 @blp.route("/webhooks/<int:endpoint_id>/deliveries/")
 class Deliveries(VerifiedUserView):
     @authenticated
     @blp.etag
     @blp.arguments(DeliveryQueryArgs, location="query")
     @blp.response(200, DeliveryOut(many=True))
-    @blp.paginate(SelectPage)
+    @blp.paginate(DeliveriesPage)
     @error(404, NOT_YOURS)
     @error(422, "An unknown status")
     @blp.doc(operationId="listWebhookDeliveries")

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import Schema, ValidationError, fields, pre_dump, validate, validates_schema
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import distinct_on
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from jobboard.events.outbox import envelope, public_id
-from jobboard.extensions import db
-from jobboard.models import DeliveryStatus, WebhookAttempt
+from jobboard.events.outbox import envelope
+from jobboard.models import DeliveryStatus
 from jobboard.request_rules import UtcDateTime
 from jobboard.webhooks.targets import MAX_URL_LENGTH
 
@@ -149,25 +146,6 @@ class DeliveryOut(Schema):
     )
     created_at = fields.AwareDateTime(format="iso")
     last_attempt = fields.Nested(AttemptOut, allow_none=True, attribute="last_attempt_row")
-
-    @pre_dump(pass_collection=True)
-    def attach_last_attempts(self, data: Any, many: bool, **kwargs: Any) -> Any:
-        """The page's last attempts in one query."""
-        deliveries = list(data) if many else [data]
-        ids = [delivery.id for delivery in deliveries]
-        last: dict[int, WebhookAttempt] = {}
-        if ids:
-            rows = db.session.scalars(
-                select(WebhookAttempt)
-                .where(WebhookAttempt.delivery_id.in_(ids))
-                .ext(distinct_on(WebhookAttempt.delivery_id))
-                .order_by(WebhookAttempt.delivery_id, WebhookAttempt.id.desc())
-            )
-            last = {attempt.delivery_id: attempt for attempt in rows}
-        for delivery in deliveries:
-            delivery.last_attempt_row = last.get(delivery.id)
-            delivery.public_event_id = public_id(delivery.event.txid, delivery.event.id)
-        return data
 
 
 class DeliveryDetailOut(DeliveryOut):

@@ -6,13 +6,14 @@ written (a trigger on `events`, migrations/sql/events_webhooks_0010.sql).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
 from sqlalchemy import Select, select, text, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import selectinload
 
 from jobboard import queue, quotas
@@ -24,6 +25,7 @@ from jobboard.models import (
     DeliveryStatus,
     Event,
     User,
+    WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
     now_utc,
@@ -199,6 +201,26 @@ def deliveries_of(
     return query
 
 
+def with_last_attempts(deliveries: Sequence[WebhookDelivery]) -> list[WebhookDelivery]:
+    """`deliveries` as the API shows them: each with its last attempt (one query for all of
+    them, `last_attempt_row`) and its event's public id (`public_event_id`)."""
+    deliveries = list(deliveries)
+    ids = [delivery.id for delivery in deliveries]
+    last: dict[int, WebhookAttempt] = {}
+    if ids:
+        rows = db.session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(ids))
+            .ext(distinct_on(WebhookAttempt.delivery_id))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.id.desc())
+        )
+        last = {attempt.delivery_id: attempt for attempt in rows}
+    for delivery in deliveries:
+        delivery.last_attempt_row = last.get(delivery.id)
+        delivery.public_event_id = public_id(delivery.event.txid, delivery.event.id)
+    return deliveries
+
+
 def get_delivery(user: User, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     endpoint = get_endpoint(user, endpoint_id)
     delivery = db.session.scalar(
@@ -208,7 +230,7 @@ def get_delivery(user: User, endpoint_id: int, delivery_id: int) -> WebhookDeliv
     )
     if delivery is None:
         raise NotFound(DELIVERY_NOT_FOUND)
-    return delivery
+    return with_last_attempts([delivery])[0]
 
 
 _NEW_ROUND = {
@@ -230,7 +252,7 @@ def resend(user: User, endpoint_id: int, delivery_id: int) -> WebhookDelivery:
     db.session.flush()
     wake(endpoint.id)
     db.session.commit()
-    return delivery
+    return with_last_attempts([delivery])[0]
 
 
 def recover(

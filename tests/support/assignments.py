@@ -7,12 +7,11 @@ from datetime import date, timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
-from jobboard.extensions import db
 from jobboard.models import User
 from tests.support.auth import bearer
 from tests.support.bids import bid_payload
+from tests.support.events import queued_event_emails
 from tests.support.jobs import payload
 
 
@@ -71,11 +70,9 @@ def review(client: FlaskClient, user: User, job_id: int, body: Any = None) -> An
 
 
 def queued_emails_to(address: str) -> list[dict[str, Any]]:
-    rows = db.session.execute(
-        text(
-            "SELECT args FROM procrastinate_jobs WHERE task_name = 'send_email'"
-            " AND args->>'to' = :to ORDER BY id"
-        ),
-        {"to": address},
-    )
-    return [args for (args,) in rows]
+    """The event emails deferred so far for `address`, rendered as the worker sends them."""
+    return [
+        {"to": email.to, "subject": email.subject, "body": email.body, "type": email.type}
+        for email in queued_event_emails()
+        if email.to == address
+    ]
