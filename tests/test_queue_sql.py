@@ -132,3 +132,13 @@ def test_deferral_without_locks(app):
     )
     row = db.session.execute(ROW, {"id": entry}).one()
     assert (row.lock, row.queueing_lock, row.args, row.scheduled_at) == (None, None, {}, None)
+
+
+def test_batch_inserts_fill_the_columns_procrastinates_defer_fills():
+    """`queue.insert_entries` (POST /api/jobs/batch/) inserts into procrastinate_jobs
+    directly, the columns that `procrastinate_defer_jobs_v1` fills, in the same order:
+    a release that fills another column (or stops filling one) fails here."""
+    function = definition(INSTALLED_SCHEMA.read_text(), rf"FUNCTION {queue.DEFER_FUNCTION}\(")
+    columns = re.search(r"INSERT INTO procrastinate_jobs \((.*?)\)", function)
+    assert columns is not None
+    assert tuple(name.strip() for name in columns.group(1).split(",")) == queue.ENTRY_COLUMNS
