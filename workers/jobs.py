@@ -7,7 +7,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -90,9 +90,37 @@ async def process_job(
     failure, or a job that is not simply pending, goes to the event loop's executor."""
     assert context.job.id is not None
     queue_job_id = context.job.id
-    should_abort = context.should_abort
-    async with context.app.connector.pool.connection() as connection:
+    pool = context.app.connector.pool
+    async with pool.connection() as connection:
         attempt = await start_attempt_async(connection, job_id, queue_job_id)
+
+    async def complete_now(attempt: Attempt, output: object, duration_ms: int) -> bool:
+        async with pool.connection() as connection:
+            return await complete_async(connection, job_id, attempt.attempt, output, duration_ms)
+
+    return await drive_attempt(job_id, queue_job_id, attempt, context.should_abort, complete_now)
+
+
+# How a finished attempt's output is stored: at once (`process_job`), or by the batched
+# queue's completer with others (workers/batched.py). True when the attempt still owned
+# its job and is completed.
+Complete = Callable[[Attempt, object, int], Awaitable[bool]]
+
+
+async def drive_attempt(
+    job_id: int,
+    queue_job_id: int,
+    attempt: Attempt | None,
+    should_abort: Callable[[], bool],
+    complete: Complete,
+) -> str:
+    """One attempt of job `job_id` for queue entry `queue_job_id`, from its start on:
+    what `process_job` and the batched queue both do once the job is started (`attempt`)
+    or found not simply pending (None: decided under the lock by `begin_attempt`).
+
+    A processor that is not `blocking` runs here on the event loop and its output goes to
+    `complete`; a blocking one runs in a thread of its own with the synchronous path
+    (`finish_within_time_limit`); a failure is stored by `store_failure` in a thread."""
     if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
         begun = await in_thread(begin_attempt, job_id, queue_job_id)
         if not isinstance(begun, Attempt):
@@ -106,8 +134,7 @@ async def process_job(
     duration_ms = round((time.monotonic() - started) * 1000)
     if error is not None:
         return await in_thread(store_failure, job_id, attempt.attempt, error, duration_ms)
-    async with context.app.connector.pool.connection() as connection:
-        done = await complete_async(connection, job_id, attempt.attempt, output, duration_ms)
+    done = await complete(attempt, output, duration_ms)
     return Outcome.COMPLETED if done else Outcome.SUPERSEDED
 
 

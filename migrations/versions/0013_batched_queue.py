@@ -5,7 +5,10 @@ Revises: 0010_events_webhooks
 Create Date: 2026-12-05
 
 `idempotency_keys.job_ids`: the jobs a batch (POST /api/jobs/batch/) created, so that a
-repeated request returns them all.
+repeated request returns them all. The batched fetch of the `jobs` queue
+(`jobboard_fetch_jobs`, with the fair fetch split so that it and Procrastinate's
+`procrastinate_fetch_job_v2` share one definition of the rules): batched_queue_0013.sql.
+The downgrade restores the fetch of long_job_slots_0009.sql.
 """
 
 from __future__ import annotations
@@ -24,11 +27,25 @@ depends_on = None
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 
+def _run(sql: str) -> None:
+    # exec_driver_sql hands the text to psycopg, which treats % as a placeholder.
+    op.get_bind().exec_driver_sql(sql.replace("%", "%%"))
+
+
 def upgrade() -> None:
     op.add_column(
         "idempotency_keys", sa.Column("job_ids", postgresql.ARRAY(sa.BigInteger()), nullable=True)
     )
+    _run((SQL_DIR / "batched_queue_0013.sql").read_text())
 
 
 def downgrade() -> None:
+    previous = (SQL_DIR / "long_job_slots_0009.sql").read_text()
+    _run(previous[previous.index("CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(") :])
+    _run(
+        """
+        DROP FUNCTION IF EXISTS jobboard_fetch_jobs(bigint, integer);
+        DROP FUNCTION IF EXISTS jobboard_fetch_owned_job(character varying[], bigint, boolean);
+        """
+    )
     op.drop_column("idempotency_keys", "job_ids")

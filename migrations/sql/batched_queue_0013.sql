@@ -1,0 +1,282 @@
+-- The batched queue (revision 0013_batched_queue): the `jobs` queue's worker takes up to N
+-- due entries in one statement, and finishes many in one statement (docs/performance.md).
+--
+-- The fair fetch of long_job_slots_0009.sql is split in two, unchanged in what it does:
+--   * jobboard_fetch_owned_job: its second part, users' entries (the per-user running
+--     limit, turns by earliest due entry, priority among a user's own entries, the
+--     long-job slots), with one more argument: whether it may wait for a user's lock;
+--   * procrastinate_fetch_job_v2: Procrastinate's entry point, same signature and result
+--     as release 3.10's: entries of nobody (mail, maintenance) first, then
+--     jobboard_fetch_owned_job, which may wait, as before.
+-- jobboard_fetch_jobs takes up to p_limit entries of the `jobs` queue by calling
+-- jobboard_fetch_owned_job that many times in one transaction: every rule above applies
+-- to each entry it takes, and each later call sees the entries the earlier ones took
+-- (a user's running count, a worker's long entries, a job's lock). Only the first call
+-- may wait for a user's lock: the later ones hold the locks of the users they took
+-- entries of, and two batches waiting for each other's users would deadlock.
+
+CREATE OR REPLACE FUNCTION jobboard_fetch_owned_job(
+    target_queue_names character varying[],
+    p_worker_id bigint,
+    p_may_wait boolean
+)
+    RETURNS procrastinate_jobs
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    found_jobs procrastinate_jobs;
+    candidate_id bigint;
+    candidate_at timestamp with time zone;
+    passed_id bigint;
+    running bigint;
+    -- A fetch that may not wait (the second and later of a batch, which hold the locks of
+    -- the users whose entries they took) skips every busy lock.
+    waited boolean := NOT p_may_wait;
+    ready record;
+    owners refcursor;
+    long_slots integer;
+    short_only boolean := false;
+BEGIN
+    -- 2. Users' entries (the jobs queue only). The user whose earliest due entry has
+    -- waited longest, among those running fewer than their plan's max_running_jobs, goes
+    -- first; their own highest-priority due entry starts. The user's row is locked until
+    -- this fetch commits and the count is taken again under the lock, so two workers never
+    -- both take a user's last place. Only the first lock is waited for (its holders are
+    -- short: another fetch, or a transaction queueing or cancelling that user's job); the
+    -- others are skipped when busy, so a fetch never waits while holding a lock.
+    -- The long-job rule: a worker holding as many long entries as its long-job slots
+    -- fetches short entries only (see the top of this file).
+    long_slots := nullif(current_setting('jobboard.long_job_slots', true), '')::integer;
+    IF long_slots IS NOT NULL AND p_worker_id IS NOT NULL THEN
+        SELECT count(*) >= long_slots INTO short_only FROM procrastinate_jobs AS jobs
+         WHERE jobs.worker_id = p_worker_id AND jobs.status = 'doing' AND jobs.args ? 'long';
+    END IF;
+
+    IF short_only THEN
+        OPEN owners FOR
+            SELECT o.owner_id, o.max_running FROM queue_owners AS o
+             WHERE o.next_short_at <= now()
+             ORDER BY o.next_short_at, o.owner_id;
+    ELSE
+        OPEN owners FOR
+            SELECT o.owner_id, o.max_running FROM queue_owners AS o
+             WHERE o.next_at <= now()
+             ORDER BY o.next_at, o.owner_id;
+    END IF;
+    LOOP
+        FETCH owners INTO ready;
+        EXIT WHEN NOT FOUND;
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        CONTINUE WHEN running >= ready.max_running;
+        IF waited THEN
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE SKIP LOCKED;
+        ELSE
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE;
+            waited := true;
+        END IF;
+        CONTINUE WHEN NOT FOUND;
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        CONTINUE WHEN running >= ready.max_running;
+        candidate_id := NULL;
+        -- Each query below comes twice, with and without `NOT (args ? 'long')`, written
+        -- out: only then does each use its partial index (jobboard_queue_short_*_idx for
+        -- short entries), in PL/pgSQL's generic plans too.
+        IF short_only THEN
+            SELECT jobs.id, jobs.scheduled_at INTO candidate_id, candidate_at
+                FROM procrastinate_jobs AS jobs
+                WHERE jobs.status = 'todo'
+                    AND jobs.args ? 'owner_id'
+                    AND NOT (jobs.args ? 'long')
+                    AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                    AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                    AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+                    AND (jobs.lock IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM procrastinate_jobs AS other_jobs
+                         WHERE other_jobs.lock = jobs.lock AND other_jobs.status = 'doing'))
+                ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+                FOR UPDATE OF jobs SKIP LOCKED;
+        ELSE
+            SELECT jobs.id, jobs.scheduled_at INTO candidate_id, candidate_at
+                FROM procrastinate_jobs AS jobs
+                WHERE jobs.status = 'todo'
+                    AND jobs.args ? 'owner_id'
+                    AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                    AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                    AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+                    AND (jobs.lock IS NULL OR NOT EXISTS (
+                        SELECT 1 FROM procrastinate_jobs AS other_jobs
+                         WHERE other_jobs.lock = jobs.lock AND other_jobs.status = 'doing'))
+                ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+                FOR UPDATE OF jobs SKIP LOCKED;
+        END IF;
+        IF candidate_id IS NOT NULL THEN
+            -- This start uses the user's earliest turn. When priority chose a job that came
+            -- due later, the job it passed takes over the chosen one's (later, already due)
+            -- time: a user's jobs take the turns their due times give them, and priority
+            -- only decides which of them fills each turn. With the long slots full, the
+            -- turn and the job passed are the user's short ones.
+            IF candidate_at IS NOT NULL THEN
+                passed_id := NULL;
+                -- Two bounded index probes (jobboard_queue_owned_due_idx, or
+                -- jobboard_queue_short_due_idx), not one `scheduled_at IS NULL OR
+                -- scheduled_at < candidate_at` filter, which the index cannot bound: that
+                -- one walked every waiting entry of the user scheduled at or after
+                -- candidate_at, on every fetch (revision 0006).
+                IF short_only THEN
+                    SELECT jobs.id INTO passed_id
+                        FROM procrastinate_jobs AS jobs
+                        WHERE jobs.status = 'todo'
+                            AND jobs.args ? 'owner_id'
+                            AND NOT (jobs.args ? 'long')
+                            AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                            AND jobs.scheduled_at IS NULL
+                        LIMIT 1
+                        FOR UPDATE OF jobs SKIP LOCKED;
+                    IF passed_id IS NULL THEN
+                        SELECT jobs.id INTO passed_id
+                            FROM procrastinate_jobs AS jobs
+                            WHERE jobs.status = 'todo'
+                                AND jobs.args ? 'owner_id'
+                                AND NOT (jobs.args ? 'long')
+                                AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                                AND jobs.scheduled_at < candidate_at
+                            ORDER BY jobs.scheduled_at LIMIT 1
+                            FOR UPDATE OF jobs SKIP LOCKED;
+                    END IF;
+                ELSE
+                    SELECT jobs.id INTO passed_id
+                        FROM procrastinate_jobs AS jobs
+                        WHERE jobs.status = 'todo'
+                            AND jobs.args ? 'owner_id'
+                            AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                            AND jobs.scheduled_at IS NULL
+                        LIMIT 1
+                        FOR UPDATE OF jobs SKIP LOCKED;
+                    IF passed_id IS NULL THEN
+                        SELECT jobs.id INTO passed_id
+                            FROM procrastinate_jobs AS jobs
+                            WHERE jobs.status = 'todo'
+                                AND jobs.args ? 'owner_id'
+                                AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                                AND jobs.scheduled_at < candidate_at
+                            ORDER BY jobs.scheduled_at LIMIT 1
+                            FOR UPDATE OF jobs SKIP LOCKED;
+                    END IF;
+                END IF;
+                IF passed_id IS NOT NULL THEN
+                    UPDATE procrastinate_jobs SET scheduled_at = candidate_at WHERE id = passed_id;
+                END IF;
+            END IF;
+            UPDATE procrastinate_jobs
+                SET status = 'doing', worker_id = p_worker_id
+                WHERE id = candidate_id
+                RETURNING * INTO found_jobs;
+            CLOSE owners;
+            RETURN found_jobs;
+        END IF;
+    END LOOP;
+    CLOSE owners;
+    RETURN found_jobs;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(
+    target_queue_names character varying[],
+    p_worker_id bigint
+)
+    RETURNS procrastinate_jobs
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    found_jobs procrastinate_jobs;
+BEGIN
+    -- 1. Entries of nobody (mail, maintenance): Procrastinate's own rule, looked up queue
+    -- by queue (revision 0007_fetch_by_queue). Each queue's best entry is the first of
+    -- jobboard_queue_unowned_todo_idx (queue_name, priority DESC, id) that passes the rule;
+    -- the best of those starts. One query over every target queue had to filter
+    -- `queue_name = ANY(...)` and `NOT (args ? 'owner_id')`: the planner walked
+    -- Procrastinate's index of every waiting entry, users' included, and with 50,000 of
+    -- them queued each fetch took 49 ms to find that no entry of nobody was waiting. A
+    -- fetch for every queue (NULL, Procrastinate's CLI default; our workers always name
+    -- theirs) looks in each queue that has a waiting entry of nobody. Each queue's candidate
+    -- stays locked until this fetch commits (its own short transaction); other workers skip
+    -- it meanwhile, as they skip the one that starts.
+    WITH candidate AS (
+        SELECT jobs.*
+            FROM unnest(COALESCE(target_queue_names, ARRAY(
+                    SELECT DISTINCT waiting.queue_name FROM procrastinate_jobs AS waiting
+                     WHERE waiting.status = 'todo' AND NOT (waiting.args ? 'owner_id')
+                 ))) AS target(queue_name),
+                LATERAL (
+                    SELECT queued.*
+                        FROM procrastinate_jobs AS queued
+                        WHERE
+                            NOT EXISTS (
+                                SELECT 1
+                                    FROM procrastinate_jobs AS other_jobs
+                                    WHERE
+                                        queued.lock IS NOT NULL
+                                        AND other_jobs.lock = queued.lock
+                                        AND (
+                                            other_jobs.status = 'doing'
+                                            OR
+                                            (
+                                                other_jobs.status = 'todo'
+                                                AND (
+                                                    other_jobs.priority > queued.priority
+                                                    OR (
+                                                    other_jobs.priority = queued.priority
+                                                    AND other_jobs.id < queued.id
+                                                    )
+                                                )
+                                            )
+                                        )
+                            )
+                            AND queued.status = 'todo'
+                            AND NOT (queued.args ? 'owner_id')
+                            AND queued.queue_name = target.queue_name
+                            AND (queued.scheduled_at IS NULL OR queued.scheduled_at <= now())
+                        ORDER BY queued.priority DESC, queued.id ASC LIMIT 1
+                        FOR UPDATE OF queued SKIP LOCKED
+                ) AS jobs
+            ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+    )
+    UPDATE procrastinate_jobs
+        SET status = 'doing', worker_id = p_worker_id
+        FROM candidate
+        WHERE procrastinate_jobs.id = candidate.id
+        RETURNING procrastinate_jobs.* INTO found_jobs;
+    IF found_jobs.id IS NOT NULL THEN
+        RETURN found_jobs;
+    END IF;
+
+    -- 2. Users' entries (the jobs queue only): jobboard_fetch_owned_job.
+    IF target_queue_names IS NOT NULL AND NOT ('jobs' = ANY(target_queue_names)) THEN
+        RETURN found_jobs;
+    END IF;
+    RETURN jobboard_fetch_owned_job(target_queue_names, p_worker_id, true);
+END;
+$$;
+
+CREATE FUNCTION jobboard_fetch_jobs(p_worker_id bigint, p_limit integer)
+    RETURNS SETOF procrastinate_jobs
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    found_jobs procrastinate_jobs;
+    taken integer := 0;
+BEGIN
+    WHILE taken < p_limit LOOP
+        found_jobs := jobboard_fetch_owned_job(
+            ARRAY['jobs']::character varying[], p_worker_id, taken = 0
+        );
+        EXIT WHEN found_jobs.id IS NULL;
+        taken := taken + 1;
+        RETURN NEXT found_jobs;
+    END LOOP;
+END;
+$$;
