@@ -299,3 +299,21 @@ def test_sigkill_at_random_points_over_1000_jobs(live_app, start_worker):
             )
         )
         assert left == 0
+
+
+def test_a_job_row_locked_by_a_cancel_is_not_waited_for(live_app, queue_connection):
+    """A cancel locks the job's row, then its entry; the batched fetch holds the entry:
+    waiting for the row there would deadlock. The entry comes back without an attempt,
+    and the cancel goes through."""
+    with live_app.app_context():
+        owner = _user()
+        (job_id,) = _jobs(owner, 1)
+    url = libpq_url(live_app.config["DATABASE_URL_FOR_WORKER"])
+    worker = _worker_id(queue_connection)
+    with psycopg.connect(url) as cancel:
+        cancel.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
+
+        (entry,) = _fetch(queue_connection, worker, 5)
+
+        assert entry.job_id == job_id and entry.attempt is None
+        cancel.rollback()

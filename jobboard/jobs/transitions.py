@@ -162,16 +162,22 @@ async def complete_async(
 # Take up to :limit due entries of the jobs queue for worker :worker_id (the fair fetch,
 # migrations/sql/batched_queue_0013.sql) and start each entry's job as _START_SQL starts
 # one: the same conditions, the same columns. An entry whose job is not simply pending
-# comes back without an attempt; its caller decides under the lock (`start_attempt`).
+# comes back without an attempt; its caller decides under the lock (`start_attempt`), in a
+# transaction of its own. So does one whose job row is locked (a cancel, an award, an
+# edit in progress): the cancel holds the job's row and waits for the entry, this
+# statement holds the entry, so it must not wait for the row (SKIP LOCKED).
 _START_BATCH_SQL = (
     "WITH taken AS MATERIALIZED ("
     "  SELECT id AS entry_id, (args->>'job_id')::bigint AS job_id, task_name"
     "  FROM jobboard_fetch_jobs(%(worker_id)s, %(limit)s)),"
-    " started AS (UPDATE jobs SET status = %(in_progress)s, attempts = jobs.attempts + 1,"
-    "  started_at = %(now)s, updated_at = %(now)s FROM taken"
-    "  WHERE jobs.id = taken.job_id AND jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
+    " startable AS (SELECT jobs.id, taken.entry_id FROM jobs JOIN taken ON jobs.id = taken.job_id"
+    "  WHERE jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
     "  AND (jobs.queue_job_id IS NULL OR jobs.queue_job_id = taken.entry_id)"
-    "  RETURNING taken.entry_id, jobs.attempts, jobs.owner_id, jobs.kind, jobs.params,"
+    "  FOR UPDATE OF jobs SKIP LOCKED),"
+    " started AS (UPDATE jobs SET status = %(in_progress)s, attempts = jobs.attempts + 1,"
+    "  started_at = %(now)s, updated_at = %(now)s FROM startable"
+    "  WHERE jobs.id = startable.id"
+    "  RETURNING startable.entry_id, jobs.attempts, jobs.owner_id, jobs.kind, jobs.params,"
     "  jobs.max_attempts, jobs.scheduled_time)"
     " SELECT taken.entry_id, taken.job_id, taken.task_name, started.attempts, started.owner_id,"
     " started.kind, started.params, started.max_attempts, started.scheduled_time"

@@ -6,8 +6,8 @@ Create Date: 2026-12-05
 
 `idempotency_keys.job_ids`: the jobs a batch (POST /api/jobs/batch/) created, so that a
 repeated request returns them all. The batched fetch of the `jobs` queue
-(`jobboard_fetch_jobs`, with the fair fetch split so that it and Procrastinate's
-`procrastinate_fetch_job_v2` share one definition of the rules): batched_queue_0013.sql.
+(`jobboard_fetch_jobs`: the fair fetch taking many entries a call, which
+Procrastinate's `procrastinate_fetch_job_v2` now calls for one): batched_queue_0013.sql.
 The downgrade restores the fetch of long_job_slots_0009.sql.
 """
 
@@ -45,7 +45,7 @@ def downgrade() -> None:
     _run(
         """
         DROP FUNCTION IF EXISTS jobboard_fetch_jobs(bigint, integer);
-        DROP FUNCTION IF EXISTS jobboard_fetch_owned_job(character varying[], bigint, boolean);
+        DROP FUNCTION IF EXISTS jobboard_fetch_owned_jobs(character varying[], bigint, integer);
         """
     )
     op.drop_column("idempotency_keys", "job_ids")
