@@ -174,8 +174,10 @@ _START_BATCH_SQL = (
     "  WHERE jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
     "  AND (jobs.queue_job_id IS NULL OR jobs.queue_job_id = taken.entry_id)"
     "  FOR UPDATE OF jobs SKIP LOCKED),"
+    # clock_timestamp(), not a time taken before the statement: the fetch judged the
+    # entries due by the statement's own clock, and a start is never before its due time.
     " started AS (UPDATE jobs SET status = %(in_progress)s, attempts = jobs.attempts + 1,"
-    "  started_at = %(now)s, updated_at = %(now)s FROM startable"
+    "  started_at = clock_timestamp(), updated_at = clock_timestamp() FROM startable"
     "  WHERE jobs.id = startable.id"
     "  RETURNING startable.entry_id, jobs.attempts, jobs.owner_id, jobs.kind, jobs.params,"
     "  jobs.max_attempts, jobs.scheduled_time)"
