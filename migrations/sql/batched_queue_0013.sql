@@ -20,6 +20,9 @@ CREATE OR REPLACE FUNCTION jobboard_fetch_owned_jobs(
 )
     RETURNS SETOF procrastinate_jobs
     LANGUAGE plpgsql
+    -- A batch is a few entries: without this the planner expects 1,000 and joins them to
+    -- the jobs by scanning every job (the batched start, jobboard/jobs/transitions.py).
+    ROWS 10
 AS $$
 DECLARE
     taken bigint[] := '{}';
@@ -287,6 +290,7 @@ $$;
 CREATE FUNCTION jobboard_fetch_jobs(p_worker_id bigint, p_limit integer)
     RETURNS SETOF procrastinate_jobs
     LANGUAGE sql
+    ROWS 10
 AS $$
     SELECT * FROM jobboard_fetch_owned_jobs(ARRAY['jobs']::character varying[], p_worker_id, p_limit);
 $$;
