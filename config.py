@@ -130,6 +130,11 @@ class Config:
     LONG_JOB_SLOTS = env_int("LONG_JOB_SLOTS", max(1, WORKER_CONCURRENCY // 2))
     MAIL_WORKER_CONCURRENCY = env_int("MAIL_WORKER_CONCURRENCY", 2)
     WORKER_POLL_INTERVAL = env_float("WORKER_POLL_INTERVAL", 0.1)
+    # The jobs queue's batched worker (docs/performance.md): entries taken per statement
+    # (at most the free slots; 0: Procrastinate's own worker, one entry at a time), and
+    # how long finished attempts wait to be written together.
+    QUEUE_BATCH_SIZE = env_int("QUEUE_BATCH_SIZE", 50)
+    QUEUE_FLUSH_SECONDS = env_float("QUEUE_FLUSH_SECONDS", 0.05)
     WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
     # Worker processes started by one `python -m workers` (each with the settings above).
     WORKER_PROCESSES = env_int("WORKER_PROCESSES", 1)

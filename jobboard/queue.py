@@ -13,8 +13,22 @@ from itertools import chain
 from typing import Any
 
 from procrastinate.tasks import configure_task
-from sqlalchemy import BigInteger, ColumnElement, DateTime, Integer, String, cast, func, literal
-from sqlalchemy.dialects.postgresql import ARRAY, array
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    DateTime,
+    Insert,
+    Integer,
+    Select,
+    String,
+    cast,
+    column,
+    func,
+    insert,
+    literal,
+    table,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.sql.expression import tuple_
 from sqlalchemy.types import UserDefinedType
 
@@ -104,6 +118,43 @@ class _ProcrastinateType(UserDefinedType):
 
     def get_col_spec(self, **_kw: Any) -> str:
         return self.name
+
+
+# The columns of Procrastinate's queue table that its own `procrastinate_defer_jobs_v1`
+# fills; tests/test_queue_sql.py fails if the installed Procrastinate's function stops
+# inserting exactly these.
+ENTRY_COLUMNS = (
+    "queue_name",
+    "task_name",
+    "priority",
+    "lock",
+    "queueing_lock",
+    "args",
+    "scheduled_at",
+)
+entries_table = table(
+    "procrastinate_jobs",
+    column("id", BigInteger),
+    column("queue_name", String),
+    column("task_name", String),
+    column("priority", Integer),
+    column("lock", String),
+    column("queueing_lock", String),
+    column("args", JSONB),
+    column("scheduled_at", DateTime(timezone=True)),
+)
+
+
+def insert_entries(rows: Select[Any]) -> Insert:
+    """SQL deferring one entry per row of `rows` (columns in ENTRY_COLUMNS' order), the
+    way `procrastinate_defer_jobs_v1` does (one INSERT), returning each entry's `id` and
+    `args`: a statement of ours can then match entries to the rows it inserts beside
+    them, which the function's bare array of ids cannot promise."""
+    return (
+        insert(entries_table)
+        .from_select(list(ENTRY_COLUMNS), rows)
+        .returning(entries_table.c.id, entries_table.c.args)
+    )
 
 
 def cancel(queue_job_id: int) -> bool:

@@ -114,14 +114,18 @@ def check_params_size(plan: Plan, params: Any) -> None:
         raise Unprocessable(message, errors={"json": {"params": [message]}})
 
 
-def new_job_quotas_reached(user_id: int, plan: Plan, now: datetime) -> Select[tuple[bool, bool]]:
-    """One row: whether the user has reached `max_open_jobs` and `jobs_per_day` (columns
-    named so), counted by the statement it is part of. Run it in the statement that
-    inserts the job, under `plan_for_update`'s lock (jobs.service.create_job): two
-    creates of one user are then counted one after the other."""
+def new_job_quotas_reached(
+    user_id: int, plan: Plan, now: datetime, count: int = 1
+) -> Select[tuple[bool, bool]]:
+    """One row: whether `count` new jobs would pass `max_open_jobs` or `jobs_per_day`
+    (columns named so), counted by the statement it is part of. Run it in the statement
+    that inserts the jobs, under `plan_for_update`'s lock (jobs.service.create_job,
+    create_jobs): two creates of one user are then counted one after the other. A batch
+    counts whole: it fits, or none of it goes in."""
+    day_start = start_of_utc_day(now)
     return select(
-        (_open_jobs(user_id) >= plan.max_open_jobs).label("max_open_jobs"),
-        (_jobs_since(user_id, start_of_utc_day(now)) >= plan.jobs_per_day).label("jobs_per_day"),
+        (_open_jobs(user_id) > plan.max_open_jobs - count).label("max_open_jobs"),
+        (_jobs_since(user_id, day_start) > plan.jobs_per_day - count).label("jobs_per_day"),
     )
 
 
@@ -130,20 +134,24 @@ def new_job_allowed(reached: NamedFromClause) -> ColumnElement[bool]:
     return and_(not_(reached.c.max_open_jobs), not_(reached.c.jobs_per_day))
 
 
-def refuse_new_job(plan: Plan, reached: Row[Any], now: datetime, whose: str = "your") -> None:
+def refuse_new_job(
+    plan: Plan, reached: Row[Any], now: datetime, whose: str = "your", count: int = 1
+) -> None:
     """429 naming the quota that `reached` (a `new_job_quotas_reached` row) says is
     reached, max_open_jobs first; nothing when neither is (then `new_job_allowed` held).
-    `whose` plan it is, as the message names it ("your", "the job owner's")."""
+    `whose` plan it is, as the message names it ("your", "the job owner's"); `count`, how
+    many jobs the refused request asked for."""
+    asked = "" if count == 1 else f" A batch of {count} jobs counts whole."
     if reached.max_open_jobs:
         raise TooManyRequests(
             f"max_open_jobs reached: {whose} plan '{plan.name}' allows {plan.max_open_jobs} "
-            "open (pending or in progress) jobs; wait for some to finish or cancel some.",
+            f"open (pending or in progress) jobs; wait for some to finish or cancel some.{asked}",
             headers={"Retry-After": str(current_app.config["OPEN_JOBS_RETRY_AFTER_SECONDS"])},
         )
     if reached.jobs_per_day:
         raise TooManyRequests(
             f"jobs_per_day reached: {whose} plan '{plan.name}' allows {plan.jobs_per_day} new "
-            "jobs (retries included) per UTC day.",
+            f"jobs (retries included) per UTC day.{asked}",
             headers={"Retry-After": str(seconds_to_next_utc_day(now))},
         )
 

@@ -88,36 +88,54 @@ def _finite_float(text: str) -> float:
 def check_json_value(data: Any, *, check_strings: bool = True) -> None:
     """Walk a decoded JSON document (iteratively: depth is what is being checked), counting
     its values as it goes. The error names the top-level field that holds the bad value,
-    as schema errors do. `check_strings=False` skips the strings, for a text that cannot
-    hold a bad one (`_may_hold_bad_strings`)."""
-    top = "_schema"
-    stack: list[tuple[Any, int, str]] = [(data, 1, top)]
+    as schema errors do, and for a field holding a list the element's index too
+    (`{"jobs": {"3": [...]}}`, as marshmallow keys a list's errors). `check_strings=False`
+    skips the strings, for a text that cannot hold a bad one (`_may_hold_bad_strings`)."""
+    stack: list[tuple[Any, int, tuple[str, ...]]] = [(data, 1, ())]
     values = 1
     while stack:
-        value, depth, field = stack.pop()
+        value, depth, path = stack.pop()
         if isinstance(value, str):
             if bad_string(value):
-                raise ma.ValidationError({field: [BAD_STRING]})
+                raise ma.ValidationError(_at(path, BAD_STRING))
             continue
         if not isinstance(value, dict | list):
             continue  # a number, true, false or null at the top
         if depth > MAX_JSON_DEPTH:
-            raise ma.ValidationError({field: [TOO_DEEP]})
+            raise ma.ValidationError(_at(path[:1], TOO_DEEP))
         values += len(value)
         if values > MAX_JSON_VALUES:
-            raise ma.ValidationError({top: [TOO_MANY_VALUES]})
+            raise ma.ValidationError(_at((), TOO_MANY_VALUES))
         if isinstance(value, dict):
             for key, item in value.items():
                 if check_strings and bad_string(key):
-                    raise ma.ValidationError({field: [BAD_STRING]})
+                    raise ma.ValidationError(_at(path, BAD_STRING))
                 if isinstance(item, dict | list) or (check_strings and isinstance(item, str)):
-                    stack.append((item, depth + 1, key if depth == 1 else field))
+                    stack.append((item, depth + 1, _field_path(path, depth, key)))
         else:
             stack.extend(
-                (item, depth + 1, field)
-                for item in value
+                (item, depth + 1, (*path, str(index)) if depth == 2 else path)
+                for index, item in enumerate(value)
                 if isinstance(item, dict | list) or (check_strings and isinstance(item, str))
             )
+
+
+def _field_path(path: tuple[str, ...], depth: int, key: str) -> tuple[str, ...]:
+    """Where the value under `key` of an object at `depth` is reported: a top-level field,
+    or a field of an object in a top-level field's list (`jobs.3.name`)."""
+    if depth == 1:
+        return (key,)
+    if depth == 3 and len(path) == 2:
+        return (*path, key)
+    return path
+
+
+def _at(path: tuple[str, ...], message: str) -> dict[str, Any]:
+    """An error body's `{field: {index: [message]}}` for `path` (empty: `_schema`)."""
+    errors: Any = [message]
+    for key in reversed(path or ("_schema",)):
+        errors = {key: errors}
+    return errors
 
 
 def _values_at_most(text: str) -> int:

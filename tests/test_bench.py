@@ -98,9 +98,10 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
         figures_of_arm = summary["arms"][arm]
         assert len(figures_of_arm["rounds"]) == 2
         assert figures_of_arm["min"] <= figures_of_arm["median"] <= figures_of_arm["max"]
-    # Each job costs a few round trips at least (fetch, finish), whatever the code does.
+    # Procrastinate's worker costs a few round trips a job at least (fetch, finish); the
+    # batched one some, but less than one a job (a batch's fetch, a flush's completion).
     assert summary["raw_round_trips_per_job"] >= 2
-    assert summary["round_trips_per_job"] >= 2
+    assert 0 < summary["round_trips_per_job"] <= 1
     rounds = figures["details"]["1_throughput"]["rounds"]
     for arm in ("raw", "e2e"):
         for run in rounds[arm]:

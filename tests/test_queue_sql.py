@@ -5,18 +5,22 @@ type, or stops deferring through it, and check that both ways write the same que
 
 from __future__ import annotations
 
+import inspect
 import re
 from datetime import timedelta
 from pathlib import Path
 
 import procrastinate
 import pytest
+from procrastinate import PsycopgConnector
 from procrastinate import sql as procrastinate_sql
+from procrastinate.manager import JobManager
 from sqlalchemy import select, text
 
 from config import PROJECT_ROOT
 from jobboard import queue
 from jobboard.extensions import db
+from jobboard.jobs import transitions
 from jobboard.models import now_utc
 
 # The copy that migration 0001 runs.
@@ -132,3 +136,54 @@ def test_deferral_without_locks(app):
     )
     row = db.session.execute(ROW, {"id": entry}).one()
     assert (row.lock, row.queueing_lock, row.args, row.scheduled_at) == (None, None, {}, None)
+
+
+def test_batch_inserts_fill_the_columns_procrastinates_defer_fills():
+    """`queue.insert_entries` (POST /api/jobs/batch/) inserts into procrastinate_jobs
+    directly, the columns that `procrastinate_defer_jobs_v1` fills, in the same order:
+    a release that fills another column (or stops filling one) fails here."""
+    function = definition(INSTALLED_SCHEMA.read_text(), rf"FUNCTION {queue.DEFER_FUNCTION}\(")
+    columns = re.search(r"INSERT INTO procrastinate_jobs \((.*?)\)", function)
+    assert columns is not None
+    assert tuple(name.strip() for name in columns.group(1).split(",")) == queue.ENTRY_COLUMNS
+
+
+# --- what the batched worker (workers/batched.py) leans on --------------------------------
+
+
+def test_the_batched_completion_finishes_entries_with_procrastinates_own_function():
+    """`_COMPLETE_BATCH_SQL` calls `procrastinate_finish_job_v1` as Procrastinate's own
+    finish does: a release that changes it (or stops using it) fails here."""
+    pattern = r"FUNCTION procrastinate_finish_job_v1\("
+    installed = definition(INSTALLED_SCHEMA.read_text(), pattern)
+    assert installed == definition(MIGRATION_SCHEMA.read_text(), pattern)
+    assert "procrastinate_finish_job_v1(" in procrastinate_sql.queries["finish_job"]
+    assert "procrastinate_finish_job_v1(id, 'succeeded', false)" in transitions._COMPLETE_BATCH_SQL
+
+
+def test_procrastinates_fetch_still_calls_the_function_the_migrations_redefine():
+    """Revision 0013 redefines `procrastinate_fetch_job_v2` (with the fair fetch split in
+    two); Procrastinate's worker must still call it with the same two arguments."""
+    query = " ".join(procrastinate_sql.queries["fetch_job"].split())
+    assert "FROM procrastinate_fetch_job_v2(%(queues)s::varchar[], %(worker_id)s)" in query
+
+
+@pytest.mark.parametrize(
+    ("method", "parameters"),
+    [
+        ("register_worker", []),
+        ("update_heartbeat", ["worker_id"]),
+        ("unregister_worker", ["worker_id"]),
+        ("prune_stalled_workers", ["seconds_since_heartbeat"]),
+        ("listen_for_jobs", ["on_notification", "queues"]),
+        ("retry_job_by_id_async", ["job_id", "retry_at"]),
+    ],
+)
+def test_the_job_manager_calls_the_batched_worker_makes(method, parameters):
+    signature = inspect.signature(getattr(JobManager, method))
+    assert inspect.iscoroutinefunction(getattr(JobManager, method))
+    assert all(name in signature.parameters for name in parameters), signature
+
+
+def test_the_connector_has_the_pool_the_batched_worker_uses():
+    assert isinstance(getattr(PsycopgConnector, "pool", None), property)

@@ -176,3 +176,30 @@ def test_a_refused_post_jobs_runs_no_more_statements(counted_app):
     assert "max_open_jobs" in refused[0].get_json()["message"]
     assert counted == 4, texts  # BEGIN, lookup, INSERT (nothing inserted), ROLLBACK
     assert texts["BEGIN"] == texts["ROLLBACK"] == 1
+
+
+@pytest.mark.parametrize("key", [None, "batch-key"])
+def test_post_jobs_batch_of_100_runs_4_statements(counted_app, key):
+    """A batch costs what one job does: BEGIN; the token's user, locked, with its plan;
+    one INSERT counting the quotas for the whole batch, deferring every queue entry,
+    storing every job and claiming the Idempotency-Key; COMMIT."""
+    application, wire = counted_app
+    client = application.test_client()
+    headers = _writer(application) | ({"Idempotency-Key": key} if key else {})
+    client.get("/api/jobs/", headers=headers)  # the pool's first connection
+    body = {"jobs": [payload(name=f"job {i}") for i in range(100)]}
+
+    created = []
+    counted, texts, executed = _statements_of(
+        application,
+        wire,
+        lambda: created.append(client.post("/api/jobs/batch/", json=body, headers=headers)),
+    )
+
+    assert created[0].status_code == 201, created[0].get_json()
+    assert len(created[0].get_json()) == 100
+    assert counted == 4, texts
+    lookup, insert = executed
+    assert "FOR NO KEY UPDATE OF users" in lookup
+    assert "INSERT INTO procrastinate_jobs" in insert and "INSERT INTO jobs" in insert
+    assert ("INSERT INTO idempotency_keys" in insert) is (key is not None)

@@ -47,6 +47,7 @@ from workers.app import (
     new_connector,
     task_app,
 )
+from workers.batched import BatchedJobsWorker
 from workers.context import flask_app
 from workers.processors import LONG_JOB_SECONDS
 
@@ -92,7 +93,13 @@ def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
     config = config or config_for_environment()
     common = worker_options(config)
     return [
-        {**common, "name": "jobs", "queues": [QUEUE_JOBS]},
+        {
+            **common,
+            "name": "jobs",
+            "queues": [QUEUE_JOBS],
+            "batch_size": config.QUEUE_BATCH_SIZE,
+            "flush_seconds": config.QUEUE_FLUSH_SECONDS,
+        },
         {
             **common,
             "name": "mail+maintenance",
@@ -204,10 +211,7 @@ async def run_workers_once(
     with task_app.replace_connector(connector):
         await connector.open_async()
         running = [
-            asyncio.create_task(
-                task_app.run_worker_async(install_signal_handlers=False, **options),
-                name=str(options["name"]),
-            )
+            asyncio.create_task(run_worker(task_app, options), name=str(options["name"]))
             for options in workers
         ]
         watch = asyncio.create_task(watch_database(conninfo))
@@ -235,6 +239,26 @@ async def run_workers_once(
     _retiring.add(retiring)
     retiring.add_done_callback(_retiring.discard)
     return "database unreachable"
+
+
+async def run_worker(task_app: Any, options: dict[str, Any]) -> None:
+    """One worker of the set: the batched worker for the `jobs` queue (unless
+    QUEUE_BATCH_SIZE is 0), Procrastinate's own for the others."""
+    options = dict(options)
+    batch_size = int(options.pop("batch_size", 0))
+    flush_seconds = float(options.pop("flush_seconds", 0.05))
+    if batch_size <= 0:
+        await task_app.run_worker_async(install_signal_handlers=False, **options)
+        return
+    await BatchedJobsWorker(
+        task_app,
+        concurrency=int(options["concurrency"]),
+        batch_size=batch_size,
+        flush_seconds=flush_seconds,
+        polling_interval=float(options["fetch_job_polling_interval"]),
+        heartbeat_interval=float(options["update_heartbeat_interval"]),
+        stalled_worker_timeout=float(options["stalled_worker_timeout"]),
+    ).run()
 
 
 async def close_quietly(connector: Any) -> None:

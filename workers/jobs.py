@@ -8,7 +8,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
@@ -97,23 +97,24 @@ async def process_job(
     session, row lock), within its kind's time limit (`finish_within_time_limit`); a
     failure, or a job that is not simply pending, goes to the event loop's executor."""
     assert context.job.id is not None
+    queue_job_id = context.job.id
+    pool = context.app.connector.pool
     with logs.job_context(job_id, request_id=request_id):
-        queue_job_id = context.job.id
-        async with context.app.connector.pool.connection() as connection:
+        async with pool.connection() as connection:
             attempt = await start_attempt_async(connection, job_id, queue_job_id)
-        if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
-            begun = await in_thread(begin_attempt, job_id, queue_job_id)
-            if not isinstance(begun, Attempt):
-                return begun
-            attempt = begun
-        logs.set_attempt(attempt.attempt)
-        started = time.monotonic()
-        outcome = await run_started_attempt(context, attempt)
-        log_attempt(attempt, outcome, time.monotonic() - started)
-        return outcome
+
+        async def complete_now(attempt: Attempt, output: object, duration_ms: int) -> bool:
+            async with pool.connection() as connection:
+                return await complete_async(
+                    connection, job_id, attempt.attempt, output, duration_ms
+                )
+
+        return await drive_attempt(
+            job_id, queue_job_id, attempt, context.should_abort, complete_now
+        )
 
 
-# How each outcome of `process_job` reads in the attempt's log line.
+# How each outcome of an attempt reads in its log line.
 _ATTEMPT_ENDED = {
     Outcome.COMPLETED: ("completed", "", logging.INFO),
     Outcome.RETRY_SCHEDULED: ("failed", "; the next attempt is scheduled", logging.WARNING),
@@ -142,10 +143,42 @@ def log_attempt(attempt: Attempt, outcome: str, seconds: float) -> None:
     )
 
 
-async def run_started_attempt(context: JobContext, attempt: Attempt) -> str:
-    """The processor of a started attempt, then its outcome stored (`process_job`)."""
+# How a finished attempt's output is stored: at once (`process_job`), or by the batched
+# queue's completer with others (workers/batched.py). True when the attempt still owned
+# its job and is completed.
+Complete = Callable[[Attempt, object, int], Awaitable[bool]]
+
+
+async def drive_attempt(
+    job_id: int,
+    queue_job_id: int,
+    attempt: Attempt | None,
+    should_abort: Callable[[], bool],
+    complete: Complete,
+) -> str:
+    """One attempt of job `job_id` for queue entry `queue_job_id`, from its start on:
+    what `process_job` and the batched queue both do once the job is started (`attempt`)
+    or found not simply pending (None: decided under the lock by `begin_attempt`). The
+    attempt ends with its one log line (`log_attempt`)."""
+    if attempt is None:  # cancelled, assigned, finished, stalled: decided under the lock
+        begun = await in_thread(begin_attempt, job_id, queue_job_id)
+        if not isinstance(begun, Attempt):
+            return begun
+        attempt = begun
+    logs.set_attempt(attempt.attempt)
+    started = time.monotonic()
+    outcome = await _run_started_attempt(attempt, should_abort, complete)
+    log_attempt(attempt, outcome, time.monotonic() - started)
+    return outcome
+
+
+async def _run_started_attempt(
+    attempt: Attempt, should_abort: Callable[[], bool], complete: Complete
+) -> str:
+    """A processor that is not `blocking` runs here on the event loop and its output goes
+    to `complete`; a blocking one runs in a thread of its own with the synchronous path
+    (`finish_within_time_limit`); a failure is stored by `store_failure` in a thread."""
     job_id = attempt.job_id
-    should_abort = context.should_abort
     processor = get_processor(attempt.kind)
     if processor is None or processor.blocking:
         return await finish_within_time_limit(attempt, should_abort)
@@ -154,8 +187,7 @@ async def run_started_attempt(context: JobContext, attempt: Attempt) -> str:
     duration_ms = round((time.monotonic() - started) * 1000)
     if error is not None:
         return await in_thread(store_failure, job_id, attempt.attempt, error, duration_ms)
-    async with context.app.connector.pool.connection() as connection:
-        done = await complete_async(connection, job_id, attempt.attempt, output, duration_ms)
+    done = await complete(attempt, output, duration_ms)
     return Outcome.COMPLETED if done else Outcome.SUPERSEDED
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from bench.harness import Scenario
 from bench.scenarios.api import Api
 from bench.scenarios.backlog import Backlog
+from bench.scenarios.batch_create import BatchCreate
 from bench.scenarios.http_under_load import HttpUnderLoad
 from bench.scenarios.register import Register
 from bench.scenarios.throughput import Throughput
@@ -23,4 +24,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     HttpUnderLoad(),  # reads scenario 1's raw rate from the summary when it ran first
     Api(),
     Register(),
+    BatchCreate(),
 )

@@ -13,6 +13,7 @@ from jobboard.jobs.schemas import (
     DeliveryIn,
     IdempotencyHeaders,
     JobAttemptOut,
+    JobBatchIn,
     JobIn,
     JobOpenOut,
     JobOut,
@@ -83,6 +84,32 @@ class Jobs(VerifiedUserView):
             caller(), data, headers.get("idempotency_key"), received_at()
         )
         return job, 201, ({} if created else {"Idempotent-Replayed": "true"})
+
+
+@blp.route("/jobs/batch/")
+class JobBatch(VerifiedUserView):
+    @counts_against_quotas
+    @authenticated
+    @blp.arguments(JobBatchIn)
+    @blp.arguments(IdempotencyHeaders, location="headers")
+    @blp.response(201, JobOut(many=True))
+    @error(
+        422,
+        "Not 1 to 100 jobs, or a job that POST /api/jobs/ would refuse: the errors name it "
+        "by its index (`errors.json.jobs.<i>.<field>`); nothing is created",
+    )
+    @error(
+        429,
+        "The whole batch would pass a quota of your plan (max_open_jobs or jobs_per_day, "
+        "named in the message); nothing is created",
+        headers=RETRY_AFTER,
+    )
+    def post(self, data: dict[str, Any], headers: dict[str, Any]):
+        """Create up to 100 jobs in one transaction, queued for their scheduled times"""
+        jobs, created = service.create_jobs(
+            caller(), data["jobs"], headers.get("idempotency_key"), received_at()
+        )
+        return jobs, 201, ({} if created else {"Idempotent-Replayed": "true"})
 
 
 @blp.route("/jobs/assigned/")

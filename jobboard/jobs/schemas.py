@@ -111,6 +111,21 @@ class JobIn(Schema):
         return data
 
 
+MAX_BATCH_JOBS = 100
+
+
+class JobBatchIn(Schema):
+    jobs = fields.List(
+        fields.Nested(JobIn),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_BATCH_JOBS),
+        metadata={
+            "description": f"1 to {MAX_BATCH_JOBS} jobs, each as the body of POST /api/jobs/. "
+            "Errors name the job by its index: `errors.json.jobs.<i>.<field>`."
+        },
+    )
+
+
 class IdempotencyHeaders(Schema):
     class Meta:
         unknown = EXCLUDE

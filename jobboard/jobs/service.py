@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     ColumnElement,
+    DateTime,
+    Integer,
     Select,
     String,
+    Text,
+    case,
     cast,
     false,
     func,
@@ -28,6 +34,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, aggregate_order_by
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -123,6 +130,214 @@ def create_job(
 
     commit_as_written()
     return job, True
+
+
+def create_jobs(
+    owner: User,
+    jobs: Sequence[Mapping[str, Any]],
+    idempotency_key: str | None = None,
+    received_at: datetime | None = None,
+) -> tuple[list[Job], bool]:
+    """Create several jobs (as `create_job` does each) and queue them, in one transaction
+    and one statement: all of them or none. Returns `(jobs, created)` in the order given.
+
+    The owner's quotas count the batch whole: it passes `max_open_jobs` or `jobs_per_day`
+    as a whole (429) or fits. A job that `create_job` would refuse makes the batch a 422
+    whose errors are keyed by the job's index (`errors.json.jobs.<i>.<field>`). With
+    `idempotency_key`, the key is claimed by the same statement that inserts the jobs; a
+    repeat with the same body returns the jobs the first request created (`created`
+    False), a repeat racing the first waits for it."""
+    owner_id = owner.id
+    fingerprint = request_fingerprint({"jobs": list(jobs)}) if idempotency_key else ""
+    # No statement when the request's token lookup took the lock (routes.JobBatch.post).
+    plan = quotas.plan_for_update(owner_id)
+    rows, errors = [], {}
+    for index, data in enumerate(jobs):
+        try:
+            quotas.check_params_size(plan, data["params"])
+            scheduled_time = future_or_now(data.get("scheduled_time"), received_at)
+        except Unprocessable as error:
+            errors[index] = (error.errors or {}).get("json", {"_schema": [error.message]})
+            continue
+        processor = get_processor(data["kind"])
+        rows.append(
+            {
+                "name": data["name"],
+                "description": data.get("description"),
+                "kind": data["kind"],
+                "params": json.dumps(data["params"]),
+                "scheduled_time": scheduled_time,
+                "priority": data["priority"],
+                "max_attempts": data["max_attempts"],
+                "queued": runs_in_queue(data["kind"]),
+                "queue_at": None if data.get("scheduled_time") is None else scheduled_time,
+                "long": processor is not None and processor.long,
+            }
+        )
+    if errors:
+        replayed = _replayed_jobs(owner_id, idempotency_key, fingerprint)
+        if replayed is not None:  # a repeat whose times have passed since the first
+            return replayed, False
+        raise Unprocessable(
+            f"{len(errors)} of the {len(jobs)} jobs are invalid; nothing was created.",
+            errors={"json": {"jobs": errors}},
+        )
+    now = now_utc()
+    outcome = db.session.execute(
+        _batch_insert(plan, owner_id, rows, now, idempotency_key, fingerprint)
+    ).all()
+    created = [row[-1] for row in outcome if row[-1] is not None]
+    claimed = idempotency_key is None or (created and outcome[0].claimed)
+    if created and claimed:
+        commit_as_written()
+        return created, True
+    db.session.rollback()
+    replayed = _replayed_jobs(owner_id, idempotency_key, fingerprint)
+    if replayed is not None:
+        return replayed, False
+    if not created:
+        quotas.refuse_new_job(plan, outcome[0], now, count=len(rows))
+    raise Conflict("A request with this Idempotency-Key is in progress; retry.")
+
+
+def _batch_insert(
+    plan: Plan,
+    owner_id: int,
+    rows: list[dict[str, Any]],
+    now: datetime,
+    idempotency_key: str | None,
+    fingerprint: str,
+) -> Select[Any]:
+    """One statement inserting `rows` as jobs with their queue entries, if the owner's
+    quotas let the whole batch in, and claiming `idempotency_key` for them. Its rows:
+    the quota columns of `quotas.new_job_quotas_reached`, `claimed`, and each job in the
+    given order (a single row with no job when the quotas refused the batch)."""
+
+    def given(key: str, item_type: Any) -> ColumnElement[Any]:
+        return func.unnest(literal([row[key] for row in rows], ARRAY(item_type))).label(key)
+
+    reached = quotas.new_job_quotas_reached(owner_id, plan, now, len(rows)).cte("quotas_reached")
+    batch = select(
+        func.unnest(literal(list(range(len(rows))), ARRAY(Integer))).label("ord"),
+        given("name", String),
+        given("description", Text),
+        given("kind", String),
+        cast(given("params", Text), JSONB).label("params"),
+        given("scheduled_time", DateTime(timezone=True)),
+        given("priority", Integer),
+        given("max_attempts", Integer),
+        given("queued", Boolean),
+        given("queue_at", DateTime(timezone=True)),
+        given("long", Boolean),
+    ).subquery("batch")
+    ordered = select(batch).order_by(batch.c.ord).subquery("ordered")
+    # Ids drawn in the request's order, once (MATERIALIZED): each job and its entry share it.
+    drawn = (
+        select(
+            func.nextval(func.pg_get_serial_sequence(Job.__tablename__, Job.id.key)).label("id"),
+            *ordered.c,
+        )
+        .select_from(ordered.join(reached, quotas.new_job_allowed(reached)))
+        .cte("drawn")
+        .prefix_with("MATERIALIZED")
+    )
+    entry_args = func.jsonb_build_object(
+        "job_id", drawn.c.id, "owner_id", literal(owner_id, BigInteger)
+    ).op("||")(
+        case(
+            # A long kind's entry takes one of a worker's long-job slots (see queue_entry).
+            (drawn.c.long, cast(literal('{"long": true}'), JSONB)),
+            else_=cast(literal("{}"), JSONB),
+        )
+    )
+    entries = queue.insert_entries(
+        select(
+            literal(QUEUE_JOBS, String),
+            literal(PROCESS_JOB_TASK, String),
+            drawn.c.priority,
+            job_lock(drawn.c.id),
+            job_lock(drawn.c.id),
+            entry_args,
+            drawn.c.queue_at,
+        ).where(drawn.c.queued)
+    ).cte("entries")
+    fixed = {
+        "owner_id": owner_id,
+        "created_at": now,
+        "updated_at": now,
+        "status": JobStatus.PENDING.value,
+        "attempts": 0,
+    }
+    columns = Job.__table__.c
+    copied = ("name", "description", "kind", "params", "scheduled_time", "priority", "max_attempts")
+    inserted = (
+        insert(Job)
+        .from_select(
+            ["id", "queue_job_id", *copied, *fixed],
+            select(
+                drawn.c.id,
+                entries.c.id,
+                *(drawn.c[key] for key in copied),
+                *(literal(value, columns[key].type) for key, value in fixed.items()),
+            ).select_from(
+                drawn.outerjoin(
+                    entries, cast(entries.c.args["job_id"].astext, BigInteger) == drawn.c.id
+                )
+            ),
+        )
+        .returning(*columns)
+        .cte("inserted")
+    )
+    if idempotency_key is None:
+        claimed: ColumnElement[Any] = literal(True)
+    else:
+        claim = (
+            pg_insert(IdempotencyKey)
+            .from_select(
+                ["user_id", "key", "request_hash", "job_id", "job_ids", "created_at"],
+                select(
+                    literal(owner_id),
+                    literal(idempotency_key, String),
+                    literal(fingerprint, String),
+                    func.min(inserted.c.id),
+                    func.array_agg(aggregate_order_by(inserted.c.id, inserted.c.id)),
+                    literal(now, DateTime(timezone=True)),
+                ).having(func.count() > 0),
+            )
+            # Waits for a concurrent request holding the same key: losing means the
+            # winner's jobs are committed and readable (create_jobs replays them).
+            .on_conflict_do_nothing()
+            .returning(IdempotencyKey.key)
+            .cte("claim")
+        )
+        claimed = select(func.count() > 0).select_from(claim).scalar_subquery()
+    return (
+        select(
+            reached.c.max_open_jobs,
+            reached.c.jobs_per_day,
+            claimed.label("claimed"),
+            aliased(Job, inserted),
+        )
+        .select_from(reached)
+        .outerjoin(inserted, true())
+        .order_by(inserted.c.id)
+    )
+
+
+def _replayed_jobs(owner_id: int, key: str | None, fingerprint: str) -> list[Job] | None:
+    """The jobs a batch with this key and body created, in their order; None when the key
+    is new; 422 for a key used with another body."""
+    if key is None:
+        return None
+    record = db.session.get(IdempotencyKey, (owner_id, key))
+    if record is None:
+        return None
+    if record.request_hash != fingerprint or record.job_ids is None:
+        raise Unprocessable(
+            "This Idempotency-Key was already used with a different request body.",
+            errors={"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+        )
+    return list(db.session.scalars(select(Job).where(Job.id.in_(record.job_ids)).order_by(Job.id)))
 
 
 def _insert_within_quotas(

@@ -223,6 +223,157 @@ def _detached(model: type[Any], row: Mapping[str, Any]) -> Any:
     return model(**{attr.key: row[attr.columns[0].name] for attr in inspect(model).column_attrs})
 
 
+# --- the same transitions, many jobs a statement (the batched queue) --------------------
+
+# Take up to :limit due entries of the jobs queue for worker :worker_id (the fair fetch,
+# migrations/sql/batched_queue_0013.sql) and start each entry's job as _START_SQL starts
+# one: the same conditions, the same columns. An entry whose job is not simply pending
+# comes back without an attempt; its caller decides under the lock (`start_attempt`), in a
+# transaction of its own. So does one whose job row is locked (a cancel, an award, an
+# edit in progress): the cancel holds the job's row and waits for the entry, this
+# statement holds the entry, so it must not wait for the row (SKIP LOCKED).
+_START_BATCH_SQL = (
+    "WITH taken AS MATERIALIZED ("
+    "  SELECT id AS entry_id, (args->>'job_id')::bigint AS job_id, task_name"
+    "  FROM jobboard_fetch_jobs(%(worker_id)s, %(limit)s)),"
+    " startable AS (SELECT jobs.id, taken.entry_id FROM jobs JOIN taken ON jobs.id = taken.job_id"
+    "  WHERE jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
+    "  AND (jobs.queue_job_id IS NULL OR jobs.queue_job_id = taken.entry_id)"
+    "  FOR UPDATE OF jobs SKIP LOCKED),"
+    # clock_timestamp(), not a time taken before the statement: the fetch judged the
+    # entries due by the statement's own clock, and a start is never before its due time.
+    " started AS (UPDATE jobs SET status = %(in_progress)s, attempts = jobs.attempts + 1,"
+    "  started_at = clock_timestamp(), updated_at = clock_timestamp() FROM startable"
+    "  WHERE jobs.id = startable.id"
+    "  RETURNING startable.entry_id, jobs.id, jobs.started_at, jobs.attempts, jobs.owner_id,"
+    "  jobs.kind, jobs.params, jobs.max_attempts, jobs.scheduled_time),"
+    # Each started job's `running` attempt recorded (and a stale one closed as lost), as
+    # _START_SQL records one.
+    " stale AS (UPDATE job_attempts SET outcome = %(lost)s, finished_at = clock_timestamp()"
+    "  WHERE job_id IN (SELECT id FROM started) AND outcome = %(running)s),"
+    " attempt AS (INSERT INTO job_attempts"
+    "  (job_id, number, started_at, outcome, worker, kind, due_at)"
+    "  SELECT started.id, started.attempts, started.started_at, %(running)s, %(worker)s,"
+    "  started.kind, COALESCE(entry.scheduled_at,"
+    "   (SELECT max(at) FROM procrastinate_events WHERE job_id = started.entry_id"
+    "    AND type IN ('deferred', 'deferred_for_retry', 'retried')),"
+    "   started.scheduled_time)"
+    "  FROM started LEFT JOIN procrastinate_jobs AS entry ON entry.id = started.entry_id)"
+    " SELECT taken.entry_id, taken.job_id, taken.task_name, started.attempts, started.owner_id,"
+    " started.kind, started.params, started.max_attempts, started.scheduled_time"
+    " FROM taken LEFT JOIN started USING (entry_id) ORDER BY taken.entry_id"
+)
+
+# Complete many attempts as _COMPLETE_SQL completes one (status + result, only while the
+# attempt still owns its job), and finish the worker's queue entries of many attempts
+# (Procrastinate's own procrastinate_finish_job_v1, on entries still `doing` for this
+# worker: one the stalled-job check gave back to the queue is left alone), all in one
+# statement: one transaction, one WAL flush for the lot.
+_COMPLETE_BATCH_SQL = (
+    "WITH given AS (SELECT * FROM unnest(%(job_ids)s::bigint[], %(attempts)s::integer[],"
+    "  %(outputs)s::jsonb[], %(durations)s::integer[]) AS g(job_id, attempt, output, duration_ms)),"
+    " done AS (UPDATE jobs SET status = %(completed)s, finished_at = %(now)s, updated_at = %(now)s"
+    "  FROM given WHERE jobs.id = given.job_id AND jobs.status = %(in_progress)s"
+    "  AND jobs.attempts = given.attempt RETURNING jobs.id, given.output, given.duration_ms),"
+    " results AS (INSERT INTO job_results (job_id, output, completed_at, duration_ms, note)"
+    "  SELECT id, output, %(now)s, duration_ms, NULL FROM done RETURNING job_id),"
+    " attempt AS (UPDATE job_attempts SET outcome = %(completed)s, finished_at = %(now)s,"
+    "  duration_ms = done.duration_ms FROM done"
+    "  WHERE job_attempts.job_id = done.id AND job_attempts.outcome = %(running)s),"
+    " owned AS (SELECT id FROM procrastinate_jobs WHERE id = ANY(%(entry_ids)s::bigint[])"
+    "  AND status = 'doing' AND worker_id = %(worker_id)s FOR UPDATE),"
+    " finished AS (SELECT procrastinate_finish_job_v1(id, 'succeeded', false) FROM owned)"
+    " SELECT ARRAY(SELECT job_id FROM results), (SELECT count(*) FROM finished)"
+)
+
+
+@dataclass(frozen=True)
+class TakenEntry:
+    """A queue entry the batched fetch took, with its job's attempt when it started."""
+
+    entry_id: int
+    job_id: int | None
+    task_name: str
+    attempt: Attempt | None
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished attempt's output, for `complete_batch_async`."""
+
+    job_id: int
+    attempt: int
+    output: object
+    duration_ms: int
+
+
+async def start_batch_async(connection: Any, worker_id: int, limit: int) -> list[TakenEntry]:
+    """Take up to `limit` entries of the jobs queue for `worker_id` and start their jobs,
+    in one statement (its own transaction on an autocommit connection)."""
+    params = _start_params(0, None) | {"worker_id": worker_id, "limit": limit}
+    async with connection.cursor() as cursor:
+        await cursor.execute(_START_BATCH_SQL, params)
+        rows = await cursor.fetchall()
+    return [
+        TakenEntry(
+            entry_id,
+            job_id,
+            task_name,
+            None if row[0] is None else _attempt(job_id, row),
+        )
+        for entry_id, job_id, task_name, *row in rows
+    ]
+
+
+async def complete_batch_async(
+    connection: Any, worker_id: int, completions: list[Completion], entry_ids: list[int]
+) -> set[int]:
+    """`complete` for each of `completions` and the finish of `entry_ids` (the worker's
+    queue entries), in one statement. Returns the ids of the jobs completed (an attempt
+    that no longer owns its job is not)."""
+    params = {
+        "now": now_utc(),
+        "worker_id": worker_id,
+        "job_ids": [item.job_id for item in completions],
+        "attempts": [item.attempt for item in completions],
+        "outputs": [json.dumps(item.output) for item in completions],
+        "durations": [item.duration_ms for item in completions],
+        "entry_ids": entry_ids,
+        "completed": JobStatus.COMPLETED.value,
+        "in_progress": JobStatus.IN_PROGRESS.value,
+        "running": AttemptOutcome.RUNNING.value,
+    }
+    # As `complete_async`: the statement and the completed jobs' `job.completed` events in
+    # one transaction, pipelined (two round trips for the whole batch).
+    async with connection.pipeline(), connection.transaction():
+        completing = connection.cursor()
+        reading_jobs = connection.cursor(row_factory=dict_row)
+        reading_results = connection.cursor(row_factory=dict_row)
+        await completing.execute(_COMPLETE_BATCH_SQL, params)
+        await reading_jobs.execute(_COMPLETED_JOBS_DRIVER, params)
+        await reading_results.execute(_COMPLETED_RESULTS_DRIVER, params)
+        row = await completing.fetchone()
+        completed = set(row[0])
+        jobs = {item["id"]: item for item in await reading_jobs.fetchall()}
+        results = {item["job_id"]: item for item in await reading_results.fetchall()}
+        events = [
+            build_event(
+                "job.completed",
+                job=_detached(Job, jobs[job_id]),
+                result=_detached(JobResult, results[job_id]),
+                by=COMPLETED_BY_PROCESSOR,
+            )
+            for job_id in sorted(completed)
+        ]
+        if events:
+            await write_events_async(connection, events)
+    return completed
+
+
+_COMPLETED_JOBS_DRIVER = "SELECT * FROM jobs WHERE id = ANY(%(job_ids)s::bigint[])"
+_COMPLETED_RESULTS_DRIVER = "SELECT * FROM job_results WHERE job_id = ANY(%(job_ids)s::bigint[])"
+
+
 def start_attempt(job_id: int, queue_job_id: int | None = None) -> Attempt | str:
     """Begin the next attempt of job `job_id` for queue entry `queue_job_id`; the caller
     commits. Returns the attempt, or the Outcome of a job that has no attempt to run."""

@@ -1,0 +1,296 @@
+-- The batched queue (revision 0013_batched_queue): the `jobs` queue's worker takes up to N
+-- due entries in one statement, and finishes many in one statement (docs/performance.md).
+--
+-- The fair fetch of long_job_slots_0009.sql, for a batch:
+--   * jobboard_fetch_owned_jobs takes up to p_limit users' entries in one call: users in
+--     turn as before (earliest due entry first, those under their plan's max_running_jobs),
+--     each taking as many places as their limit leaves them, in their priority order;
+--     the long-job slots and the turns passed by priority as before. Where the single
+--     fetch walked the users and counted their running entries once per entry, this
+--     does it once per user of the batch.
+--   * procrastinate_fetch_job_v2: Procrastinate's entry point, same signature and result
+--     as release 3.10's: entries of nobody (mail, maintenance) first, then one entry of
+--     jobboard_fetch_owned_jobs. The rules live in one function for both.
+--   * jobboard_fetch_jobs: the batched worker's call, the `jobs` queue.
+
+CREATE OR REPLACE FUNCTION jobboard_fetch_owned_jobs(
+    target_queue_names character varying[],
+    p_worker_id bigint,
+    p_limit integer
+)
+    RETURNS SETOF procrastinate_jobs
+    LANGUAGE plpgsql
+    -- A batch is a few entries: without this the planner expects 1,000 and joins them to
+    -- the jobs by scanning every job (the batched start, jobboard/jobs/transitions.py).
+    ROWS 10
+AS $$
+DECLARE
+    taken bigint[] := '{}';
+    chosen bigint[];
+    candidate record;
+    passed_id bigint;
+    running bigint;
+    room integer;
+    -- Only the first lock of a fetch is waited for, and only while it has taken nothing:
+    -- a fetch that holds users' locks never waits for another's (two batches waiting for
+    -- each other's users would deadlock).
+    waited boolean := false;
+    ready record;
+    owners refcursor;
+    long_slots integer;
+    long_free integer;
+    short_only boolean := false;
+BEGIN
+    -- Users' entries (the jobs queue only). The user whose earliest due entry has waited
+    -- longest, among those running fewer than their plan's max_running_jobs, goes first,
+    -- and takes as many of the free places as their limit leaves them; then the next
+    -- user. A user's own entries start in their priority order. The user's row is locked
+    -- until this fetch commits and the count is taken again under the lock, so two workers
+    -- never both take a user's last place. Busy users are skipped, never waited for, but
+    -- for the first lock of a fetch that holds none (its holders are short: another fetch,
+    -- or a transaction queueing or cancelling that user's job).
+
+    -- The long-job rule: a worker holding as many long entries as its long-job slots
+    -- fetches short entries only (long_job_slots_0009.sql states it whole).
+    long_slots := nullif(current_setting('jobboard.long_job_slots', true), '')::integer;
+    IF long_slots IS NOT NULL AND p_worker_id IS NOT NULL THEN
+        SELECT long_slots - count(*) INTO long_free FROM procrastinate_jobs AS jobs
+         WHERE jobs.worker_id = p_worker_id AND jobs.status = 'doing' AND jobs.args ? 'long';
+        short_only := long_free <= 0;
+    END IF;
+
+    IF short_only THEN
+        OPEN owners FOR
+            SELECT o.owner_id, o.max_running FROM queue_owners AS o
+             WHERE o.next_short_at <= now()
+             ORDER BY o.next_short_at, o.owner_id;
+    ELSE
+        OPEN owners FOR
+            SELECT o.owner_id, o.max_running FROM queue_owners AS o
+             WHERE o.next_at <= now()
+             ORDER BY o.next_at, o.owner_id;
+    END IF;
+    LOOP
+        EXIT WHEN cardinality(taken) >= p_limit;
+        FETCH owners INTO ready;
+        EXIT WHEN NOT FOUND;
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        CONTINUE WHEN running >= ready.max_running;
+        IF waited OR cardinality(taken) > 0 THEN
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE SKIP LOCKED;
+        ELSE
+            PERFORM 1 FROM queue_owners WHERE owner_id = ready.owner_id FOR UPDATE;
+            waited := true;
+        END IF;
+        CONTINUE WHEN NOT FOUND;
+        SELECT count(*) INTO running FROM procrastinate_jobs AS jobs
+         WHERE jobs.status = 'doing' AND jobs.args ? 'owner_id'
+           AND (jobs.args->>'owner_id')::bigint = ready.owner_id;
+        room := least(ready.max_running - running, p_limit - cardinality(taken));
+        CONTINUE WHEN room <= 0;
+        -- Each query below comes twice, with and without `NOT (args ? 'long')`, written
+        -- out: only then does each use its partial index (jobboard_queue_short_*_idx for
+        -- short entries), in PL/pgSQL's generic plans too. Long entries past the worker's
+        -- free long slots are passed over (they stay queued).
+        IF short_only THEN
+            SELECT array_agg(id) INTO chosen FROM (
+                SELECT jobs.id
+                    FROM procrastinate_jobs AS jobs
+                    WHERE jobs.status = 'todo'
+                        AND jobs.args ? 'owner_id'
+                        AND NOT (jobs.args ? 'long')
+                        AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                        AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                        AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+                        AND (jobs.lock IS NULL OR NOT EXISTS (
+                            SELECT 1 FROM procrastinate_jobs AS other_jobs
+                             WHERE other_jobs.lock = jobs.lock AND other_jobs.status = 'doing'))
+                    ORDER BY jobs.priority DESC, jobs.id ASC LIMIT room
+                    FOR UPDATE OF jobs SKIP LOCKED
+            ) AS picked;
+        ELSE
+            SELECT array_agg(id) INTO chosen FROM (
+                SELECT locked.id, locked.long,
+                       count(*) FILTER (WHERE locked.long)
+                           OVER (ORDER BY locked.priority DESC, locked.id ASC) AS longs
+                    FROM (
+                        SELECT jobs.id, jobs.priority, jobs.args ? 'long' AS long
+                            FROM procrastinate_jobs AS jobs
+                            WHERE jobs.status = 'todo'
+                                AND jobs.args ? 'owner_id'
+                                AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                                AND (target_queue_names IS NULL OR jobs.queue_name = ANY( target_queue_names ))
+                                AND (jobs.scheduled_at IS NULL OR jobs.scheduled_at <= now())
+                                AND (jobs.lock IS NULL OR NOT EXISTS (
+                                    SELECT 1 FROM procrastinate_jobs AS other_jobs
+                                     WHERE other_jobs.lock = jobs.lock AND other_jobs.status = 'doing'))
+                            ORDER BY jobs.priority DESC, jobs.id ASC LIMIT room
+                            FOR UPDATE OF jobs SKIP LOCKED
+                    ) AS locked
+            ) AS ranked
+            WHERE long_free IS NULL OR NOT ranked.long OR ranked.longs <= long_free;
+        END IF;
+        CONTINUE WHEN chosen IS NULL;
+        IF long_free IS NOT NULL THEN
+            SELECT long_free - count(*) INTO long_free FROM procrastinate_jobs AS jobs
+             WHERE jobs.id = ANY(chosen) AND jobs.args ? 'long';
+            short_only := long_free <= 0;
+        END IF;
+        RETURN QUERY UPDATE procrastinate_jobs
+            SET status = 'doing', worker_id = p_worker_id
+            WHERE id = ANY(chosen)
+            RETURNING *;
+        taken := taken || chosen;
+        -- Each start uses one of the user's earliest turns. When priority chose a job that
+        -- came due later, the job it passed takes over the chosen one's (later, already
+        -- due) time: a user's jobs take the turns their due times give them, and priority
+        -- only decides which of them fills each turn. With the long slots full, the turns
+        -- and the jobs passed are the user's short ones. Two bounded index probes
+        -- (jobboard_queue_owned_due_idx, or jobboard_queue_short_due_idx), not one
+        -- `scheduled_at IS NULL OR scheduled_at < candidate_at` filter, which the index
+        -- cannot bound (revision 0006).
+        FOR candidate IN
+            SELECT jobs.id, jobs.scheduled_at FROM procrastinate_jobs AS jobs
+             WHERE jobs.id = ANY(chosen) AND jobs.scheduled_at IS NOT NULL
+             ORDER BY jobs.priority DESC, jobs.id ASC
+        LOOP
+            passed_id := NULL;
+            IF short_only THEN
+                SELECT jobs.id INTO passed_id
+                    FROM procrastinate_jobs AS jobs
+                    WHERE jobs.status = 'todo'
+                        AND jobs.args ? 'owner_id'
+                        AND NOT (jobs.args ? 'long')
+                        AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                        AND jobs.scheduled_at IS NULL
+                    LIMIT 1
+                    FOR UPDATE OF jobs SKIP LOCKED;
+                IF passed_id IS NULL THEN
+                    SELECT jobs.id INTO passed_id
+                        FROM procrastinate_jobs AS jobs
+                        WHERE jobs.status = 'todo'
+                            AND jobs.args ? 'owner_id'
+                            AND NOT (jobs.args ? 'long')
+                            AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                            AND jobs.scheduled_at < candidate.scheduled_at
+                        ORDER BY jobs.scheduled_at LIMIT 1
+                        FOR UPDATE OF jobs SKIP LOCKED;
+                END IF;
+            ELSE
+                SELECT jobs.id INTO passed_id
+                    FROM procrastinate_jobs AS jobs
+                    WHERE jobs.status = 'todo'
+                        AND jobs.args ? 'owner_id'
+                        AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                        AND jobs.scheduled_at IS NULL
+                    LIMIT 1
+                    FOR UPDATE OF jobs SKIP LOCKED;
+                IF passed_id IS NULL THEN
+                    SELECT jobs.id INTO passed_id
+                        FROM procrastinate_jobs AS jobs
+                        WHERE jobs.status = 'todo'
+                            AND jobs.args ? 'owner_id'
+                            AND (jobs.args->>'owner_id')::bigint = ready.owner_id
+                            AND jobs.scheduled_at < candidate.scheduled_at
+                        ORDER BY jobs.scheduled_at LIMIT 1
+                        FOR UPDATE OF jobs SKIP LOCKED;
+                END IF;
+            END IF;
+            IF passed_id IS NOT NULL THEN
+                UPDATE procrastinate_jobs SET scheduled_at = candidate.scheduled_at
+                 WHERE id = passed_id;
+            END IF;
+        END LOOP;
+    END LOOP;
+    CLOSE owners;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(
+    target_queue_names character varying[],
+    p_worker_id bigint
+)
+    RETURNS procrastinate_jobs
+    LANGUAGE plpgsql
+AS $$
+DECLARE
+    found_jobs procrastinate_jobs;
+BEGIN
+    -- 1. Entries of nobody (mail, maintenance): Procrastinate's own rule, looked up queue
+    -- by queue (revision 0007_fetch_by_queue). Each queue's best entry is the first of
+    -- jobboard_queue_unowned_todo_idx (queue_name, priority DESC, id) that passes the rule;
+    -- the best of those starts. One query over every target queue had to filter
+    -- `queue_name = ANY(...)` and `NOT (args ? 'owner_id')`: the planner walked
+    -- Procrastinate's index of every waiting entry, users' included, and with 50,000 of
+    -- them queued each fetch took 49 ms to find that no entry of nobody was waiting. A
+    -- fetch for every queue (NULL, Procrastinate's CLI default; our workers always name
+    -- theirs) looks in each queue that has a waiting entry of nobody. Each queue's candidate
+    -- stays locked until this fetch commits (its own short transaction); other workers skip
+    -- it meanwhile, as they skip the one that starts.
+    WITH candidate AS (
+        SELECT jobs.*
+            FROM unnest(COALESCE(target_queue_names, ARRAY(
+                    SELECT DISTINCT waiting.queue_name FROM procrastinate_jobs AS waiting
+                     WHERE waiting.status = 'todo' AND NOT (waiting.args ? 'owner_id')
+                 ))) AS target(queue_name),
+                LATERAL (
+                    SELECT queued.*
+                        FROM procrastinate_jobs AS queued
+                        WHERE
+                            NOT EXISTS (
+                                SELECT 1
+                                    FROM procrastinate_jobs AS other_jobs
+                                    WHERE
+                                        queued.lock IS NOT NULL
+                                        AND other_jobs.lock = queued.lock
+                                        AND (
+                                            other_jobs.status = 'doing'
+                                            OR
+                                            (
+                                                other_jobs.status = 'todo'
+                                                AND (
+                                                    other_jobs.priority > queued.priority
+                                                    OR (
+                                                    other_jobs.priority = queued.priority
+                                                    AND other_jobs.id < queued.id
+                                                    )
+                                                )
+                                            )
+                                        )
+                            )
+                            AND queued.status = 'todo'
+                            AND NOT (queued.args ? 'owner_id')
+                            AND queued.queue_name = target.queue_name
+                            AND (queued.scheduled_at IS NULL OR queued.scheduled_at <= now())
+                        ORDER BY queued.priority DESC, queued.id ASC LIMIT 1
+                        FOR UPDATE OF queued SKIP LOCKED
+                ) AS jobs
+            ORDER BY jobs.priority DESC, jobs.id ASC LIMIT 1
+    )
+    UPDATE procrastinate_jobs
+        SET status = 'doing', worker_id = p_worker_id
+        FROM candidate
+        WHERE procrastinate_jobs.id = candidate.id
+        RETURNING procrastinate_jobs.* INTO found_jobs;
+    IF found_jobs.id IS NOT NULL THEN
+        RETURN found_jobs;
+    END IF;
+
+    -- 2. Users' entries (the jobs queue only): jobboard_fetch_owned_jobs, one of them.
+    IF target_queue_names IS NOT NULL AND NOT ('jobs' = ANY(target_queue_names)) THEN
+        RETURN found_jobs;
+    END IF;
+    SELECT * INTO found_jobs FROM jobboard_fetch_owned_jobs(target_queue_names, p_worker_id, 1);
+    RETURN found_jobs;
+END;
+$$;
+
+CREATE FUNCTION jobboard_fetch_jobs(p_worker_id bigint, p_limit integer)
+    RETURNS SETOF procrastinate_jobs
+    LANGUAGE sql
+    ROWS 10
+AS $$
+    SELECT * FROM jobboard_fetch_owned_jobs(ARRAY['jobs']::character varying[], p_worker_id, p_limit);
+$$;
