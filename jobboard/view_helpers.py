@@ -142,8 +142,14 @@ class SelectPage(Page):
         )
         rows = db.session.execute(page).all()
         if rows:
-            return [row[0] for row in rows], int(rows[0][-1])
+            return [self._item(row) for row in rows], int(rows[0][-1])
         return [], 0 if first == 0 else self._count()
+
+    def _item(self, row: Any) -> Any:
+        """A row's entity, or for a select of several columns its columns by name."""
+        if len(self.collection.column_descriptions) == 1:
+            return row[0]
+        return {key: value for key, value in row._mapping.items() if key != "page_total"}
 
     def _count(self) -> int:
         counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
