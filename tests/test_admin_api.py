@@ -162,6 +162,11 @@ def test_pause_and_resume_are_shown_and_audited(client, admin_user):
     assert (
         client.post("/api/admin/queues/mail/pause/", headers=bearer(admin_user)).status_code == 200
     )
+    names = [
+        queue["name"]
+        for queue in client.get("/api/admin/queues/", headers=bearer(admin_user)).get_json()
+    ]
+    assert names == ["jobs", "mail", "maintenance", "webhooks"]  # paused ones in their place
     resumed = client.post("/api/admin/queues/mail/resume/", headers=bearer(admin_user))
     assert resumed.get_json()["paused"] is False
     audit = client.get("/api/admin/audit/", headers=bearer(admin_user)).get_json()
@@ -273,3 +278,18 @@ def test_live_workers_with_their_start_and_running_entries(client, admin_user, v
     assert [(r["queue"], r["task"], r["job_id"]) for r in workers[0]["running"]] == [
         ("jobs", "process_job", job.id)
     ]
+
+
+@pytest.mark.parametrize("path", ["/admin/", "/admin"])
+def test_the_console_page_is_served_with_its_policy_and_no_inline_script(client, path):
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    page = response.get_data(as_text=True)
+    assert '<script type="module" src="/static/admin/console.js"></script>' in page
+    assert page.count("<script") == 1
+    for asset in ("/static/admin/console.js", "/static/admin/session.js"):
+        script = client.get(asset)
+        assert script.status_code == 200
+        assert "javascript" in script.mimetype

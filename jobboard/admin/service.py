@@ -68,8 +68,9 @@ QUEUE_STATE_SQL = text(
                 AND e.type IN ('deferred', 'deferred_for_retry', 'retried'))
         ) AS waiting_since,
         p.paused_at
-    FROM unnest(CAST(:queues AS text[])) AS q(queue_name)
+    FROM unnest(CAST(:queues AS text[])) WITH ORDINALITY AS q(queue_name, position)
     LEFT JOIN queue_pauses p ON p.queue_name = q.queue_name
+    ORDER BY q.position
     """
 )
 
