@@ -293,3 +293,4 @@ def test_the_console_page_is_served_with_its_policy_and_no_inline_script(client,
         script = client.get(asset)
         assert script.status_code == 200
         assert "javascript" in script.mimetype
+        script.close()
