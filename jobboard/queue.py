@@ -108,14 +108,14 @@ def to_defer(
     schedule_at: datetime | None,
     lock: str | ColumnElement[str] | None,
     queueing_lock: str | ColumnElement[str] | None,
-    priority: int,
+    priority: int | ColumnElement[int],
     args: Mapping[str, Any],
 ) -> ColumnElement[Any]:
     """One entry to defer, as Procrastinate's composite type (see `deferral`)."""
     job = tuple_(
         literal(queue, String),
         literal(task_name, String),
-        literal(priority, Integer),
+        literal(priority, Integer) if isinstance(priority, int) else priority,
         literal(lock, String) if isinstance(lock, str | None) else lock,
         literal(queueing_lock, String) if isinstance(queueing_lock, str | None) else queueing_lock,
         func.jsonb_build_object(
@@ -130,6 +130,11 @@ def deferrals(entries: Sequence[ColumnElement[Any]]) -> ColumnElement[list[int]]
     """SQL deferring every entry of `to_defer` in one call; its value is the array of the
     new entries' ids (which `entry_ids` maps back to what they run)."""
     return getattr(func, DEFER_FUNCTION)(array(list(entries)), type_=ARRAY(BigInteger))
+
+
+def deferrals_of(entries: ColumnElement[Any]) -> ColumnElement[list[int]]:
+    """`deferrals` of an array of `to_defer` entries that SQL builds (`array_agg`)."""
+    return getattr(func, DEFER_FUNCTION)(entries, type_=ARRAY(BigInteger))
 
 
 def entry_args(queue_job_ids: Sequence[int], key: str) -> dict[int, int]:

@@ -344,3 +344,18 @@ def test_bulk_cancel_racing_the_worker_never_runs_a_cancelled_job(
         ).scalar()
         assert ran == 0
     logger.warning("bulk cancel vs worker: %s", outcomes)
+
+
+def test_a_bulk_retry_of_long_and_short_kinds_marks_the_long_entries(
+    client, admin_user, verified_user
+):
+    short = [failed_job(verified_user, kind="echo") for _ in range(2)]
+    long = [failed_job(verified_user, kind="sleep", params={"seconds": 60}) for _ in range(2)]
+    answer = act(client, admin_user, action="retry", ids=[job.id for job in short + long])
+    assert answer.get_json()["changed"] == 4
+    db.session.expire_all()
+    for job, marked in [(job, False) for job in short] + [(job, True) for job in long]:
+        entry = queue_row(db.session.get(Job, job.id).queue_job_id)
+        assert ("long" in entry["args"]) is marked
+        assert entry["args"]["job_id"] == job.id
+        assert entry["lock"] == entry["queueing_lock"] == f"job-{job.id}"

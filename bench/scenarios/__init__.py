@@ -12,6 +12,7 @@ from bench.harness import Scenario
 from bench.scenarios.api import Api
 from bench.scenarios.backlog import Backlog
 from bench.scenarios.http_under_load import HttpUnderLoad
+from bench.scenarios.operations import Operations
 from bench.scenarios.register import Register
 from bench.scenarios.throughput import Throughput
 from bench.scenarios.timeliness import TimelinessIdle
@@ -23,4 +24,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     HttpUnderLoad(),  # reads scenario 1's raw rate from the summary when it ran first
     Api(),
     Register(),
+    Operations(),
 )

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
+    Integer,
     Select,
     String,
     cast,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -219,34 +222,62 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
 
 
 def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
-    """`schedule_job` for many jobs in one deferral (the operators' bulk actions)."""
+    """`schedule_job` for many jobs (the operators' bulk actions): one deferral statement
+    for the lot (two when long and short kinds are mixed), whose entries are built in SQL
+    from arrays of the jobs' ids, owners and priorities."""
     if not jobs:
         return
     if any(job.id is None for job in jobs):
         db.session.flush()
-    entries = [_to_defer(literal(job.id), job.owner_id, job.kind, job.priority, at) for job in jobs]
-    entry_ids = db.session.scalar(select(queue.deferrals(entries)))
     if len(jobs) == 1:
-        jobs[0].queue_job_id = entry_ids[0]
+        job = jobs[0]
+        job.queue_job_id = db.session.scalar(
+            select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
+        )
         return
-    by_job = queue.entry_args(entry_ids, "job_id")
-    for job in jobs:
-        job.queue_job_id = by_job[job.id]
+    for long in (False, True):
+        group = [job for job in jobs if _is_long(job.kind) == long]
+        if not group:
+            continue
+        rows = (
+            func.unnest(
+                cast([job.id for job in group], ARRAY(BigInteger)),
+                cast([job.owner_id for job in group], ARRAY(BigInteger)),
+                cast([job.priority for job in group], ARRAY(Integer)),
+            )
+            .table_valued("job_id", "owner_id", "priority")
+            .render_derived()
+        )
+        entries = select(
+            func.array_agg(_to_defer(rows.c.job_id, rows.c.owner_id, long, rows.c.priority, at))
+        ).select_from(rows)
+        entry_ids = db.session.scalar(select(queue.deferrals_of(entries.scalar_subquery())))
+        by_job = queue.entry_args(entry_ids, "job_id")
+        for job in group:
+            job.queue_job_id = by_job[job.id]
 
 
 def queue_entry(
     job_id: ColumnElement[int], owner_id: int, kind: str, priority: int, at: datetime | None
 ) -> ColumnElement[int]:
     """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
-    return queue.deferrals([_to_defer(job_id, owner_id, kind, priority, at)])[1]
+    return queue.deferrals([_to_defer(job_id, owner_id, _is_long(kind), priority, at)])[1]
+
+
+def _is_long(kind: str) -> bool:
+    processor = get_processor(kind)
+    return processor is not None and processor.long
 
 
 def _to_defer(
-    job_id: ColumnElement[int], owner_id: int, kind: str, priority: int, at: datetime | None
+    job_id: ColumnElement[int],
+    owner_id: int | ColumnElement[int],
+    long: bool,
+    priority: int | ColumnElement[int],
+    at: datetime | None,
 ) -> ColumnElement[Any]:
     args: dict[str, Any] = {"job_id": job_id, "owner_id": owner_id}
-    processor = get_processor(kind)
-    if processor is not None and processor.long:
+    if long:
         # A long kind's entry takes one of a worker's long-job slots
         # (migrations/sql/long_job_slots_0009.sql); a short one's carries no mark.
         args["long"] = True
