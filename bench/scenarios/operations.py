@@ -23,6 +23,7 @@ SCENARIO = "6 operations"
 
 class Operations(Scenario):
     selected_by = frozenset({"6"})
+    in_default_run = False  # seeding a million jobs alone takes minutes: `--scenarios 6`
     summary_keys = ("admin_queues_p99", "bulk_retry_seconds", "jobs_p99_during_bulk")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
