@@ -63,15 +63,15 @@ class Operations(Scenario):
 
         admin = {"Authorization": f"Bearer {admin_token}"}
         reader = {"Authorization": f"Bearer {reader_token}"}
-        queues = measure_queues(harness, admin)
+        reads = measure_reads(harness, admin)
         harness.report.details["6_operations"] = {
             "jobs": settings.ops_jobs,
             "entries": settings.ops_entries,
             "finished_last_hour": settings.ops_finished,
             "failed": settings.ops_failed,
-            "queues": {name: result.as_dict() for name, result in queues.items()},
+            "reads": {name: result.as_dict() for name, result in reads.items()},
         }
-        harness.report.summary["admin_queues_p99"] = queues["c=1"].p99
+        harness.report.summary["admin_queues_p99"] = reads[f"{QUEUES} c=1"].p99
 
         baseline = run_load(
             harness.web_port,
@@ -137,25 +137,38 @@ def seed(harness: Harness, owner_id: int, settings: argparse.Namespace) -> None:
     )
 
 
-def measure_queues(harness: Harness, admin: dict[str, str]) -> dict[str, LoadResult]:
-    def queues(_index: int) -> tuple[str, str, Any, dict[str, str]]:
-        return "GET", "/api/admin/queues/", None, admin
+# What the console asks every few seconds: the queues, a page of every user's jobs (with
+# its total) and the failure groups.
+QUEUES = "/api/admin/queues/"
+CONSOLE_READS = (
+    (QUEUES, (1, 4)),
+    ("/api/admin/jobs/?page=1&page_size=50", (1,)),
+    ("/api/admin/failures/?page_size=20", (1,)),
+)
+
+
+def measure_reads(harness: Harness, admin: dict[str, str]) -> dict[str, LoadResult]:
+    results = {}
+    for path, levels in CONSOLE_READS:
+        for concurrency in levels:
+            results[f"{path} c={concurrency}"] = measure(harness, admin, path, concurrency)
+    return results
+
+
+def measure(harness: Harness, admin: dict[str, str], path: str, concurrency: int) -> LoadResult:
+    def read(_index: int) -> tuple[str, str, Any, dict[str, str]]:
+        return "GET", path, None, admin
 
     total = harness.settings.ops_requests
-    run_load(harness.web_port, queues, 4 * harness.settings.web_workers, 2)  # warm-up
-    results = {}
-    for concurrency in (1, 4):
-        logger.info("scenario 6: GET /api/admin/queues/ x %d at concurrency %d", total, concurrency)
-        result = run_load(harness.web_port, queues, total, concurrency)
-        results[f"c={concurrency}"] = result
-        name = f"{SCENARIO} GET /api/admin/queues/ c={concurrency}"
-        harness.report.add(name, "latency p50", result.p50, "s")
-        harness.report.add(name, "latency p99", result.p99, "s", "reported", True)
-        if result.unexpected(200):
-            harness.report.add(
-                name, "answers other than 200", result.unexpected(200), "", "0", False
-            )
-    return results
+    run_load(harness.web_port, read, 4 * harness.settings.web_workers, 2)  # warm-up
+    logger.info("scenario 6: GET %s x %d at concurrency %d", path, total, concurrency)
+    result = run_load(harness.web_port, read, total, concurrency)
+    name = f"{SCENARIO} GET {path.split('?')[0]} c={concurrency}"
+    harness.report.add(name, "latency p50", result.p50, "s")
+    harness.report.add(name, "latency p99", result.p99, "s", "reported", True)
+    if result.unexpected(200):
+        harness.report.add(name, "answers other than 200", result.unexpected(200), "", "0", False)
+    return result
 
 
 def bulk_retry(harness: Harness, admin: dict[str, str], reader: dict[str, str]) -> dict[str, Any]:
