@@ -211,6 +211,7 @@ class Job(TimestampMixin, db.Model):
         Index("ix_jobs_open_created", "created_at", postgresql_where=text("assignee_id IS NULL")),
         # Every user's jobs in one status (the operations console, its bulk actions).
         Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_created_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

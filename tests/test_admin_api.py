@@ -3,6 +3,7 @@ user's jobs with the operator's filters, failures grouped, live workers, the aud
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -294,3 +295,23 @@ def test_the_console_page_is_served_with_its_policy_and_no_inline_script(client,
         assert script.status_code == 200
         assert "javascript" in script.mimetype
         script.close()
+
+
+def test_the_jobs_total_is_exact_up_to_its_cap(client, admin_user, verified_user, monkeypatch):
+    from jobboard.view_helpers import CappedCountPage
+
+    monkeypatch.setattr(CappedCountPage, "COUNT_CAP", 3)
+    for _ in range(5):
+        JobFactory(owner=verified_user)
+
+    def total(query: str) -> int:
+        response = client.get(f"/api/admin/jobs/?{query}", headers=bearer(admin_user))
+        assert response.status_code == 200
+        return json.loads(response.headers["X-Pagination"])["total"]
+
+    assert total("page_size=2") == 4  # more than 3
+    assert total("page_size=2&status=failed") == 0
+    JobFactory(owner=verified_user, failed=True)
+    assert total("status=failed") == 1
+    page = client.get("/api/admin/jobs/?page_size=2&page=3", headers=bearer(admin_user))
+    assert len(page.get_json()) == 2  # the pages go on past the cap

@@ -23,7 +23,13 @@ from jobboard.admin.schemas import (
     WorkerOut,
 )
 from jobboard.auth.tokens import AdminView, caller
-from jobboard.view_helpers import Blueprint, SelectPage, documented_error, verified_user_doc
+from jobboard.view_helpers import (
+    Blueprint,
+    CappedCountPage,
+    SelectPage,
+    documented_error,
+    verified_user_doc,
+)
 
 blp = Blueprint(
     "admin",
@@ -78,10 +84,11 @@ class AdminJobs(AdminView):
     @blp.etag
     @blp.arguments(AdminJobQueryArgs, location="query")
     @blp.response(200, AdminJobOut(many=True))
-    @blp.paginate(SelectPage)
+    @blp.paginate(CappedCountPage)
     @error(422, "Unknown filter value or sort key")
     def get(self, filters: dict[str, Any]):
-        """Every user's jobs: the job list's filters, plus `owner` and `error`"""
+        """Every user's jobs: the job list's filters, plus `owner` and `error`. The total in
+        X-Pagination is exact up to 100,000; 100,001 means more than 100,000"""
         return service.jobs_query(filters)
 
 

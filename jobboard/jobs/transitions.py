@@ -335,18 +335,19 @@ def cannot_retry(job: Job) -> str | None:
 def retry_locked(jobs: Sequence[Job]) -> None:
     """The retry of failed jobs the caller holds locked and the owners' quotas admitted
     (`quotas.admit_requeue`, `admit_requeues`): pending, queued now; the caller commits."""
-    for job in jobs:
-        job.status = JobStatus.PENDING
-        job.attempts = 0
-        job.finished_at = None
     # The failures' result rows go; the next outcome writes a new one.
     db.session.execute(
         delete(JobResult).where(JobResult.job_id.in_([job.id for job in jobs])),
         execution_options={"synchronize_session": False},
     )
+    # Queued before the row changes: then one UPDATE a job writes them all (the
+    # deferral's own statements would flush the changes made before them).
+    schedule_jobs(jobs, None)
     for job in jobs:
         set_committed_value(job, "result", None)
-    schedule_jobs(jobs, None)
+        job.status = JobStatus.PENDING
+        job.attempts = 0
+        job.finished_at = None
 
 
 def cannot_run_now(job: Job) -> str | None:
@@ -362,10 +363,11 @@ def run_now_locked(jobs: Sequence[Job]) -> None:
     scheduled now, their queue entries moved (the old one cancelled, or, if a worker has
     just taken it, superseded: the attempt checks that it still owns the job); the
     caller commits."""
+    # The entries first: then one UPDATE a job writes the row (see `retry_locked`).
+    _move_entries([job for job in jobs if runs_in_queue(job.kind)], None)
     now = now_utc()
     for job in jobs:
         job.scheduled_time = now
-    _move_entries([job for job in jobs if runs_in_queue(job.kind)], None)
 
 
 def _move_entries(jobs: Sequence[Job], at: datetime | None) -> None:

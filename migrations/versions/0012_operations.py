@@ -12,8 +12,8 @@ becomes a wrapper that leaves paused queues out and calls the fetch in force bef
 actions), who, what, when and how many jobs; kept.
 
 `worker_starts`: when each Procrastinate worker registered (a trigger on its table), and
-indexes for the operations console: jobs by status, the queue's open and failed entries,
-the attempts finished in the last hour.
+indexes for the operations console: jobs by status and by creation, the queue's open and
+failed entries, the entries started and finished in the last hours.
 
 The downgrade drops them and puts the earlier fetch back under Procrastinate's name.
 """
@@ -81,6 +81,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_admin_actions_created", "admin_actions", ["created_at"])
     op.create_index("ix_jobs_status_id", "jobs", ["status", "id"])
+    op.create_index("ix_jobs_created_id", "jobs", ["created_at", "id"])
     _run((SQL_DIR / "operations_0012.sql").read_text())
 
 
@@ -90,7 +91,7 @@ def downgrade() -> None:
         DROP FUNCTION IF EXISTS procrastinate_fetch_job_v2(character varying[], bigint);
         ALTER FUNCTION jobboard_fetch_job_unpaused(character varying[], bigint)
             RENAME TO procrastinate_fetch_job_v2;
-        DROP INDEX IF EXISTS jobboard_events_finished_idx;
+        DROP INDEX IF EXISTS jobboard_events_timed_idx;
         DROP INDEX IF EXISTS jobboard_queue_failed_idx;
         DROP INDEX IF EXISTS jobboard_queue_open_idx;
         DROP TRIGGER IF EXISTS jobboard_worker_started ON procrastinate_workers;
@@ -98,6 +99,7 @@ def downgrade() -> None:
         DROP TABLE IF EXISTS worker_starts;
         """
     )
+    op.drop_index("ix_jobs_created_id", table_name="jobs")
     op.drop_index("ix_jobs_status_id", table_name="jobs")
     op.drop_index("ix_admin_actions_created", table_name="admin_actions")
     op.drop_table("admin_actions")

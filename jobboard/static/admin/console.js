@@ -8,6 +8,8 @@ const EVERY_MS = 4000; // at most 5 s between two looks at a view
 const SVG_NS = "http://www.w3.org/2000/svg";
 const JOBS_PAGE_SIZE = 50;
 const ACTION_WORDS = { retry: "Retry", cancel: "Cancel", run_now: "Run now" };
+// The jobs list counts exactly up to this many matches; one more means "more than".
+const COUNT_CAP = 100000;
 
 const $ = (id) => document.getElementById(id);
 const numbers = new Intl.NumberFormat();
@@ -259,18 +261,22 @@ function readFilter() {
   return next;
 }
 
+function howMany(count) {
+  return count > COUNT_CAP ? `more than ${numbers.format(COUNT_CAP)}` : numbers.format(count);
+}
+
 function updateBulkButtons() {
   $("bulk-selected").disabled = selected.size === 0;
   $("bulk-selected").textContent = `on the ${numbers.format(selected.size)} selected`;
   $("bulk-matching").textContent = Object.keys(filter).length
-    ? `on all ${numbers.format(total)} matching the filter`
-    : `on all ${numbers.format(total)} jobs`;
+    ? `on all ${howMany(total)} matching the filter`
+    : `on all ${howMany(total)} jobs`;
 }
 
 function renderJobs(jobs, headers) {
   const pagination = JSON.parse(headers.get("X-Pagination") || "{}");
   total = pagination.total ?? jobs.length;
-  $("jobs-total").textContent = `${numbers.format(total)} matching`;
+  $("jobs-total").textContent = `${howMany(total)} matching`;
   $("jobs-empty").hidden = jobs.length > 0;
   $("page-label").textContent = `page ${page} of ${Math.max(1, pagination.total_pages || 1)}`;
   $("page-previous").disabled = page <= 1;
@@ -365,7 +371,7 @@ async function bulk(action, target, count) {
   const noun = count === 1 ? "job" : "jobs";
   const what = target.ids ? "selected" : "matching";
   const ok = await confirmed(
-    `${ACTION_WORDS[action]} ${numbers.format(count)} ${what} ${noun}? Each one that cannot take it is skipped.`,
+    `${ACTION_WORDS[action]} ${howMany(count)} ${what} ${noun}? Each one that cannot take it is skipped.`,
   );
   if (!ok) return;
   $("bulk-result").textContent = `${ACTION_WORDS[action]}: working…`;
