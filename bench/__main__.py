@@ -34,13 +34,23 @@ NOT_COUNTS = {"scenarios", "database", "keep_database", "json"}
 
 def parse_arguments(argv: list[str]) -> argparse.Namespace:
     numbers = sorted({number for scenario in SCENARIOS for number in scenario.selected_by})
+    default = sorted(
+        {
+            number
+            for scenario in SCENARIOS
+            if scenario.in_default_run
+            for number in scenario.selected_by
+        }
+    )
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Measure jobboard's throughput, latency and timeliness (docs/performance.md).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--scenarios", default=",".join(numbers), help="comma-separated scenarios to run"
+        "--scenarios",
+        default=",".join(default),
+        help=f"comma-separated scenarios to run, of {','.join(numbers)}",
     )
     parser.add_argument(
         "--warmup",

@@ -84,6 +84,9 @@ class Scenario:
     selected_by: frozenset[str] = frozenset()
     # Whether it needs gunicorn (started once, before the first scenario that does).
     needs_web = True
+    # Whether `python -m bench` without --scenarios runs it (the default run must stay
+    # under 10 minutes on 2 cores; a scenario at production size is asked for by number).
+    in_default_run = True
     # Its headline figures in the JSON summary (null there when it did not run).
     summary_keys: tuple[str, ...] = ()
 

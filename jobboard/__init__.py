@@ -94,6 +94,8 @@ def _migrations_dir():
 
 
 def register_blueprints(app: Flask) -> None:
+    from jobboard.admin.routes import blp as admin_blp
+    from jobboard.admin.routes import pages as admin_pages
     from jobboard.auth.routes import blp as auth_blp
     from jobboard.bids.routes import blp as bids_blp
     from jobboard.dashboard.routes import blp as dashboard_blp
@@ -117,9 +119,11 @@ def register_blueprints(app: Flask) -> None:
         reviews_blp,
         events_blp,
         webhooks_blp,
+        admin_blp,
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
+    app.register_blueprint(admin_pages)
     document_events(api)
     register_email_filters(app)
     # The events spine sits below the blueprints; their schemas dump its data (building.py).

@@ -25,11 +25,15 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+SQL_ONLY_TABLES = ("queue_owners", "worker_starts")
+
+
 def include_name(name: str | None, type_: str, parent_names: dict) -> bool:
     """Keep Procrastinate's own tables out of autogenerate; its schema has its own revisions.
-    `queue_owners` is the fair fetch's bookkeeping, written in SQL (revision 0004)."""
+    `queue_owners` is the fair fetch's bookkeeping, written in SQL (revision 0004), and
+    `worker_starts` a trigger's record of Procrastinate's workers (revision 0012)."""
     if type_ == "table" and name is not None:
-        return not (name.startswith("procrastinate_") or name == "queue_owners")
+        return not (name.startswith("procrastinate_") or name in SQL_ONLY_TABLES)
     return True
 
 

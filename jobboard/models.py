@@ -215,6 +215,9 @@ class Job(TimestampMixin, db.Model):
             "status",
             postgresql_where=text("status IN ('pending', 'in_progress')"),
         ),
+        # Every user's jobs in one status (the operations console, its bulk actions).
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_created_id", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -497,3 +500,37 @@ class WebhookAttempt(db.Model):
     duration_ms: Mapped[int] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)
     response_body: Mapped[str | None] = mapped_column(Text)
+
+
+class QueuePause(db.Model):
+    """A paused queue: no worker fetches its waiting entries (the fetch in
+    migrations/sql/operations_0012.sql reads this table); running ones finish."""
+
+    __tablename__ = "queue_pauses"
+
+    queue_name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    paused_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )
+    paused_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class AdminAction(db.Model):
+    """One change an admin made through the operations API, kept: who (the email stays
+    when the account goes), what (`action` and its `target`: a queue, ids or a filter),
+    when, and for bulk actions how many jobs it matched, changed and skipped."""
+
+    __tablename__ = "admin_actions"
+    __table_args__ = (Index("ix_admin_actions_created", "created_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    admin_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    admin_email: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(50))
+    target: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    matched: Mapped[int | None] = mapped_column(Integer)
+    changed: Mapped[int | None] = mapped_column(Integer)
+    skipped: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=now_utc, server_default=func.now()
+    )

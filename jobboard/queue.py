@@ -7,7 +7,7 @@ two can never leave a job without its queue entry, or a queue entry without its 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from itertools import chain
 from typing import Any
@@ -27,6 +27,7 @@ from sqlalchemy import (
     insert,
     literal,
     table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, array
 from sqlalchemy.sql.expression import tuple_
@@ -93,10 +94,33 @@ def deferral(
     part of its versioned SQL API, where a changed contract gets a new name (`_v2`), not a
     changed body. tests/test_queue_sql.py fails if the installed Procrastinate's function
     or type stops matching what this builds."""
+    entry = to_defer(
+        task_name,
+        queue=queue,
+        schedule_at=schedule_at,
+        lock=lock,
+        queueing_lock=queueing_lock,
+        priority=priority,
+        args=args,
+    )
+    return deferrals([entry])[1]
+
+
+def to_defer(
+    task_name: str,
+    *,
+    queue: str,
+    schedule_at: datetime | None,
+    lock: str | ColumnElement[str] | None,
+    queueing_lock: str | ColumnElement[str] | None,
+    priority: int | ColumnElement[int],
+    args: Mapping[str, Any],
+) -> ColumnElement[Any]:
+    """One entry to defer, as Procrastinate's composite type (see `deferral`)."""
     job = tuple_(
         literal(queue, String),
         literal(task_name, String),
-        literal(priority, Integer),
+        literal(priority, Integer) if isinstance(priority, int) else priority,
         literal(lock, String) if isinstance(lock, str | None) else lock,
         literal(queueing_lock, String) if isinstance(queueing_lock, str | None) else queueing_lock,
         func.jsonb_build_object(
@@ -104,8 +128,27 @@ def deferral(
         ),
         literal(schedule_at, DateTime(timezone=True)),
     )
-    jobs = array([cast(job, _ProcrastinateType(JOB_TO_DEFER_TYPE))])
-    return getattr(func, DEFER_FUNCTION)(jobs, type_=ARRAY(BigInteger))[1]
+    return cast(job, _ProcrastinateType(JOB_TO_DEFER_TYPE))
+
+
+def deferrals(entries: Sequence[ColumnElement[Any]]) -> ColumnElement[list[int]]:
+    """SQL deferring every entry of `to_defer` in one call; its value is the array of the
+    new entries' ids (which `entry_ids` maps back to what they run)."""
+    return getattr(func, DEFER_FUNCTION)(array(list(entries)), type_=ARRAY(BigInteger))
+
+
+def deferrals_of(entries: ColumnElement[Any]) -> ColumnElement[list[int]]:
+    """`deferrals` of an array of `to_defer` entries that SQL builds (`array_agg`)."""
+    return getattr(func, DEFER_FUNCTION)(entries, type_=ARRAY(BigInteger))
+
+
+def entry_args(queue_job_ids: Sequence[int], key: str) -> dict[int, int]:
+    """`args[key]` (an integer: a job's id) of each of the entries `queue_job_ids`, by it."""
+    rows = db.session.execute(
+        text("SELECT (args->>:key)::bigint, id FROM procrastinate_jobs WHERE id = ANY(:ids)"),
+        {"key": key, "ids": list(queue_job_ids)},
+    )
+    return {value: entry_id for value, entry_id in rows}
 
 
 class _ProcrastinateType(UserDefinedType):
@@ -154,6 +197,23 @@ def insert_entries(rows: Select[Any]) -> Insert:
         insert(entries_table)
         .from_select(list(ENTRY_COLUMNS), rows)
         .returning(entries_table.c.id, entries_table.c.args)
+    )
+
+
+def cancel_many(queue_job_ids: Sequence[int]) -> int:
+    """`cancel` for many entries in one statement (Procrastinate's own cancel function for
+    each); how many were cancelled."""
+    if not queue_job_ids:
+        return 0
+    return (
+        db.session.scalar(
+            text(
+                "SELECT count(procrastinate_cancel_job_v1(id, false, false))"
+                " FROM unnest(CAST(:ids AS bigint[])) AS id"
+            ),
+            {"ids": list(queue_job_ids)},
+        )
+        or 0
     )
 
 

@@ -15,12 +15,24 @@ The running-jobs limit is not here: the queue applies it when it fetches (docs/a
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, Row, ScalarSelect, Select, and_, false, func, not_, select
+from sqlalchemy import (
+    ColumnElement,
+    Row,
+    ScalarSelect,
+    Select,
+    and_,
+    false,
+    func,
+    insert,
+    not_,
+    select,
+)
 from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.sql.selectable import NamedFromClause
 
@@ -190,6 +202,54 @@ def admit_requeue(job: Job, *, retry: bool = False, by_owner: bool = True) -> No
         db.session.add(JobRetry(job_id=job.id, owner_id=job.owner_id, retried_at=now))
 
 
+def admit_requeues(jobs: Sequence[Job], *, retry: bool = False) -> list[Job]:
+    """`admit_requeue` for many locked jobs at once (an operator's bulk action): the same
+    rule, counted once for the lot instead of once a job. The owners' rows are locked in
+    id order, then one statement counts each owner's open jobs and the day's jobs; the
+    jobs are admitted in the order given while their owner stays under the quotas, each
+    admitted one counting for the next. Returns the admitted jobs (the others are left
+    where they are); an admitted retry is recorded as one of the day's jobs."""
+    if not jobs:
+        return []
+    owner_ids = sorted({job.owner_id for job in jobs})
+    db.session.execute(
+        _lock_user(select(User.id).where(User.id.in_(owner_ids)).order_by(User.id))
+    ).all()
+    now = now_utc()
+    since = start_of_utc_day(now)
+    owner = select(User.id.label("owner_id"), Plan.max_open_jobs, Plan.jobs_per_day).join(
+        Plan, User.plan_name == Plan.name
+    )
+    counts = {
+        row.owner_id: [row.max_open_jobs, row.jobs_per_day, row.open_jobs, row.day_jobs]
+        for row in db.session.execute(
+            # A statement after the lock's: it counts what the lock's holders committed.
+            owner.add_columns(
+                _open_jobs(User.id).label("open_jobs"),
+                _jobs_since(User.id, since).label("day_jobs"),
+            ).where(User.id.in_(owner_ids))
+        )
+    }
+    admitted = []
+    for job in jobs:
+        counted = counts[job.owner_id]
+        max_open_jobs, jobs_per_day, open_jobs, day_jobs = counted
+        already_open = job.status in OPEN_JOB_STATUSES
+        if open_jobs - already_open >= max_open_jobs:
+            continue
+        if retry and day_jobs >= jobs_per_day:
+            continue
+        counted[2] += not already_open
+        counted[3] += retry
+        admitted.append(job)
+    if retry and admitted:
+        db.session.execute(
+            insert(JobRetry),
+            [{"job_id": job.id, "owner_id": job.owner_id, "retried_at": now} for job in admitted],
+        )
+    return admitted
+
+
 def check_job_params(user_id: int, params: Any) -> None:
     """The params size rule alone, for changing a job's params (422)."""
     plan = db.session.scalars(
@@ -210,7 +270,7 @@ def check_new_bid(user_id: int) -> None:
         )
 
 
-def _open_jobs(user_id: int, besides: int | None = None) -> ScalarSelect[int]:
+def _open_jobs(user_id: int | ColumnElement[int], besides: int | None = None) -> ScalarSelect[int]:
     query = (
         select(func.count())
         .select_from(Job)
@@ -221,7 +281,7 @@ def _open_jobs(user_id: int, besides: int | None = None) -> ScalarSelect[int]:
     return query.scalar_subquery()
 
 
-def _jobs_since(user_id: int, since: datetime) -> ColumnElement[int]:
+def _jobs_since(user_id: int | ColumnElement[int], since: datetime) -> ColumnElement[int]:
     """What `jobs_per_day` counts: jobs created since `since`, and retries since then."""
     created = (
         select(func.count())

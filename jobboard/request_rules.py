@@ -50,7 +50,9 @@ TOO_DEEP = f"JSON may not be nested deeper than {MAX_JSON_DEPTH} levels."
 BAD_NUMBER = "A number is out of range (NaN, Infinity or too many digits)."
 # Values (objects, arrays, strings, numbers, true, false, null) in one JSON body: what
 # validating it costs grows with their number, not with its size in bytes.
-MAX_JSON_VALUES = 10_000
+# Room for the largest body the API takes: an operator's bulk action of 10,000 job ids
+# (jobboard.admin.actions.MAX_BULK_IDS) with the rest of its body.
+MAX_JSON_VALUES = 10_100
 TOO_MANY_VALUES = f"JSON may not hold more than {MAX_JSON_VALUES} values."
 # IPs a process remembers as refused; past this, the ones whose refusal ended are forgotten.
 MAX_REMEMBERED_IPS = 10_000

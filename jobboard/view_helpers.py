@@ -142,8 +142,14 @@ class SelectPage(Page):
         )
         rows = db.session.execute(page).all()
         if rows:
-            return [row[0] for row in rows], int(rows[0][-1])
+            return [self._item(row) for row in rows], int(rows[0][-1])
         return [], 0 if first == 0 else self._count()
+
+    def _item(self, row: Any) -> Any:
+        """A row's entity, or for a select of several columns its columns by name."""
+        if len(self.collection.column_descriptions) == 1:
+            return row[0]
+        return {key: value for key, value in row._mapping.items() if key != "page_total"}
 
     def _count(self) -> int:
         counted = select(func.count()).select_from(self.collection.order_by(None).subquery())
@@ -156,3 +162,24 @@ class SelectPage(Page):
     @property
     def item_count(self) -> int:
         return int(self.page_params.item_count)
+
+
+class CappedCountPage(SelectPage):
+    """A page of a list over every user's rows (the operations console's), which may
+    match a million: the page is a plain LIMIT/OFFSET query (no count over every match
+    before the limit), and the total is counted exactly up to COUNT_CAP matches, from an
+    index range; past it the total says COUNT_CAP + 1, "more than COUNT_CAP"."""
+
+    COUNT_CAP = 100_000
+
+    def _page_and_total(self) -> tuple[list[Any], int]:
+        first = self.page_params.first_item
+        if first > MAX_OFFSET:
+            return [], self._count()
+        page = self.collection.limit(self.page_params.page_size).offset(first)
+        rows = db.session.execute(page).all()
+        return [self._item(row) for row in rows], self._count()
+
+    def _count(self) -> int:
+        capped = self.collection.order_by(None).limit(self.COUNT_CAP + 1).subquery()
+        return db.session.scalar(select(func.count()).select_from(capped)) or 0

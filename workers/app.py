@@ -25,6 +25,8 @@ QUEUE_MAINTENANCE = "maintenance"
 # Webhook deliveries: their own queue and worker slots (WEBHOOK_WORKER_CONCURRENCY), never
 # the jobs', mail's or maintenance's.
 QUEUE_WEBHOOKS = "webhooks"
+# Every queue the workers serve: the ones an operator can pause (jobboard/admin).
+QUEUES = (QUEUE_JOBS, QUEUE_MAIL, QUEUE_MAINTENANCE, QUEUE_WEBHOOKS)
 
 # Task names: the web side defers by these names, the task modules register under them.
 PROCESS_JOB_TASK = "process_job"

@@ -13,6 +13,7 @@ from bench.scenarios.api import Api
 from bench.scenarios.backlog import Backlog
 from bench.scenarios.batch_create import BatchCreate
 from bench.scenarios.http_under_load import HttpUnderLoad
+from bench.scenarios.operations import Operations
 from bench.scenarios.register import Register
 from bench.scenarios.throughput import Throughput
 from bench.scenarios.timeliness import TimelinessIdle
@@ -25,4 +26,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     Api(),
     Register(),
     BatchCreate(),
+    Operations(),
 )

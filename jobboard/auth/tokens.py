@@ -240,3 +240,22 @@ class VerifiedUserView(MethodView):
 def caller() -> User:
     """The authenticated user of the current request."""
     return current_user._get_current_object()
+
+
+def admin_required(view: Callable[P, R]) -> Callable[P, R]:
+    """A valid access token of an admin: 401 without one, 403 for anybody else."""
+
+    @wraps(view)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        verify_jwt_in_request()
+        if not current_user.is_admin:
+            raise Forbidden("Only admins may use the operations API.")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+class AdminView(MethodView):
+    """A view for admins only, authenticated before any argument is parsed."""
+
+    decorators: ClassVar[list[Callable[..., Any]]] = [admin_required]

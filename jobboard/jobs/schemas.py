@@ -271,9 +271,8 @@ def _aware(description: str) -> UtcDateTime:
     return UtcDateTime(metadata={"description": description})
 
 
-class JobQueryArgs(Schema):
-    class Meta:
-        unknown = EXCLUDE  # page and page_size belong to the pagination schema
+class JobFilter(Schema):
+    """The job lists' filters (a bulk action of the operations console takes them too)."""
 
     status = fields.List(
         fields.String(validate=validate.OneOf(STATUS_VALUES)),
@@ -288,6 +287,12 @@ class JobQueryArgs(Schema):
         validate=validate.Length(min=1, max=200),
         metadata={"description": "Case-insensitive search in name and description."},
     )
+
+
+class JobQueryArgs(JobFilter):
+    class Meta:
+        unknown = EXCLUDE  # page and page_size belong to the pagination schema
+
     sort = fields.String(
         load_default=DEFAULT_SORT,
         validate=validate.OneOf(SORT_KEYS),

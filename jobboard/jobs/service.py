@@ -429,29 +429,76 @@ def runs_in_queue(kind: str) -> bool:
 def schedule_job(job: Job, at: datetime | None = None) -> int:
     """Queue the job's next attempt for `at` (None: as soon as a worker is free) on the
     current transaction and remember the queue entry; the caller commits."""
-    if job.id is None:
-        db.session.flush()
-    job.queue_job_id = db.session.scalar(
-        select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
-    )
+    schedule_jobs([job], at)
+    assert job.queue_job_id is not None
     return job.queue_job_id
+
+
+def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
+    """`schedule_job` for many jobs (the operators' bulk actions): one deferral statement
+    for the lot (two when long and short kinds are mixed), whose entries are built in SQL
+    from arrays of the jobs' ids, owners and priorities."""
+    if not jobs:
+        return
+    if any(job.id is None for job in jobs):
+        db.session.flush()
+    if len(jobs) == 1:
+        job = jobs[0]
+        job.queue_job_id = db.session.scalar(
+            select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
+        )
+        return
+    for long in (False, True):
+        group = [job for job in jobs if _is_long(job.kind) == long]
+        if not group:
+            continue
+        rows = (
+            func.unnest(
+                cast([job.id for job in group], ARRAY(BigInteger)),
+                cast([job.owner_id for job in group], ARRAY(BigInteger)),
+                cast([job.priority for job in group], ARRAY(Integer)),
+            )
+            .table_valued("job_id", "owner_id", "priority")
+            .render_derived()
+        )
+        entries = select(
+            func.array_agg(_to_defer(rows.c.job_id, rows.c.owner_id, long, rows.c.priority, at))
+        ).select_from(rows)
+        entry_ids = db.session.scalar(select(queue.deferrals_of(entries.scalar_subquery())))
+        by_job = queue.entry_args(entry_ids, "job_id")
+        for job in group:
+            job.queue_job_id = by_job[job.id]
 
 
 def queue_entry(
     job_id: ColumnElement[int], owner_id: int, kind: str, priority: int, at: datetime | None
 ) -> ColumnElement[int]:
     """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
+    return queue.deferrals([_to_defer(job_id, owner_id, _is_long(kind), priority, at)])[1]
+
+
+def _is_long(kind: str) -> bool:
+    processor = get_processor(kind)
+    return processor is not None and processor.long
+
+
+def _to_defer(
+    job_id: ColumnElement[int],
+    owner_id: int | ColumnElement[int],
+    long: bool,
+    priority: int | ColumnElement[int],
+    at: datetime | None,
+) -> ColumnElement[Any]:
     args: dict[str, Any] = {"job_id": job_id, "owner_id": owner_id}
     request_id = logs.current_request_id()
     if request_id is not None:
         # The attempts' log lines name the request that queued them (jobboard/logs.py).
         args["request_id"] = request_id
-    processor = get_processor(kind)
-    if processor is not None and processor.long:
+    if long:
         # A long kind's entry takes one of a worker's long-job slots
         # (migrations/sql/long_job_slots_0009.sql); a short one's carries no mark.
         args["long"] = True
-    return queue.deferral(
+    return queue.to_defer(
         PROCESS_JOB_TASK,
         queue=QUEUE_JOBS,
         schedule_at=at,
@@ -532,32 +579,56 @@ def open_jobs_query(user: User, filters: Mapping[str, Any]) -> Select[tuple[Job]
     return _filtered(query, filters)
 
 
+def all_jobs_query(filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    """Every user's jobs (the operations console): the list's filters, `owner` and `error`
+    too."""
+    return _filtered(select(Job), filters)
+
+
 def _filtered(query: Select[tuple[Job]], filters: Mapping[str, Any]) -> Select[tuple[Job]]:
+    return sorted_by(query.where(*job_filter(filters)), filters.get("sort"))
+
+
+def job_filter(filters: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+    """The criteria of the job lists' filters (`JobQueryArgs`, and the operators' `owner`
+    and `error`): the one definition of what each filter matches."""
+    criteria: list[ColumnElement[bool]] = []
     statuses = filters.get("status")
     if statuses:
-        query = query.where(Job.status.in_(statuses))
+        criteria.append(Job.status.in_(statuses))
     elif statuses is not None:  # an explicitly empty list matches nothing
-        query = query.where(false())
+        criteria.append(false())
     if filters.get("kind"):
-        query = query.where(Job.kind == filters["kind"])
+        criteria.append(Job.kind == filters["kind"])
     # Ranges are half-open: `*_after` is inclusive, `*_before` exclusive.
     if filters.get("scheduled_after") is not None:
-        query = query.where(Job.scheduled_time >= filters["scheduled_after"])
+        criteria.append(Job.scheduled_time >= filters["scheduled_after"])
     if filters.get("scheduled_before") is not None:
-        query = query.where(Job.scheduled_time < filters["scheduled_before"])
+        criteria.append(Job.scheduled_time < filters["scheduled_before"])
     if filters.get("created_after") is not None:
-        query = query.where(Job.created_at >= filters["created_after"])
+        criteria.append(Job.created_at >= filters["created_after"])
     if filters.get("created_before") is not None:
-        query = query.where(Job.created_at < filters["created_before"])
+        criteria.append(Job.created_at < filters["created_before"])
     if filters.get("q"):
         q = filters["q"]
-        query = query.where(
+        criteria.append(
             or_(
                 Job.name.icontains(q, autoescape=True),
                 Job.description.icontains(q, autoescape=True),
             )
         )
-    return sorted_by(query, filters.get("sort"))
+    if filters.get("owner"):
+        # Emails are unique without regard to case (uq_users_email_lower).
+        owner_id = select(User.id).where(func.lower(User.email) == filters["owner"].lower())
+        criteria.append(Job.owner_id == owner_id.scalar_subquery())
+    if filters.get("error") is not None:
+        criteria.append(Job.last_error.icontains(filters["error"], autoescape=True))
+    return criteria
+
+
+def error_first_line(error: ColumnElement[str | None]) -> ColumnElement[str]:
+    """An error's first line, as failures are grouped by it."""
+    return func.split_part(func.coalesce(error, ""), "\n", 1)
 
 
 def job_counts_by_status(

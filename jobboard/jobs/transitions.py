@@ -38,7 +38,7 @@ import logging
 import os
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,14 +46,21 @@ from typing import Any
 from flask import current_app
 from marshmallow import ValidationError
 from psycopg.rows import dict_row
-from sqlalchemy import inspect, select, text
+from sqlalchemy import delete, inspect, select, text
+from sqlalchemy.orm.attributes import set_committed_value
 
 from jobboard import conditional, logs, notices, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable, check_shape
 from jobboard.events.outbox import build_event, tell, write_events_async
 from jobboard.extensions import db
 from jobboard.jobs import policy
-from jobboard.jobs.service import commit_as_written, future_or_now, runs_in_queue, schedule_job
+from jobboard.jobs.service import (
+    commit_as_written,
+    future_or_now,
+    runs_in_queue,
+    schedule_job,
+    schedule_jobs,
+)
 from jobboard.locking import locked, locked_rows
 from jobboard.models import (
     AttemptOutcome,
@@ -568,33 +575,97 @@ def cancel_job(user: User, job_id: int, if_match: conditional.IfMatch | None = N
     """Cancel a pending job and its queue entry; 409 once it has started or finished,
     412 when it changed since the caller read it (`if_match`)."""
     job = _locked_for_change(user, job_id, if_match)
-    if job.status != JobStatus.PENDING:
-        raise Conflict(f"Job {job.id} is {job.status}; only a pending job can be cancelled.")
-    job.status = JobStatus.CANCELLED
-    job.finished_at = now_utc()
-    if job.queue_job_id is not None:
-        # False when a worker has just taken the entry: it is waiting for this row's lock
-        # and will find the job cancelled.
-        queue.cancel(job.queue_job_id)
-    _tell("job.cancelled", job=job)
+    refuse(cannot_cancel(job))
+    cancel_locked([job])
     db.session.commit()
     return job
+
+
+def cannot_cancel(job: Job) -> str | None:
+    """Why the job cannot be cancelled, or None when it can."""
+    if job.status != JobStatus.PENDING:
+        return f"Job {job.id} is {job.status}; only a pending job can be cancelled."
+    return None
+
+
+def cancel_locked(jobs: Sequence[Job]) -> None:
+    """The cancel of jobs the caller holds locked, each of which `cannot_cancel` let
+    through: cancelled, with their queue entries; the caller commits."""
+    finished = now_utc()
+    for job in jobs:
+        job.status = JobStatus.CANCELLED
+        job.finished_at = finished
+        _tell("job.cancelled", job=job)
+    # An entry a worker has just taken stays: the worker is waiting for the job's row lock
+    # and will find the job cancelled.
+    queue.cancel_many([job.queue_job_id for job in jobs if job.queue_job_id is not None])
 
 
 def retry_failed_job(user: User | None, job_id: int) -> Job:
     """Send a failed job back to pending and queue it now, with a fresh round of
     `max_attempts` attempts (`attempts` restarts from 0; `last_error` is kept)."""
     job = _locked_for_change(user, job_id)
-    if job.status != JobStatus.FAILED:
-        raise Conflict(f"Job {job.id} is {job.status}; only a failed job can be retried.")
+    refuse(cannot_retry(job))
     quotas.admit_requeue(job, retry=True, by_owner=user is not None and policy.is_owner(user, job))
-    job.status = JobStatus.PENDING
-    job.attempts = 0
-    job.finished_at = None
-    job.result = None  # the failure's result row goes; the next outcome writes a new one
-    schedule_job(job, None)
+    retry_locked([job])
     commit_as_written()
     return job
+
+
+def cannot_retry(job: Job) -> str | None:
+    """Why the job cannot be retried, or None when it can."""
+    if job.status != JobStatus.FAILED:
+        return f"Job {job.id} is {job.status}; only a failed job can be retried."
+    return None
+
+
+def retry_locked(jobs: Sequence[Job]) -> None:
+    """The retry of failed jobs the caller holds locked and the owners' quotas admitted
+    (`quotas.admit_requeue`, `admit_requeues`): pending, queued now; the caller commits."""
+    # The failures' result rows go; the next outcome writes a new one.
+    db.session.execute(
+        delete(JobResult).where(JobResult.job_id.in_([job.id for job in jobs])),
+        execution_options={"synchronize_session": False},
+    )
+    # Queued before the row changes: then one UPDATE a job writes them all (the
+    # deferral's own statements would flush the changes made before them).
+    schedule_jobs(jobs, None)
+    for job in jobs:
+        set_committed_value(job, "result", None)
+        job.status = JobStatus.PENDING
+        job.attempts = 0
+        job.finished_at = None
+
+
+def cannot_run_now(job: Job) -> str | None:
+    """Why the job cannot be edited, run now included, or None when it can."""
+    if job.status != JobStatus.PENDING or job.assignee_id is not None:
+        state = "assigned" if job.assignee_id is not None else job.status
+        return f"Job {job.id} is {state}; only a pending, unassigned job can be edited."
+    return None
+
+
+def run_now_locked(jobs: Sequence[Job]) -> None:
+    """Run-now of pending jobs the caller holds locked and the owners' quotas admitted:
+    scheduled now, their queue entries moved (the old one cancelled, or, if a worker has
+    just taken it, superseded: the attempt checks that it still owns the job); the
+    caller commits."""
+    # The entries first: then one UPDATE a job writes the row (see `retry_locked`).
+    _move_entries([job for job in jobs if runs_in_queue(job.kind)], None)
+    now = now_utc()
+    for job in jobs:
+        job.scheduled_time = now
+
+
+def _move_entries(jobs: Sequence[Job], at: datetime | None) -> None:
+    queue.cancel_many([job.queue_job_id for job in jobs if job.queue_job_id is not None])
+    schedule_jobs(jobs, at)
+
+
+def refuse(reason: str | None) -> None:
+    """409 with `reason`, if there is one (a `cannot_*` answer)."""
+    if reason is not None:
+        raise Conflict(reason)
 
 
 # --- the transitions of a job done by a person ---------------------------------------------
@@ -689,9 +760,7 @@ def reschedule(
     if job is None or not policy.is_owner(user, job):
         raise NotFound(f"Job {job_id} not found.")
     conditional.require_current(if_match, job)
-    if job.status != JobStatus.PENDING or job.assignee_id is not None:
-        state = "assigned" if job.assignee_id is not None else job.status
-        raise Conflict(f"Job {job.id} is {state}; only a pending, unassigned job can be edited.")
+    refuse(cannot_run_now(job))
     values = dict(changes)
     if "params" in values:
         values["params"] = _params_for(job.kind, values["params"])
@@ -704,7 +773,8 @@ def reschedule(
     run_now = "scheduled_time" in values and values["scheduled_time"] is None
     if run_now:
         quotas.admit_requeue(job)
-    if "scheduled_time" in values:
+        del values["scheduled_time"]  # run_now_locked's
+    elif "scheduled_time" in values:
         values["scheduled_time"] = future_or_now(values["scheduled_time"])
     moved = any(
         key in values and values[key] != getattr(job, key) for key in ("scheduled_time", "priority")
@@ -712,10 +782,10 @@ def reschedule(
     for key in EDITABLE_FIELDS:
         if key in values:
             setattr(job, key, values[key])
-    if moved and runs_in_queue(job.kind):
-        if job.queue_job_id is not None:
-            queue.cancel(job.queue_job_id)
-        schedule_job(job, None if run_now else job.scheduled_time)
+    if run_now:
+        run_now_locked([job])
+    elif moved and runs_in_queue(job.kind):
+        _move_entries([job], job.scheduled_time)
     commit_as_written()
     return job
 

@@ -208,7 +208,9 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(
+-- The fetch Procrastinate's worker calls, under the name revision 0012_operations gave it:
+-- its procrastinate_fetch_job_v2 takes paused queues out and then calls this one.
+CREATE OR REPLACE FUNCTION jobboard_fetch_job_unpaused(
     target_queue_names character varying[],
     p_worker_id bigint
 )
@@ -289,8 +291,16 @@ $$;
 
 CREATE FUNCTION jobboard_fetch_jobs(p_worker_id bigint, p_limit integer)
     RETURNS SETOF procrastinate_jobs
-    LANGUAGE sql
+    LANGUAGE plpgsql
     ROWS 10
 AS $$
-    SELECT * FROM jobboard_fetch_owned_jobs(ARRAY['jobs']::character varying[], p_worker_id, p_limit);
+BEGIN
+    -- A paused jobs queue (queue_pauses, revision 0012_operations) gives no entry; asked
+    -- before the fetch, which takes the entries it returns.
+    IF EXISTS (SELECT 1 FROM queue_pauses WHERE queue_name = 'jobs') THEN
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT * FROM jobboard_fetch_owned_jobs(
+        ARRAY['jobs']::character varying[], p_worker_id, p_limit);
+END;
 $$;

@@ -1,7 +1,7 @@
 """batch creation and the batched queue
 
 Revision ID: 0013_batched_queue
-Revises: 0010_events_webhooks
+Revises: 0012_operations
 Create Date: 2026-12-05
 
 `idempotency_keys.job_ids`: the jobs a batch (POST /api/jobs/batch/) created, so that a
@@ -41,7 +41,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     previous = (SQL_DIR / "long_job_slots_0009.sql").read_text()
-    _run(previous[previous.index("CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(") :])
+    fetch = previous[previous.index("CREATE OR REPLACE FUNCTION procrastinate_fetch_job_v2(") :]
+    # Back under the name 0012_operations' pause filter calls.
+    _run(fetch.replace("procrastinate_fetch_job_v2(", "jobboard_fetch_job_unpaused(", 1))
     _run(
         """
         DROP FUNCTION IF EXISTS jobboard_fetch_jobs(bigint, integer);
