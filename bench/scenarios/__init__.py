@@ -15,6 +15,7 @@ from bench.scenarios.http_under_load import HttpUnderLoad
 from bench.scenarios.register import Register
 from bench.scenarios.throughput import Throughput
 from bench.scenarios.timeliness import TimelinessIdle
+from bench.scenarios.webhooks import Webhooks
 
 SCENARIOS: tuple[Scenario, ...] = (
     Throughput(),
@@ -23,4 +24,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     HttpUnderLoad(),  # reads scenario 1's raw rate from the summary when it ran first
     Api(),
     Register(),
+    Webhooks(),
 )
