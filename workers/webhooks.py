@@ -3,6 +3,8 @@ own worker slots), and a periodic check that no pending delivery is left without
 
 from __future__ import annotations
 
+import logging
+
 from procrastinate import JobContext
 
 from config import config_for_environment
@@ -16,6 +18,10 @@ from workers.app import (
 )
 
 _settings: list[DeliverySettings] = []
+
+# httpx logs every request at INFO: at hundreds of deliveries a second that would be most
+# of the worker's log and a share of its time. Each attempt is kept in webhook_attempts.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def settings() -> DeliverySettings:

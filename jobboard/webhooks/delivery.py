@@ -3,11 +3,13 @@ event loop and its autocommit pool.
 
 Each enabled endpoint with deliveries due has one waiting queue entry at most, and one
 running (the entry's queueing lock and lock, set by `jobboard_wake_webhook_endpoint` in
-SQL). A run claims the endpoint's due deliveries a few at a time (a lease, so that a run
-killed mid-delivery leaves them to the next one), sends at most IN_FLIGHT of them at
-once, writes each group of outcomes in one statement, stops starting new sends after
-RUN_SECONDS, and leaves a waiting entry for the earliest next attempt. A dead or slow
-endpoint therefore holds one slot of the `webhooks` queue at most, and delays only itself.
+SQL). A run claims the endpoint's due deliveries a group at a time (a lease, so that a run
+killed mid-delivery leaves them to the next one; a group no larger than the endpoint
+answers within the lease's margin), sends at most IN_FLIGHT at once over the endpoint's
+own kept-alive connections, writes the outcomes by the group in one statement, stops
+starting new sends after RUN_SECONDS, and leaves a waiting entry for the earliest next
+attempt. A dead or slow endpoint therefore holds one slot of the `webhooks` queue at
+most, and delays only itself.
 
 An attempt succeeds on a 2xx answer within WEBHOOK_TIMEOUT_SECONDS; redirects are not
 followed. 410 disables the endpoint at once; a 429 or 503 with a valid `Retry-After`
@@ -22,13 +24,16 @@ attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import random
 import ssl
 import time
 import weakref
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -46,7 +51,11 @@ from jobboard.webhooks.targets import RefusedTarget, VettedTransport, parse_url
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = 2
-CLAIM = 8
+# The most deliveries one claim takes, and one statement writes the outcomes of.
+CLAIM = 32
+RECORD_BATCH = 32
+# An outcome waits at most this long for others to share its statement.
+RECORD_DELAY_SECONDS = 0.2
 RUN_SECONDS = 10.0
 BODY_LIMIT = 1024
 MAX_RETRY_AFTER_SECONDS = 3600
@@ -155,40 +164,106 @@ class Outcome:
 
 # --- the HTTP side ------------------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[bool, str | None], httpx.AsyncClient]
-] = weakref.WeakKeyDictionary()
+# Idle endpoint pools kept per event loop beyond the ones in use (the least recently used go).
+KEPT_POOLS = 256
+KEEPALIVE_SECONDS = 30.0
 
 
-def client_for(settings: DeliverySettings) -> httpx.AsyncClient:
-    """One client per event loop and settings: connections are kept alive between runs.
-    Redirects are never followed; proxies from the environment are ignored (they would
-    connect to addresses nobody vetted)."""
-    clients = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (settings.allow_private, settings.ca_bundle)
-    client = clients.get(key)
-    if client is None:
-        context = ssl.create_default_context(cafile=certifi.where())
-        if settings.ca_bundle:
-            context.load_verify_locations(settings.ca_bundle)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        transport = VettedTransport(
-            ssl_context=context, allow_private=settings.allow_private, limits=limits
-        )
-        client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        clients[key] = client
-    return client
+@functools.cache
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One context per process and CA bundle, shared by every endpoint's client (building
+    one loads the CA store: milliseconds)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(ca_bundle)
+    return context
+
+
+class _Pools:
+    """An event loop's connection pools, one per endpoint (httpx's transport on
+    `VettedBackend`): its connections (IN_FLIGHT at most) stay open between attempts and
+    runs (keep-alive), and no endpoint's connections sit in another's pool, whose
+    bookkeeping every request walks. Requests go to the transport itself: an
+    httpx.AsyncClient around it would only add what webhooks must not use (redirects,
+    cookies, proxies from the environment) and its cost on every request."""
+
+    def __init__(self) -> None:
+        self.pools: OrderedDict[tuple[int, bool, str | None], VettedTransport] = OrderedDict()
+        self.in_use: Counter[tuple[int, bool, str | None]] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, endpoint_id: int, settings: DeliverySettings
+    ) -> AsyncIterator[VettedTransport]:
+        key = (endpoint_id, settings.allow_private, settings.ca_bundle)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = new_pool(settings)
+        self.pools.move_to_end(key)
+        self.in_use[key] += 1
+        try:
+            yield pool
+        finally:
+            self.in_use[key] -= 1
+            if not self.in_use[key]:
+                del self.in_use[key]
+            await self._trim()
+
+    async def _trim(self) -> None:
+        idle = [key for key in self.pools if key not in self.in_use]
+        for key in idle[: max(0, len(idle) - KEPT_POOLS)]:
+            await self.pools.pop(key).aclose()
+
+    async def close(self) -> None:
+        while self.pools:
+            await self.pools.popitem()[1].aclose()
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
+
+
+def new_pool(settings: DeliverySettings) -> VettedTransport:
+    """An endpoint's connections. The attempt's one deadline is `send`'s
+    (WEBHOOK_TIMEOUT_SECONDS for the whole exchange)."""
+    limits = httpx.Limits(
+        max_connections=IN_FLIGHT,
+        max_keepalive_connections=IN_FLIGHT,
+        keepalive_expiry=KEEPALIVE_SECONDS,
+    )
+    return VettedTransport(
+        ssl_context=_ssl_context(settings.ca_bundle),
+        allow_private=settings.allow_private,
+        limits=limits,
+    )
+
+
+def endpoint_pool(
+    endpoint_id: int, settings: DeliverySettings
+) -> contextlib.AbstractAsyncContextManager[VettedTransport]:
+    """`async with endpoint_pool(id, settings) as pool`: the endpoint's connections on this
+    event loop, kept for its next run."""
+    pools = _loops.setdefault(asyncio.get_running_loop(), _Pools())
+    return pools.lease(endpoint_id, settings)
 
 
 async def close_clients() -> None:
-    """Close this event loop's clients (before the loop itself is closed)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
+    """Close this event loop's connections (before the loop itself is closed)."""
+    pools = _loops.pop(asyncio.get_running_loop(), None)
+    if pools is not None:
+        await pools.close()
+
+
+def target_of(url: str, settings: DeliverySettings) -> httpx.URL | RefusedTarget:
+    """The endpoint's URL, parsed once for a run, or why no attempt may go to it."""
+    try:
+        return parse_url(url, settings.allow_private)
+    except RefusedTarget as error:
+        return error
 
 
 async def send(
-    client: httpx.AsyncClient,
-    url: str,
+    pool: httpx.AsyncBaseTransport,
+    target: httpx.URL | RefusedTarget,
     signing_secrets: Sequence[str],
     claimed: Claimed,
     settings: DeliverySettings,
@@ -198,14 +273,19 @@ async def send(
     started = time.monotonic()
     outcome = Outcome(claimed.delivery_id, claimed.round_attempts + 1, at, 0)
     try:
-        parse_url(url, settings.allow_private)
+        if isinstance(target, RefusedTarget):
+            raise RefusedTarget(str(target))
         headers = signing.headers(signing_secrets, claimed.message_id, at, claimed.body)
+        request = httpx.Request("POST", target, content=claimed.body, headers=headers)
         async with asyncio.timeout(settings.timeout):
-            async with client.stream("POST", url, content=claimed.body, headers=headers) as answer:
+            answer = await pool.handle_async_request(request)
+            try:
                 outcome.response_status = answer.status_code
                 if answer.status_code in (429, 503):
                     outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
                 outcome.response_body = await _body_start(answer, outcome)
+            finally:
+                await answer.aclose()
     except TimeoutError:
         outcome.error = (
             f"No answer within {settings.timeout:g} s."
@@ -343,6 +423,12 @@ class EndpointRun:
         self.settings = settings
         self.stopped = False
         self.sent = 0
+        self._kept: list[Outcome] = []
+        self._kept_since = 0.0
+        self._recording = asyncio.Lock()
+        self._attempted = 0
+        self._due_again = False
+        self._duration_total = 0.0
 
     async def _execute(self, sql: str, params: dict[str, Any]) -> list[Any]:
         async with self.pool.connection() as connection, connection.cursor() as cursor:
@@ -356,36 +442,103 @@ class EndpointRun:
         endpoint = rows[0]
         if not endpoint[5]:
             return "endpoint disabled"
-        url = endpoint[2]
-        signing_secrets = self._secrets(endpoint)
-        client = client_for(self.settings)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.run_seconds
-        slots = asyncio.Semaphore(IN_FLIGHT)
-
-        async def attempt(claimed: Claimed) -> Outcome | int:
-            async with slots:
-                if self.stopped or loop.time() >= deadline:
-                    return claimed.delivery_id  # not started: released
-                outcome = await send(client, url, signing_secrets, claimed, self.settings)
-                if outcome.gone:
-                    self.stopped = True  # 410: nothing more starts, before the slot frees
-                return outcome
-
-        while not self.stopped and loop.time() < deadline:
-            batch = await self._claim()
-            if not batch:
-                break
-            sending = {asyncio.ensure_future(attempt(claimed)) for claimed in batch}
-            while sending:
-                done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-                results = [task.result() for task in done]
-                await self._record([result for result in results if isinstance(result, Outcome)])
-                released = [result for result in results if isinstance(result, int)]
-                if released:
-                    await self._execute(_RELEASE_SQL, {"ids": released})
+        target = target_of(endpoint[2], self.settings)
+        async with endpoint_pool(self.endpoint_id, self.settings) as pool:
+            await self._deliver(pool, target, self._secrets(endpoint))
         await self._execute(_SCHEDULE_SQL, {"endpoint_id": self.endpoint_id})
         return f"{self.sent} sent"
+
+    async def _deliver(
+        self,
+        pool: httpx.AsyncBaseTransport,
+        target: httpx.URL | RefusedTarget,
+        signing_secrets: list[str],
+    ) -> None:
+        """IN_FLIGHT senders share the claimed deliveries; outcomes are written by the
+        group (`_keep`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.run_seconds
+        waiting: deque[tuple[float, Claimed]] = deque()  # (when claimed, delivery)
+        claiming = asyncio.Lock()
+        drained = False
+        unsent: list[int] = []
+
+        async def next_claimed() -> Claimed | None:
+            nonlocal drained
+            while not self.stopped and loop.time() < deadline:
+                if not waiting:
+                    async with claiming:
+                        if not waiting and (not drained or self._due_again):
+                            self._due_again = False
+                            size = self._claim_size()
+                            claimed = await self._claim(size)
+                            at = loop.time()
+                            waiting.extend((at, delivery) for delivery in claimed)
+                            # Fewer than asked: none was left. One that comes due later
+                            # has an entry of its own by then (the fan-out's wake, or
+                            # this run's _SCHEDULE_SQL).
+                            drained = len(claimed) < size
+                    if not waiting:
+                        return None
+                    continue  # the stop and the deadline again, after the claim
+                claimed_at, delivery = waiting.popleft()
+                if loop.time() - claimed_at > LEASE_MARGIN_SECONDS:
+                    # Its lease could end mid-attempt: back to the table unsent.
+                    unsent.append(delivery.delivery_id)
+                    continue
+                return delivery
+            return None
+
+        async def sender() -> None:
+            while (delivery := await next_claimed()) is not None:
+                outcome = await send(pool, target, signing_secrets, delivery, self.settings)
+                if outcome.gone:
+                    self.stopped = True  # 410: nothing more starts
+                await self._keep(outcome)
+
+        while True:
+            await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+            await self._write_kept()
+            # A retry the schedule made due at once (a wait of 0) goes in this run.
+            if not self._due_again or self.stopped or loop.time() >= deadline:
+                break
+        unsent.extend(delivery.delivery_id for _, delivery in waiting)
+        if unsent:
+            await self._execute(_RELEASE_SQL, {"ids": unsent})
+
+    def _claim_size(self) -> int:
+        """As many as IN_FLIGHT senders start within a lease's margin, at the attempts'
+        mean duration so far (a slow endpoint's claims hold only what it will reach),
+        between IN_FLIGHT and CLAIM; before any attempt, 2 x IN_FLIGHT."""
+        if not self._attempted:
+            return 2 * IN_FLIGHT
+        mean = max(self._duration_total / self._attempted, 0.001)
+        return max(IN_FLIGHT, min(CLAIM, int(IN_FLIGHT * LEASE_MARGIN_SECONDS / mean)))
+
+    async def _keep(self, outcome: Outcome) -> None:
+        """Hold an outcome to write it with others: once RECORD_BATCH wait, the oldest has
+        waited RECORD_DELAY_SECONDS, or on a 410; the rest when the run ends. Outcomes
+        are at-least-once too: a run killed before writing them sends them again."""
+        self._attempted += 1
+        self._duration_total += outcome.duration_ms / 1000
+        now = asyncio.get_running_loop().time()
+        if not self._kept:
+            self._kept_since = now
+        self._kept.append(outcome)
+        if self._recording.locked():
+            return  # a write is under way; the next one takes these
+        if (
+            outcome.gone
+            or len(self._kept) >= RECORD_BATCH
+            or now - self._kept_since >= RECORD_DELAY_SECONDS
+        ):
+            await self._write_kept()
+
+    async def _write_kept(self) -> None:
+        async with self._recording:
+            while self._kept:
+                batch, self._kept = self._kept, []
+                await self._record(batch)
 
     def _secrets(self, endpoint: Any) -> list[str]:
         key = self.settings.secret_key
@@ -401,12 +554,12 @@ class EndpointRun:
             )
         return secrets_in_use
 
-    async def _claim(self) -> list[Claimed]:
+    async def _claim(self, limit: int) -> list[Claimed]:
         rows = await self._execute(
             _CLAIM_SQL,
             {
                 "endpoint_id": self.endpoint_id,
-                "limit": CLAIM,
+                "limit": limit,
                 "lease": self.settings.timeout + LEASE_MARGIN_SECONDS,
             },
         )
@@ -467,6 +620,8 @@ class EndpointRun:
         if not rows:  # the endpoint was deleted meanwhile: its deliveries went with it
             self.stopped = True
             return
+        if any(at is not None and at <= now for at in next_times):
+            self._due_again = True
         failing_since = rows[0][0]
         if any(outcome.gone for outcome in outcomes):
             await self.disable(GONE)
