@@ -14,7 +14,8 @@ The benchmark drives it over the same port:
 * `POST /control/release/<name>` closes the connections a `hang` endpoint holds;
 * `GET /control/counts` and `GET /control/stats` answer, per endpoint, the requests
   that verified (`received`), the distinct `webhook-id`s among them, the requests that
-  failed verification, the most requests it had in flight at once, and (`stats` only)
+  failed verification, the most requests it had in flight at once and the most
+  connections open to it at once (the worker's client keeps them alive), and (`stats` only)
   `arrivals`: `[seq, time]` per verified request, where `seq` is the event's `data.seq`
   (null without one) and `time` the arrival (Unix seconds, `time.time()`, when the body
   was complete).
@@ -42,6 +43,8 @@ class Endpoint:
     failed: int = 0
     in_flight: int = 0
     max_in_flight: int = 0
+    connections: int = 0
+    max_connections: int = 0
     ids: set[str] = field(default_factory=set)
     arrivals: list[tuple[Any, float]] = field(default_factory=list)
     released: asyncio.Event = field(default_factory=asyncio.Event)
@@ -54,6 +57,7 @@ class Endpoint:
             "failed_verification": self.failed,
             "max_in_flight": self.max_in_flight,
             "in_flight": self.in_flight,
+            "max_connections": self.max_connections,
             **({"arrivals": self.arrivals} if arrivals else {}),
         }
 
@@ -63,6 +67,7 @@ class Receivers:
         self.endpoints: dict[str, Endpoint] = {}
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        holder: Endpoint | None = None  # the endpoint this connection brought requests to
         try:
             while True:
                 try:
@@ -81,6 +86,11 @@ class Receivers:
                     await self.answer(writer, 413, b"")
                     return
                 body = await reader.readexactly(length) if length else b""
+                if holder is None and path.startswith("/hooks/"):
+                    holder = self.endpoints.get(path.removeprefix("/hooks/"))
+                    if holder is not None:
+                        holder.connections += 1
+                        holder.max_connections = max(holder.max_connections, holder.connections)
                 status, answer = await self.handle(method, path, headers, body, reader)
                 if status == 0:  # hung until the client closed the connection
                     return
@@ -90,6 +100,8 @@ class Receivers:
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
         finally:
+            if holder is not None:
+                holder.connections -= 1
             writer.close()
 
     @staticmethod

@@ -12,9 +12,14 @@ import pytest
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
+from devtools.wire import WireCounter
 from jobboard.extensions import db
 from jobboard.webhooks.delivery import (
+    CLAIM,
+    IN_FLIGHT,
+    LEASE_MARGIN_SECONDS,
     MAX_RETRY_AFTER_SECONDS,
+    EndpointRun,
     next_attempt_at,
     parse_retry_after,
     parse_schedule,
@@ -49,6 +54,10 @@ def owner(live_app, make_live_user):
 
 def url_of(live_app) -> str:
     return live_app.config["DATABASE_URL_FOR_WORKER"]
+
+
+def statuses(live_app, endpoint_id: int) -> list[str]:
+    return [row["status"] for row in wh.deliveries(live_app, endpoint_id)]
 
 
 def set_sql(live_app, sql: str, **params) -> None:
@@ -389,3 +398,60 @@ def test_a_deleted_endpoint_drops_its_deliveries_and_a_run_for_it_ends_quietly(
     assert [e["status"] for e in wh.queue_entries(live_app, endpoint["id"])] == ["cancelled"]
     assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "endpoint gone"
     assert receiver.received == []
+
+
+def test_many_deliveries_share_two_kept_alive_connections_and_few_statements(
+    live_app, live_client, owner, receiver_factory
+):
+    receiver = receiver_factory()
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=60)
+    wire = WireCounter(url_of(live_app)).start()
+    try:
+        assert wh.run_endpoint(wire.url, endpoint["id"]) == "60 sent"
+        counted = wire.counts()
+    finally:
+        wire.stop()
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 60
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 60
+    # Keep-alive: at most IN_FLIGHT connections for the whole run.
+    assert receiver.connections <= IN_FLIGHT
+    # Claims and outcomes go by the group: the run's own statements (endpoint, claims,
+    # outcome writes, next run) and the helper's two stay far below one per delivery.
+    assert counted.round_trips <= 16, counted
+
+
+def test_an_answer_slower_than_5_s_within_the_timeout_succeeds(
+    live_app, live_client, owner, receiver_factory
+):
+    def slow(request, receiver, connection):
+        time.sleep(5.5)
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(slow)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id)
+    wh.run_endpoint(url_of(live_app), endpoint["id"], wh.settings(timeout=10.0))
+    (attempt,) = wh.attempts(live_app, endpoint["id"])
+    assert (attempt["response_status"], attempt["error"]) == (204, None)
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"]
+
+
+def test_a_slow_endpoint_claims_only_what_it_reaches_within_the_lease(
+    live_app, live_client, owner, receiver_factory
+):
+    def slow(request, receiver, connection):
+        time.sleep(0.5)
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(slow)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=8)
+    run = EndpointRun(None, endpoint["id"], wh.SETTINGS)
+    assert run._claim_size() == 2 * IN_FLIGHT  # nothing known yet
+    run._attempted, run._duration_total = 4, 2.0  # 0.5 s an attempt
+    assert run._claim_size() == min(CLAIM, int(IN_FLIGHT * LEASE_MARGIN_SECONDS / 0.5))
+    run._attempted, run._duration_total = 2, 30.0  # an endpoint that times out
+    assert run._claim_size() == IN_FLIGHT
+    assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "8 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 8
