@@ -165,7 +165,7 @@ class Outcome:
 # --- the HTTP side ------------------------------------------------------------------------
 
 # Idle endpoint pools kept per event loop beyond the ones in use (the least recently used go).
-KEPT_POOLS = 256
+KEPT_POOLS = 64
 KEEPALIVE_SECONDS = 30.0
 
 
