@@ -455,3 +455,25 @@ def test_a_slow_endpoint_claims_only_what_it_reaches_within_the_lease(
     assert run._claim_size() == IN_FLIGHT
     assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "8 sent"
     assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 8
+
+
+def test_an_endpoint_deleted_mid_run_ends_the_run_quietly(
+    live_app, live_client, owner, receiver_factory
+):
+    endpoint_ids: list[int] = []
+
+    def delete_on_first(request, receiver, connection):
+        if len(receiver.received) == 1:
+            set_sql(live_app, "DELETE FROM webhook_endpoints WHERE id = :id", id=endpoint_ids[0])
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(delete_on_first)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    endpoint_ids.append(endpoint["id"])
+    wh.emit(live_app, owner.id, count=100)
+    said = wh.run_endpoint(url_of(live_app), endpoint["id"])
+    # The sends under way finish; the first write finds the endpoint gone and nothing
+    # more starts: no error, no run left to come, nothing left of it.
+    assert said.endswith(" sent") and len(receiver.received) < 100
+    assert wh.deliveries(live_app, endpoint["id"]) == []
+    assert [e for e in wh.queue_entries(live_app, endpoint["id"]) if e["status"] == "todo"] == []
