@@ -150,7 +150,7 @@ class Receivers:
             return 404, b""
         try:
             payload = endpoint.webhook.verify(body, headers)
-        except WebhookVerificationError:
+        except (WebhookVerificationError, ValueError):  # bad signature, or not JSON
             endpoint.failed += 1
             return 400, b""
         endpoint.received += 1
