@@ -477,3 +477,19 @@ def test_an_endpoint_deleted_mid_run_ends_the_run_quietly(
     assert said.endswith(" sent") and len(receiver.received) < 100
     assert wh.deliveries(live_app, endpoint["id"]) == []
     assert [e for e in wh.queue_entries(live_app, endpoint["id"]) if e["status"] == "todo"] == []
+
+
+def test_a_receiver_that_closes_each_connection_after_answering_gets_every_delivery_once(
+    live_app, live_client, owner, receiver_factory
+):
+    def answer_then_close(request, receiver, connection):
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return None  # the receiver closes the connection: no keep-alive after all
+
+    receiver = receiver_factory(answer_then_close)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=10)
+    assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "10 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 10
+    assert len(receiver.received) == 10
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 10

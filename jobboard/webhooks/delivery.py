@@ -46,7 +46,8 @@ import httpx
 from jobboard.events.outbox import build_event, envelope, public_id, write_events_async
 from jobboard.models import DeliveryStatus
 from jobboard.webhooks import signing
-from jobboard.webhooks.targets import RefusedTarget, VettedTransport, parse_url
+from jobboard.webhooks.client import Answer, EndpointConnections, ExchangeError
+from jobboard.webhooks.targets import RefusedTarget, parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -180,25 +181,24 @@ def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
 
 
 class _Pools:
-    """An event loop's connection pools, one per endpoint (httpx's transport on
-    `VettedBackend`): its connections (IN_FLIGHT at most) stay open between attempts and
-    runs (keep-alive), and no endpoint's connections sit in another's pool, whose
-    bookkeeping every request walks. Requests go to the transport itself: an
-    httpx.AsyncClient around it would only add what webhooks must not use (redirects,
-    cookies, proxies from the environment) and its cost on every request."""
+    """An event loop's connections, one `EndpointConnections` per endpoint: they stay
+    open between attempts and runs (keep-alive), at most IN_FLIGHT of them, and no
+    endpoint's connections are ever another's."""
 
     def __init__(self) -> None:
-        self.pools: OrderedDict[tuple[int, bool, str | None], VettedTransport] = OrderedDict()
-        self.in_use: Counter[tuple[int, bool, str | None]] = Counter()
+        self.pools: OrderedDict[PoolKey, EndpointConnections] = OrderedDict()
+        self.in_use: Counter[PoolKey] = Counter()
 
     @contextlib.asynccontextmanager
     async def lease(
         self, endpoint_id: int, settings: DeliverySettings
-    ) -> AsyncIterator[VettedTransport]:
+    ) -> AsyncIterator[EndpointConnections]:
         key = (endpoint_id, settings.allow_private, settings.ca_bundle)
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = new_pool(settings)
+            pool = self.pools[key] = EndpointConnections(
+                _ssl_context(settings.ca_bundle), settings.allow_private, KEEPALIVE_SECONDS
+            )
         self.pools.move_to_end(key)
         self.in_use[key] += 1
         try:
@@ -219,27 +219,13 @@ class _Pools:
             await self.pools.popitem()[1].aclose()
 
 
+PoolKey = tuple[int, bool, str | None]
 _loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
-
-
-def new_pool(settings: DeliverySettings) -> VettedTransport:
-    """An endpoint's connections. The attempt's one deadline is `send`'s
-    (WEBHOOK_TIMEOUT_SECONDS for the whole exchange)."""
-    limits = httpx.Limits(
-        max_connections=IN_FLIGHT,
-        max_keepalive_connections=IN_FLIGHT,
-        keepalive_expiry=KEEPALIVE_SECONDS,
-    )
-    return VettedTransport(
-        ssl_context=_ssl_context(settings.ca_bundle),
-        allow_private=settings.allow_private,
-        limits=limits,
-    )
 
 
 def endpoint_pool(
     endpoint_id: int, settings: DeliverySettings
-) -> contextlib.AbstractAsyncContextManager[VettedTransport]:
+) -> contextlib.AbstractAsyncContextManager[EndpointConnections]:
     """`async with endpoint_pool(id, settings) as pool`: the endpoint's connections on this
     event loop, kept for its next run."""
     pools = _loops.setdefault(asyncio.get_running_loop(), _Pools())
@@ -262,7 +248,7 @@ def target_of(url: str, settings: DeliverySettings) -> httpx.URL | RefusedTarget
 
 
 async def send(
-    pool: httpx.AsyncBaseTransport,
+    pool: EndpointConnections,
     target: httpx.URL | RefusedTarget,
     signing_secrets: Sequence[str],
     claimed: Claimed,
@@ -272,20 +258,22 @@ async def send(
     at = datetime.now(UTC)
     started = time.monotonic()
     outcome = Outcome(claimed.delivery_id, claimed.round_attempts + 1, at, 0)
+
+    def on_head(answer: Answer) -> None:
+        outcome.response_status = answer.status
+
     try:
         if isinstance(target, RefusedTarget):
             raise RefusedTarget(str(target))
         headers = signing.headers(signing_secrets, claimed.message_id, at, claimed.body)
-        request = httpx.Request("POST", target, content=claimed.body, headers=headers)
         async with asyncio.timeout(settings.timeout):
-            answer = await pool.handle_async_request(request)
-            try:
-                outcome.response_status = answer.status_code
-                if answer.status_code in (429, 503):
-                    outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
-                outcome.response_body = await _body_start(answer, outcome)
-            finally:
-                await answer.aclose()
+            answer = await pool.post(target, headers, claimed.body, BODY_LIMIT, on_head)
+        outcome.response_status = answer.status
+        if answer.status in (429, 503):
+            outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
+        outcome.response_body = answer.body.decode("utf-8", "replace")
+        if answer.cut_off:
+            outcome.error = f"The body was cut off: {answer.cut_off}"
     except TimeoutError:
         outcome.error = (
             f"No answer within {settings.timeout:g} s."
@@ -294,26 +282,12 @@ async def send(
         )
     except RefusedTarget as error:
         outcome.error = f"Refused before connecting: {error}"
-    except httpx.HTTPError as error:
-        outcome.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    except ExchangeError as error:
+        outcome.error = str(error)
     outcome.duration_ms = round((time.monotonic() - started) * 1000)
     if outcome.response_status is not None and not outcome.succeeded and outcome.error is None:
         outcome.error = f"HTTP {outcome.response_status}"
     return outcome
-
-
-async def _body_start(answer: httpx.Response, outcome: Outcome) -> str:
-    """The first BODY_LIMIT bytes of the body, as received (no content decoding); the rest
-    is never read. A connection broken after a complete head keeps the answer's status."""
-    kept = bytearray()
-    try:
-        async for chunk in answer.aiter_raw():
-            kept += chunk
-            if len(kept) >= BODY_LIMIT:
-                break
-    except httpx.HTTPError as error:
-        outcome.error = f"The body was cut off: {type(error).__name__}"
-    return bytes(kept[:BODY_LIMIT]).decode("utf-8", "replace")
 
 
 # --- the database side --------------------------------------------------------------------
@@ -450,7 +424,7 @@ class EndpointRun:
 
     async def _deliver(
         self,
-        pool: httpx.AsyncBaseTransport,
+        pool: EndpointConnections,
         target: httpx.URL | RefusedTarget,
         signing_secrets: list[str],
     ) -> None:
