@@ -493,3 +493,33 @@ def test_a_receiver_that_closes_each_connection_after_answering_gets_every_deliv
     assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 10
     assert len(receiver.received) == 10
     assert len({request.headers["webhook-id"] for request in receiver.received}) == 10
+
+
+@pytest.mark.parametrize("another_run_waits", [False, True])
+def test_a_drained_run_lingers_for_what_comes_due_unless_another_endpoint_waits(
+    live_app, live_client, owner, make_live_user, receiver_factory, another_run_waits
+):
+    def emit_once_more(request, receiver, connection):
+        if len(receiver.received) == 1:
+            wh.emit(live_app, owner.id)  # a change committed while the run sends
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(emit_once_more)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    if another_run_waits:
+        other = make_live_user()
+        with live_app.app_context():
+            other_headers = bearer(other)
+        other_receiver = receiver_factory()
+        wh.create_endpoint(live_client, other_headers, other_receiver.url)
+        wh.emit(live_app, other.id)  # its run waits in the queue for a slot
+    wh.emit(live_app, owner.id)
+    said = wh.run_endpoint(url_of(live_app), endpoint["id"])
+    if another_run_waits:
+        # The run gave its slot up: the second change goes in the entry its commit queued.
+        assert said == "1 sent"
+        assert statuses(live_app, endpoint["id"]) == ["succeeded", "pending"]
+        assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "1 sent"
+    else:
+        assert said == "2 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded", "succeeded"]

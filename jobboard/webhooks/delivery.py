@@ -48,6 +48,7 @@ from jobboard.models import DeliveryStatus
 from jobboard.webhooks import signing
 from jobboard.webhooks.client import Answer, EndpointConnections, ExchangeError
 from jobboard.webhooks.targets import RefusedTarget, parse_url
+from workers.app import QUEUE_WEBHOOKS, webhook_endpoint_lock
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ RECORD_BATCH = 32
 # An outcome waits at most this long for others to share its statement.
 RECORD_DELAY_SECONDS = 0.2
 RUN_SECONDS = 10.0
+# A run with nothing left waits this long for more before it ends (`EndpointRun._linger`).
+LINGER_SECONDS = 0.05
 BODY_LIMIT = 1024
 MAX_RETRY_AFTER_SECONDS = 3600
 JITTER = 0.10
@@ -307,6 +310,13 @@ UPDATE webhook_deliveries AS d
          WHERE due.endpoint_id = %(endpoint_id)s AND due.status = 'pending'
            AND due.next_attempt_at <= now()
            AND (due.lease_expires_at IS NULL OR due.lease_expires_at < now())
+           -- A lingering run takes more only while no other endpoint's run waits.
+           AND NOT (%(lingering)s AND EXISTS (
+                SELECT 1 FROM procrastinate_jobs AS q
+                 WHERE q.queue_name = %(queue)s AND q.status = 'todo'
+                   AND NOT (q.args ? 'owner_id')
+                   AND (q.scheduled_at IS NULL OR q.scheduled_at <= now())
+                   AND q.lock IS DISTINCT FROM %(lock)s))
          ORDER BY due.next_attempt_at, due.id
          LIMIT %(limit)s
          FOR UPDATE OF due SKIP LOCKED)
@@ -435,10 +445,11 @@ class EndpointRun:
         waiting: deque[tuple[float, Claimed]] = deque()  # (when claimed, delivery)
         claiming = asyncio.Lock()
         drained = False
+        lingering = True
         unsent: list[int] = []
 
         async def next_claimed() -> Claimed | None:
-            nonlocal drained
+            nonlocal drained, lingering
             while not self.stopped and loop.time() < deadline:
                 if not waiting:
                     async with claiming:
@@ -452,6 +463,8 @@ class EndpointRun:
                             # has an entry of its own by then (the fan-out's wake, or
                             # this run's _SCHEDULE_SQL).
                             drained = len(claimed) < size
+                        elif not waiting and lingering and self._attempted:
+                            lingering = await self._linger(deadline, waiting)
                     if not waiting:
                         return None
                     continue  # the stop and the deadline again, after the claim
@@ -479,6 +492,24 @@ class EndpointRun:
         unsent.extend(delivery.delivery_id for _, delivery in waiting)
         if unsent:
             await self._execute(_RELEASE_SQL, {"ids": unsent})
+
+    async def _linger(self, deadline: float, waiting: deque[tuple[float, Claimed]]) -> bool:
+        """Drained: write what was sent, wait LINGER_SECONDS, and take what came due
+        meanwhile, unless another endpoint's run waits for a slot. An endpoint told of a
+        steady stream of changes (a job.completed per job) is served by one run taking
+        them by the group, instead of a run of its own (queue entry, fetch, claim, write,
+        next run, finish) for every few. True while there was something to take."""
+        loop = asyncio.get_running_loop()
+        if self.stopped or loop.time() + LINGER_SECONDS >= deadline:
+            return False
+        await self._write_kept()
+        await asyncio.sleep(LINGER_SECONDS)
+        if self.stopped:
+            return False
+        claimed = await self._claim(self._claim_size(), lingering=True)
+        at = loop.time()
+        waiting.extend((at, delivery) for delivery in claimed)
+        return bool(claimed)
 
     def _claim_size(self) -> int:
         """As many as IN_FLIGHT senders start within a lease's margin, at the attempts'
@@ -528,11 +559,14 @@ class EndpointRun:
             )
         return secrets_in_use
 
-    async def _claim(self, limit: int) -> list[Claimed]:
+    async def _claim(self, limit: int, lingering: bool = False) -> list[Claimed]:
         rows = await self._execute(
             _CLAIM_SQL,
             {
                 "endpoint_id": self.endpoint_id,
+                "lingering": lingering,
+                "queue": QUEUE_WEBHOOKS,
+                "lock": webhook_endpoint_lock(self.endpoint_id),
                 "limit": limit,
                 "lease": self.settings.timeout + LEASE_MARGIN_SECONDS,
             },
