@@ -6,10 +6,11 @@ running (the entry's queueing lock and lock, set by `jobboard_wake_webhook_endpo
 SQL). A run claims the endpoint's due deliveries a group at a time (a lease, so that a run
 killed mid-delivery leaves them to the next one; a group no larger than the endpoint
 answers within the lease's margin), sends at most IN_FLIGHT at once over the endpoint's
-own kept-alive connections, writes the outcomes by the group in one statement, stops
-starting new sends after RUN_SECONDS, and leaves a waiting entry for the earliest next
-attempt. A dead or slow endpoint therefore holds one slot of the `webhooks` queue at
-most, and delays only itself.
+own kept-alive connections (`jobboard.webhooks.client`), writes the outcomes by the
+group in one statement, waits LINGER_SECONDS for more once nothing is due (unless another
+endpoint's run waits for a slot), stops starting new sends after RUN_SECONDS, and leaves
+a waiting entry for the earliest next attempt. A dead or slow endpoint therefore holds
+one slot of the `webhooks` queue at most, and delays only itself.
 
 An attempt succeeds on a 2xx answer within WEBHOOK_TIMEOUT_SECONDS; redirects are not
 followed. 410 disables the endpoint at once; a 429 or 503 with a valid `Retry-After`
