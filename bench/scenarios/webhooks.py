@@ -622,6 +622,11 @@ def add_rows(
         "end to end jobs/s, a job.completed webhook per job, median (min-max)",
         shown_spread(spread(with_hooks)),
     )
+    for key, label in (("plain", "no webhook"), ("webhook", "a webhook per job")):
+        cpu_per_job = median_cpu([run["cpu_ms_per_job"] for run in jobs[key]])
+        if cpu_per_job:
+            shown = ", ".join(f"{name} {value:.2f}" for name, value in cpu_per_job.items())
+            report.add(SCENARIO, f"end to end, {label}: CPU ms per job (median)", shown)
     per_round = spread([ratio(a, b) for a, b in zip(with_hooks, plain, strict=True)])
     report.add(
         SCENARIO,
