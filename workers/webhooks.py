@@ -19,8 +19,9 @@ from workers.app import (
 
 _settings: list[DeliverySettings] = []
 
-# httpx logs every request at INFO: at hundreds of deliveries a second that would be most
-# of the worker's log and a share of its time. Each attempt is kept in webhook_attempts.
+# httpx logs every request it sends at INFO. Deliveries go through h11 directly
+# (jobboard.webhooks.client), but nothing the worker loads should add a log line per
+# request at hundreds a second: each attempt is kept in webhook_attempts instead.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
