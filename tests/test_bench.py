@@ -26,10 +26,16 @@ SUMMARY_KEYS = {
     "round_trips_per_job",
     "get_jobs_statements",
     "post_jobs_statements",
+    "webhook_deliveries_per_s",
+    "webhook_lag_p99_s",
+    "webhook_jobs_with_per_without",
+    "webhook_round_trips_per_delivery",
 }
 
 
-def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp_path):
+def test_bench_runs_the_queue_arms_the_backlog_and_the_webhooks_scenarios(
+    database_server, tmp_path
+):
     name = f"jbtest_{os.getpid()}_bench"
     results = tmp_path / "bench.json"
     # Nothing listens on port 1: the Celery arm must report itself unavailable, not fail
@@ -40,7 +46,7 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
         "REDIS_URL": "redis://127.0.0.1:1/0",
     }
     arguments = {
-        "--scenarios": "1,2",
+        "--scenarios": "1,2,6",
         "--jobs": "30",
         "--rounds": "2",
         "--warmup": "2",
@@ -53,6 +59,14 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
         "--http-jobs": "6",
         "--timed-jobs": "3",
         "--timed-ahead": "1,2",
+        "--webhook-rounds": "1",
+        "--webhook-endpoints": "2",
+        "--webhook-events": "40",
+        "--webhook-hanging-backlog": "5",
+        "--webhook-lag-events": "5",
+        "--webhook-lag-rate": "50",
+        "--webhook-jobs": "20",
+        "--webhook-round-trip-events": "40",
         "--database": name,
         "--json": str(results),
     }
@@ -112,6 +126,18 @@ def test_bench_runs_the_queue_arms_and_the_backlog_scenario(database_server, tmp
         assert any(run["cpu_ms_per_job"].get("worker", 0) > 0 for run in rounds[arm])
     assert summary["backlog_small"] == 20 and summary["backlog_large"] == 60
     assert summary["backlog_large_per_small"] > 0
+    # Webhooks: every event reached a receiver that verified it with standardwebhooks.
+    assert "6 webhooks" in finished.stdout
+    assert summary["webhook_deliveries_per_s"] > 0
+    assert summary["webhook_lag_p99_s"] > 0
+    assert summary["webhook_jobs_with_per_without"] > 0
+    assert summary["webhook_round_trips_per_delivery"] > 0
+    webhooks = figures["details"]["6_webhooks"]
+    (fan_out,) = webhooks["fan_out"]
+    assert fan_out["distinct_ids"] == 40 and fan_out["failed_verification"] == 0
+    assert fan_out["not_succeeded"] == 0 and fan_out["max_connections_per_endpoint"] <= 2
+    (lag,) = webhooks["lag"]
+    assert lag["arrived"] == 5 and lag["hanging_requests"] >= 1
 
 
 def test_wire_counter_counts_round_trips_and_statements(database_server):

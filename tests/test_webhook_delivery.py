@@ -12,9 +12,14 @@ import pytest
 from sqlalchemy import text
 from standardwebhooks.webhooks import Webhook
 
+from devtools.wire import WireCounter
 from jobboard.extensions import db
 from jobboard.webhooks.delivery import (
+    CLAIM,
+    IN_FLIGHT,
+    LEASE_MARGIN_SECONDS,
     MAX_RETRY_AFTER_SECONDS,
+    EndpointRun,
     next_attempt_at,
     parse_retry_after,
     parse_schedule,
@@ -49,6 +54,10 @@ def owner(live_app, make_live_user):
 
 def url_of(live_app) -> str:
     return live_app.config["DATABASE_URL_FOR_WORKER"]
+
+
+def statuses(live_app, endpoint_id: int) -> list[str]:
+    return [row["status"] for row in wh.deliveries(live_app, endpoint_id)]
 
 
 def set_sql(live_app, sql: str, **params) -> None:
@@ -389,3 +398,128 @@ def test_a_deleted_endpoint_drops_its_deliveries_and_a_run_for_it_ends_quietly(
     assert [e["status"] for e in wh.queue_entries(live_app, endpoint["id"])] == ["cancelled"]
     assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "endpoint gone"
     assert receiver.received == []
+
+
+def test_many_deliveries_share_two_kept_alive_connections_and_few_statements(
+    live_app, live_client, owner, receiver_factory
+):
+    receiver = receiver_factory()
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=60)
+    wire = WireCounter(url_of(live_app)).start()
+    try:
+        assert wh.run_endpoint(wire.url, endpoint["id"]) == "60 sent"
+        counted = wire.counts()
+    finally:
+        wire.stop()
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 60
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 60
+    # Keep-alive: at most IN_FLIGHT connections for the whole run.
+    assert receiver.connections <= IN_FLIGHT
+    # Claims and outcomes go by the group: the run's own statements (endpoint, claims,
+    # outcome writes, next run) and the helper's two stay far below one per delivery.
+    assert counted.round_trips <= 16, counted
+
+
+def test_an_answer_slower_than_5_s_within_the_timeout_succeeds(
+    live_app, live_client, owner, receiver_factory
+):
+    def slow(request, receiver, connection):
+        time.sleep(5.5)
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(slow)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id)
+    wh.run_endpoint(url_of(live_app), endpoint["id"], wh.settings(timeout=10.0))
+    (attempt,) = wh.attempts(live_app, endpoint["id"])
+    assert (attempt["response_status"], attempt["error"]) == (204, None)
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"]
+
+
+def test_a_slow_endpoint_claims_only_what_it_reaches_within_the_lease(
+    live_app, live_client, owner, receiver_factory
+):
+    def slow(request, receiver, connection):
+        time.sleep(0.5)
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(slow)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=8)
+    run = EndpointRun(None, endpoint["id"], wh.SETTINGS)
+    assert run._claim_size() == 2 * IN_FLIGHT  # nothing known yet
+    run._attempted, run._duration_total = 4, 2.0  # 0.5 s an attempt
+    assert run._claim_size() == min(CLAIM, int(IN_FLIGHT * LEASE_MARGIN_SECONDS / 0.5))
+    run._attempted, run._duration_total = 2, 30.0  # an endpoint that times out
+    assert run._claim_size() == IN_FLIGHT
+    assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "8 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 8
+
+
+def test_an_endpoint_deleted_mid_run_ends_the_run_quietly(
+    live_app, live_client, owner, receiver_factory
+):
+    endpoint_ids: list[int] = []
+
+    def delete_on_first(request, receiver, connection):
+        if len(receiver.received) == 1:
+            set_sql(live_app, "DELETE FROM webhook_endpoints WHERE id = :id", id=endpoint_ids[0])
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(delete_on_first)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    endpoint_ids.append(endpoint["id"])
+    wh.emit(live_app, owner.id, count=100)
+    said = wh.run_endpoint(url_of(live_app), endpoint["id"])
+    # The sends under way finish; the first write finds the endpoint gone and nothing
+    # more starts: no error, no run left to come, nothing left of it.
+    assert said.endswith(" sent") and len(receiver.received) < 100
+    assert wh.deliveries(live_app, endpoint["id"]) == []
+    assert [e for e in wh.queue_entries(live_app, endpoint["id"]) if e["status"] == "todo"] == []
+
+
+def test_a_receiver_that_closes_each_connection_after_answering_gets_every_delivery_once(
+    live_app, live_client, owner, receiver_factory
+):
+    def answer_then_close(request, receiver, connection):
+        connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return None  # the receiver closes the connection: no keep-alive after all
+
+    receiver = receiver_factory(answer_then_close)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    wh.emit(live_app, owner.id, count=10)
+    assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "10 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded"] * 10
+    assert len(receiver.received) == 10
+    assert len({request.headers["webhook-id"] for request in receiver.received}) == 10
+
+
+@pytest.mark.parametrize("another_run_waits", [False, True])
+def test_a_drained_run_lingers_for_what_comes_due_unless_another_endpoint_waits(
+    live_app, live_client, owner, make_live_user, receiver_factory, another_run_waits
+):
+    def emit_once_more(request, receiver, connection):
+        if len(receiver.received) == 1:
+            wh.emit(live_app, owner.id)  # a change committed while the run sends
+        return receivers.Answer(204, {}, b"")
+
+    receiver = receiver_factory(emit_once_more)
+    endpoint = wh.create_endpoint(live_client, owner.headers, receiver.url)
+    if another_run_waits:
+        other = make_live_user()
+        with live_app.app_context():
+            other_headers = bearer(other)
+        other_receiver = receiver_factory()
+        wh.create_endpoint(live_client, other_headers, other_receiver.url)
+        wh.emit(live_app, other.id)  # its run waits in the queue for a slot
+    wh.emit(live_app, owner.id)
+    said = wh.run_endpoint(url_of(live_app), endpoint["id"])
+    if another_run_waits:
+        # The run gave its slot up: the second change goes in the entry its commit queued.
+        assert said == "1 sent"
+        assert statuses(live_app, endpoint["id"]) == ["succeeded", "pending"]
+        assert wh.run_endpoint(url_of(live_app), endpoint["id"]) == "1 sent"
+    else:
+        assert said == "2 sent"
+    assert statuses(live_app, endpoint["id"]) == ["succeeded", "succeeded"]

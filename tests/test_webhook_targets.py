@@ -8,14 +8,15 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from pathlib import Path
 
-import httpcore
 import pytest
 from sqlalchemy import text
 
 from jobboard.extensions import db
-from jobboard.webhooks.targets import RefusedTarget, VettedBackend, check_url, forbidden
+from jobboard.webhooks.client import EndpointConnections
+from jobboard.webhooks.targets import RefusedTarget, check_url, forbidden
 from tests.support import webhooks as wh
 from tests.support.auth import bearer
 from tests.support.polling import wait_until
@@ -125,18 +126,21 @@ def receiver():
 
 
 def test_the_connection_refuses_a_loopback_address_before_connecting(receiver):
-    backend = VettedBackend(allow_private=False)
+    def connect(host: str, allow_private: bool) -> None:
+        async def run() -> None:
+            connections = EndpointConnections(ssl.create_default_context(), allow_private, 30)
+            connection = await connections._connect(("http", host, receiver.port))
+            connection.abort()
+
+        asyncio.run(run())
+
     for host in ("127.0.0.1", "localhost", "2130706433", "::ffff:127.0.0.1"):
-        with pytest.raises(httpcore.ConnectError, match="not a public address"):
-            asyncio.run(backend.connect_tcp(host, receiver.port, timeout=2))
+        with pytest.raises(RefusedTarget, match="not a public address"):
+            connect(host, allow_private=False)
     assert receiver.connections == 0
 
     # Allowed, it does connect (so the refusal above is the rule, not a dead port).
-    async def connect_allowed() -> None:
-        stream = await VettedBackend(allow_private=True).connect_tcp("127.0.0.1", receiver.port)
-        await stream.aclose()
-
-    asyncio.run(connect_allowed())
+    connect("127.0.0.1", allow_private=True)
     wait_until(lambda: receiver.connections == 1, timeout=5)
 
 

@@ -3,6 +3,8 @@ own worker slots), and a periodic check that no pending delivery is left without
 
 from __future__ import annotations
 
+import logging
+
 from procrastinate import JobContext
 
 from config import config_for_environment
@@ -16,6 +18,11 @@ from workers.app import (
 )
 
 _settings: list[DeliverySettings] = []
+
+# httpx logs every request it sends at INFO. Deliveries go through h11 directly
+# (jobboard.webhooks.client), but nothing the worker loads should add a log line per
+# request at hundreds a second: each attempt is kept in webhook_attempts instead.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def settings() -> DeliverySettings:

@@ -17,6 +17,7 @@ from bench.scenarios.operations import Operations
 from bench.scenarios.register import Register
 from bench.scenarios.throughput import Throughput
 from bench.scenarios.timeliness import TimelinessIdle
+from bench.scenarios.webhooks import Webhooks
 
 SCENARIOS: tuple[Scenario, ...] = (
     Throughput(),
@@ -27,4 +28,5 @@ SCENARIOS: tuple[Scenario, ...] = (
     Register(),
     BatchCreate(),
     Operations(),
+    Webhooks(),
 )

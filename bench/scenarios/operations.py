@@ -1,4 +1,4 @@
-"""Scenario 6, the operations console at size: GET /api/admin/queues/ with `--ops-jobs`
+"""Scenario 7, the operations console at size: GET /api/admin/queues/ with `--ops-jobs`
 jobs, `--ops-entries` waiting queue entries and `--ops-finished` entries finished in the
 last hour; then one bulk retry of `--ops-failed` failed jobs (POST /api/admin/jobs/actions/
 with a filter), timed, while another user lists their jobs (GET /api/jobs/) and the worker
@@ -22,12 +22,12 @@ SCENARIO = "6 operations"
 
 
 class Operations(Scenario):
-    selected_by = frozenset({"6"})
-    in_default_run = False  # seeding a million jobs alone takes minutes: `--scenarios 6`
+    selected_by = frozenset({"7"})
+    in_default_run = False  # seeding a million jobs alone takes minutes: `--scenarios 7`
     summary_keys = ("admin_queues_p99", "bulk_retry_seconds", "jobs_p99_during_bulk")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        group = parser.add_argument_group("scenario 6, the operations console")
+        group = parser.add_argument_group("scenario 7, the operations console")
         group.add_argument("--ops-jobs", type=int, default=1_000_000, help="jobs in the table")
         group.add_argument("--ops-entries", type=int, default=100_000, help="queue entries waiting")
         group.add_argument(
@@ -58,7 +58,7 @@ class Operations(Scenario):
         seed(harness, owner_id, settings)
         seed_jobs(harness, reader_id, 1_000)
         harness.analyze()
-        logger.info("scenario 6: seeded in %.0f s", time.monotonic() - started)
+        logger.info("scenario 7: seeded in %.0f s", time.monotonic() - started)
         harness.start_worker()  # as deployed: the worker polls and heartbeats meanwhile
 
         admin = {"Authorization": f"Bearer {admin_token}"}
@@ -92,7 +92,7 @@ def seed(harness: Harness, owner_id: int, settings: argparse.Namespace) -> None:
     entries finished over the last hour with their events."""
     conn = harness.conn
     completed = settings.ops_jobs - settings.ops_failed
-    logger.info("scenario 6: seeding %d jobs", settings.ops_jobs)
+    logger.info("scenario 7: seeding %d jobs", settings.ops_jobs)
     for status, count, error in (
         ("completed", completed, None),
         ("failed", settings.ops_failed, "TimeoutError: the partner API did not answer\n..."),
@@ -107,7 +107,7 @@ def seed(harness: Harness, owner_id: int, settings: argparse.Namespace) -> None:
             " LATERAL (SELECT now() - interval '3 days' - g * interval '1 second' AS t) AS x",
             {"owner": owner_id, "status": status, "count": count, "error": error},
         )
-    logger.info("scenario 6: seeding %d queue entries", settings.ops_entries)
+    logger.info("scenario 7: seeding %d queue entries", settings.ops_entries)
     conn.execute(
         "INSERT INTO procrastinate_jobs (queue_name, task_name, priority, lock, queueing_lock,"
         " args, scheduled_at)"
@@ -117,7 +117,7 @@ def seed(harness: Harness, owner_id: int, settings: argparse.Namespace) -> None:
         " FROM generate_series(1, %(count)s) AS g",
         {"owner": owner_id, "count": settings.ops_entries},
     )
-    logger.info("scenario 6: seeding %d entries finished in the last hour", settings.ops_finished)
+    logger.info("scenario 7: seeding %d entries finished in the last hour", settings.ops_finished)
     conn.execute(
         "WITH finished AS ("
         " INSERT INTO procrastinate_jobs (queue_name, task_name, args, status, scheduled_at)"
@@ -161,7 +161,7 @@ def measure(harness: Harness, admin: dict[str, str], path: str, concurrency: int
 
     total = harness.settings.ops_requests
     run_load(harness.web_port, read, 4 * harness.settings.web_workers, 2)  # warm-up
-    logger.info("scenario 6: GET %s x %d at concurrency %d", path, total, concurrency)
+    logger.info("scenario 7: GET %s x %d at concurrency %d", path, total, concurrency)
     result = run_load(harness.web_port, read, total, concurrency)
     name = f"{SCENARIO} GET {path.split('?')[0]} c={concurrency}"
     harness.report.add(name, "latency p50", result.p50, "s")
@@ -197,7 +197,7 @@ def bulk_retry(harness: Harness, admin: dict[str, str], reader: dict[str, str]) 
     readers = [threading.Thread(target=list_jobs, daemon=True) for _ in range(4)]
     for thread in readers:
         thread.start()
-    logger.info("scenario 6: bulk retry of every failed job")
+    logger.info("scenario 7: bulk retry of every failed job")
     client = Client(harness.web_port, timeout=1800)
     began = time.perf_counter()
     status, body = client.send(

@@ -3,11 +3,14 @@ event loop and its autocommit pool.
 
 Each enabled endpoint with deliveries due has one waiting queue entry at most, and one
 running (the entry's queueing lock and lock, set by `jobboard_wake_webhook_endpoint` in
-SQL). A run claims the endpoint's due deliveries a few at a time (a lease, so that a run
-killed mid-delivery leaves them to the next one), sends at most IN_FLIGHT of them at
-once, writes each group of outcomes in one statement, stops starting new sends after
-RUN_SECONDS, and leaves a waiting entry for the earliest next attempt. A dead or slow
-endpoint therefore holds one slot of the `webhooks` queue at most, and delays only itself.
+SQL). A run claims the endpoint's due deliveries a group at a time (a lease, so that a run
+killed mid-delivery leaves them to the next one; a group no larger than the endpoint
+answers within the lease's margin), sends at most IN_FLIGHT at once over the endpoint's
+own kept-alive connections (`jobboard.webhooks.client`), writes the outcomes by the
+group in one statement, waits LINGER_SECONDS for more once nothing is due (unless another
+endpoint's run waits for a slot), stops starting new sends after RUN_SECONDS, and leaves
+a waiting entry for the earliest next attempt. A dead or slow endpoint therefore holds
+one slot of the `webhooks` queue at most, and delays only itself.
 
 An attempt succeeds on a 2xx answer within WEBHOOK_TIMEOUT_SECONDS; redirects are not
 followed. 410 disables the endpoint at once; a 429 or 503 with a valid `Retry-After`
@@ -22,13 +25,16 @@ attempt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import json
 import logging
 import random
 import ssl
 import time
 import weakref
-from collections.abc import Sequence
+from collections import Counter, OrderedDict, deque
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -41,13 +47,21 @@ import httpx
 from jobboard.events.outbox import build_event, envelope, public_id, write_events_async
 from jobboard.models import DeliveryStatus
 from jobboard.webhooks import signing
-from jobboard.webhooks.targets import RefusedTarget, VettedTransport, parse_url
+from jobboard.webhooks.client import Answer, EndpointConnections, ExchangeError
+from jobboard.webhooks.targets import RefusedTarget, parse_url
+from workers.app import QUEUE_WEBHOOKS, webhook_endpoint_lock
 
 logger = logging.getLogger(__name__)
 
 IN_FLIGHT = 2
-CLAIM = 8
+# The most deliveries one claim takes, and one statement writes the outcomes of.
+CLAIM = 32
+RECORD_BATCH = 32
+# An outcome waits at most this long for others to share its statement.
+RECORD_DELAY_SECONDS = 0.2
 RUN_SECONDS = 10.0
+# A run with nothing left waits this long for more before it ends (`EndpointRun._linger`).
+LINGER_SECONDS = 0.05
 BODY_LIMIT = 1024
 MAX_RETRY_AFTER_SECONDS = 3600
 JITTER = 0.10
@@ -155,40 +169,91 @@ class Outcome:
 
 # --- the HTTP side ------------------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[bool, str | None], httpx.AsyncClient]
-] = weakref.WeakKeyDictionary()
+# Idle endpoint pools kept per event loop beyond the ones in use (the least recently used go).
+KEPT_POOLS = 64
+KEEPALIVE_SECONDS = 30.0
 
 
-def client_for(settings: DeliverySettings) -> httpx.AsyncClient:
-    """One client per event loop and settings: connections are kept alive between runs.
-    Redirects are never followed; proxies from the environment are ignored (they would
-    connect to addresses nobody vetted)."""
-    clients = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (settings.allow_private, settings.ca_bundle)
-    client = clients.get(key)
-    if client is None:
-        context = ssl.create_default_context(cafile=certifi.where())
-        if settings.ca_bundle:
-            context.load_verify_locations(settings.ca_bundle)
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=50)
-        transport = VettedTransport(
-            ssl_context=context, allow_private=settings.allow_private, limits=limits
-        )
-        client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
-        clients[key] = client
-    return client
+@functools.cache
+def _ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """One context per process and CA bundle, shared by every endpoint's client (building
+    one loads the CA store: milliseconds)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(ca_bundle)
+    return context
+
+
+class _Pools:
+    """An event loop's connections, one `EndpointConnections` per endpoint: they stay
+    open between attempts and runs (keep-alive), at most IN_FLIGHT of them, and no
+    endpoint's connections are ever another's."""
+
+    def __init__(self) -> None:
+        self.pools: OrderedDict[PoolKey, EndpointConnections] = OrderedDict()
+        self.in_use: Counter[PoolKey] = Counter()
+
+    @contextlib.asynccontextmanager
+    async def lease(
+        self, endpoint_id: int, settings: DeliverySettings
+    ) -> AsyncIterator[EndpointConnections]:
+        key = (endpoint_id, settings.allow_private, settings.ca_bundle)
+        pool = self.pools.get(key)
+        if pool is None:
+            pool = self.pools[key] = EndpointConnections(
+                _ssl_context(settings.ca_bundle), settings.allow_private, KEEPALIVE_SECONDS
+            )
+        self.pools.move_to_end(key)
+        self.in_use[key] += 1
+        try:
+            yield pool
+        finally:
+            self.in_use[key] -= 1
+            if not self.in_use[key]:
+                del self.in_use[key]
+            await self._trim()
+
+    async def _trim(self) -> None:
+        idle = [key for key in self.pools if key not in self.in_use]
+        for key in idle[: max(0, len(idle) - KEPT_POOLS)]:
+            await self.pools.pop(key).aclose()
+
+    async def close(self) -> None:
+        while self.pools:
+            await self.pools.popitem()[1].aclose()
+
+
+PoolKey = tuple[int, bool, str | None]
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pools] = weakref.WeakKeyDictionary()
+
+
+def endpoint_pool(
+    endpoint_id: int, settings: DeliverySettings
+) -> contextlib.AbstractAsyncContextManager[EndpointConnections]:
+    """`async with endpoint_pool(id, settings) as pool`: the endpoint's connections on this
+    event loop, kept for its next run."""
+    pools = _loops.setdefault(asyncio.get_running_loop(), _Pools())
+    return pools.lease(endpoint_id, settings)
 
 
 async def close_clients() -> None:
-    """Close this event loop's clients (before the loop itself is closed)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
+    """Close this event loop's connections (before the loop itself is closed)."""
+    pools = _loops.pop(asyncio.get_running_loop(), None)
+    if pools is not None:
+        await pools.close()
+
+
+def target_of(url: str, settings: DeliverySettings) -> httpx.URL | RefusedTarget:
+    """The endpoint's URL, parsed once for a run, or why no attempt may go to it."""
+    try:
+        return parse_url(url, settings.allow_private)
+    except RefusedTarget as error:
+        return error
 
 
 async def send(
-    client: httpx.AsyncClient,
-    url: str,
+    pool: EndpointConnections,
+    target: httpx.URL | RefusedTarget,
     signing_secrets: Sequence[str],
     claimed: Claimed,
     settings: DeliverySettings,
@@ -197,15 +262,22 @@ async def send(
     at = datetime.now(UTC)
     started = time.monotonic()
     outcome = Outcome(claimed.delivery_id, claimed.round_attempts + 1, at, 0)
+
+    def on_head(answer: Answer) -> None:
+        outcome.response_status = answer.status
+
     try:
-        parse_url(url, settings.allow_private)
+        if isinstance(target, RefusedTarget):
+            raise RefusedTarget(str(target))
         headers = signing.headers(signing_secrets, claimed.message_id, at, claimed.body)
         async with asyncio.timeout(settings.timeout):
-            async with client.stream("POST", url, content=claimed.body, headers=headers) as answer:
-                outcome.response_status = answer.status_code
-                if answer.status_code in (429, 503):
-                    outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
-                outcome.response_body = await _body_start(answer, outcome)
+            answer = await pool.post(target, headers, claimed.body, BODY_LIMIT, on_head)
+        outcome.response_status = answer.status
+        if answer.status in (429, 503):
+            outcome.retry_after = parse_retry_after(answer.headers.get("retry-after"), at)
+        outcome.response_body = answer.body.decode("utf-8", "replace")
+        if answer.cut_off:
+            outcome.error = f"The body was cut off: {answer.cut_off}"
     except TimeoutError:
         outcome.error = (
             f"No answer within {settings.timeout:g} s."
@@ -214,26 +286,12 @@ async def send(
         )
     except RefusedTarget as error:
         outcome.error = f"Refused before connecting: {error}"
-    except httpx.HTTPError as error:
-        outcome.error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    except ExchangeError as error:
+        outcome.error = str(error)
     outcome.duration_ms = round((time.monotonic() - started) * 1000)
     if outcome.response_status is not None and not outcome.succeeded and outcome.error is None:
         outcome.error = f"HTTP {outcome.response_status}"
     return outcome
-
-
-async def _body_start(answer: httpx.Response, outcome: Outcome) -> str:
-    """The first BODY_LIMIT bytes of the body, as received (no content decoding); the rest
-    is never read. A connection broken after a complete head keeps the answer's status."""
-    kept = bytearray()
-    try:
-        async for chunk in answer.aiter_raw():
-            kept += chunk
-            if len(kept) >= BODY_LIMIT:
-                break
-    except httpx.HTTPError as error:
-        outcome.error = f"The body was cut off: {type(error).__name__}"
-    return bytes(kept[:BODY_LIMIT]).decode("utf-8", "replace")
 
 
 # --- the database side --------------------------------------------------------------------
@@ -253,6 +311,13 @@ UPDATE webhook_deliveries AS d
          WHERE due.endpoint_id = %(endpoint_id)s AND due.status = 'pending'
            AND due.next_attempt_at <= now()
            AND (due.lease_expires_at IS NULL OR due.lease_expires_at < now())
+           -- A lingering run takes more only while no other endpoint's run waits.
+           AND NOT (%(lingering)s AND EXISTS (
+                SELECT 1 FROM procrastinate_jobs AS q
+                 WHERE q.queue_name = %(queue)s AND q.status = 'todo'
+                   AND NOT (q.args ? 'owner_id')
+                   AND (q.scheduled_at IS NULL OR q.scheduled_at <= now())
+                   AND q.lock IS DISTINCT FROM %(lock)s))
          ORDER BY due.next_attempt_at, due.id
          LIMIT %(limit)s
          FOR UPDATE OF due SKIP LOCKED)
@@ -343,6 +408,12 @@ class EndpointRun:
         self.settings = settings
         self.stopped = False
         self.sent = 0
+        self._kept: list[Outcome] = []
+        self._kept_since = 0.0
+        self._recording = asyncio.Lock()
+        self._attempted = 0
+        self._due_again = False
+        self._duration_total = 0.0
 
     async def _execute(self, sql: str, params: dict[str, Any]) -> list[Any]:
         async with self.pool.connection() as connection, connection.cursor() as cursor:
@@ -356,36 +427,124 @@ class EndpointRun:
         endpoint = rows[0]
         if not endpoint[5]:
             return "endpoint disabled"
-        url = endpoint[2]
-        signing_secrets = self._secrets(endpoint)
-        client = client_for(self.settings)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.settings.run_seconds
-        slots = asyncio.Semaphore(IN_FLIGHT)
-
-        async def attempt(claimed: Claimed) -> Outcome | int:
-            async with slots:
-                if self.stopped or loop.time() >= deadline:
-                    return claimed.delivery_id  # not started: released
-                outcome = await send(client, url, signing_secrets, claimed, self.settings)
-                if outcome.gone:
-                    self.stopped = True  # 410: nothing more starts, before the slot frees
-                return outcome
-
-        while not self.stopped and loop.time() < deadline:
-            batch = await self._claim()
-            if not batch:
-                break
-            sending = {asyncio.ensure_future(attempt(claimed)) for claimed in batch}
-            while sending:
-                done, sending = await asyncio.wait(sending, return_when=asyncio.FIRST_COMPLETED)
-                results = [task.result() for task in done]
-                await self._record([result for result in results if isinstance(result, Outcome)])
-                released = [result for result in results if isinstance(result, int)]
-                if released:
-                    await self._execute(_RELEASE_SQL, {"ids": released})
+        target = target_of(endpoint[2], self.settings)
+        async with endpoint_pool(self.endpoint_id, self.settings) as pool:
+            await self._deliver(pool, target, self._secrets(endpoint))
         await self._execute(_SCHEDULE_SQL, {"endpoint_id": self.endpoint_id})
         return f"{self.sent} sent"
+
+    async def _deliver(
+        self,
+        pool: EndpointConnections,
+        target: httpx.URL | RefusedTarget,
+        signing_secrets: list[str],
+    ) -> None:
+        """IN_FLIGHT senders share the claimed deliveries; outcomes are written by the
+        group (`_keep`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.run_seconds
+        waiting: deque[tuple[float, Claimed]] = deque()  # (when claimed, delivery)
+        claiming = asyncio.Lock()
+        drained = False
+        lingering = True
+        unsent: list[int] = []
+
+        async def next_claimed() -> Claimed | None:
+            nonlocal drained, lingering
+            while not self.stopped and loop.time() < deadline:
+                if not waiting:
+                    async with claiming:
+                        if not waiting and (not drained or self._due_again):
+                            self._due_again = False
+                            size = self._claim_size()
+                            claimed = await self._claim(size)
+                            at = loop.time()
+                            waiting.extend((at, delivery) for delivery in claimed)
+                            # Fewer than asked: none was left. One that comes due later
+                            # has an entry of its own by then (the fan-out's wake, or
+                            # this run's _SCHEDULE_SQL).
+                            drained = len(claimed) < size
+                        elif not waiting and lingering and self._attempted:
+                            lingering = await self._linger(deadline, waiting)
+                    if not waiting:
+                        return None
+                    continue  # the stop and the deadline again, after the claim
+                claimed_at, delivery = waiting.popleft()
+                if loop.time() - claimed_at > LEASE_MARGIN_SECONDS:
+                    # Its lease could end mid-attempt: back to the table unsent.
+                    unsent.append(delivery.delivery_id)
+                    continue
+                return delivery
+            return None
+
+        async def sender() -> None:
+            while (delivery := await next_claimed()) is not None:
+                outcome = await send(pool, target, signing_secrets, delivery, self.settings)
+                if outcome.gone:
+                    self.stopped = True  # 410: nothing more starts
+                await self._keep(outcome)
+
+        while True:
+            await asyncio.gather(*(sender() for _ in range(IN_FLIGHT)))
+            await self._write_kept()
+            # A retry the schedule made due at once (a wait of 0) goes in this run.
+            if not self._due_again or self.stopped or loop.time() >= deadline:
+                break
+        unsent.extend(delivery.delivery_id for _, delivery in waiting)
+        if unsent:
+            await self._execute(_RELEASE_SQL, {"ids": unsent})
+
+    async def _linger(self, deadline: float, waiting: deque[tuple[float, Claimed]]) -> bool:
+        """Drained: write what was sent, wait LINGER_SECONDS, and take what came due
+        meanwhile, unless another endpoint's run waits for a slot. An endpoint told of a
+        steady stream of changes (a job.completed per job) is served by one run taking
+        them by the group, instead of a run of its own (queue entry, fetch, claim, write,
+        next run, finish) for every few. True while there was something to take."""
+        loop = asyncio.get_running_loop()
+        if self.stopped or loop.time() + LINGER_SECONDS >= deadline:
+            return False
+        await self._write_kept()
+        await asyncio.sleep(LINGER_SECONDS)
+        if self.stopped:
+            return False
+        claimed = await self._claim(self._claim_size(), lingering=True)
+        at = loop.time()
+        waiting.extend((at, delivery) for delivery in claimed)
+        return bool(claimed)
+
+    def _claim_size(self) -> int:
+        """As many as IN_FLIGHT senders start within a lease's margin, at the attempts'
+        mean duration so far (a slow endpoint's claims hold only what it will reach),
+        between IN_FLIGHT and CLAIM; before any attempt, 2 x IN_FLIGHT."""
+        if not self._attempted:
+            return 2 * IN_FLIGHT
+        mean = max(self._duration_total / self._attempted, 0.001)
+        return max(IN_FLIGHT, min(CLAIM, int(IN_FLIGHT * LEASE_MARGIN_SECONDS / mean)))
+
+    async def _keep(self, outcome: Outcome) -> None:
+        """Hold an outcome to write it with others: once RECORD_BATCH wait, the oldest has
+        waited RECORD_DELAY_SECONDS, or on a 410; the rest when the run ends. Outcomes
+        are at-least-once too: a run killed before writing them sends them again."""
+        self._attempted += 1
+        self._duration_total += outcome.duration_ms / 1000
+        now = asyncio.get_running_loop().time()
+        if not self._kept:
+            self._kept_since = now
+        self._kept.append(outcome)
+        if self._recording.locked():
+            return  # a write is under way; the next one takes these
+        if (
+            outcome.gone
+            or len(self._kept) >= RECORD_BATCH
+            or now - self._kept_since >= RECORD_DELAY_SECONDS
+        ):
+            await self._write_kept()
+
+    async def _write_kept(self) -> None:
+        async with self._recording:
+            while self._kept:
+                batch, self._kept = self._kept, []
+                await self._record(batch)
 
     def _secrets(self, endpoint: Any) -> list[str]:
         key = self.settings.secret_key
@@ -401,12 +560,15 @@ class EndpointRun:
             )
         return secrets_in_use
 
-    async def _claim(self) -> list[Claimed]:
+    async def _claim(self, limit: int, lingering: bool = False) -> list[Claimed]:
         rows = await self._execute(
             _CLAIM_SQL,
             {
                 "endpoint_id": self.endpoint_id,
-                "limit": CLAIM,
+                "lingering": lingering,
+                "queue": QUEUE_WEBHOOKS,
+                "lock": webhook_endpoint_lock(self.endpoint_id),
+                "limit": limit,
                 "lease": self.settings.timeout + LEASE_MARGIN_SECONDS,
             },
         )
@@ -467,6 +629,8 @@ class EndpointRun:
         if not rows:  # the endpoint was deleted meanwhile: its deliveries went with it
             self.stopped = True
             return
+        if any(at is not None and at <= now for at in next_times):
+            self._due_again = True
         failing_since = rows[0][0]
         if any(outcome.gone for outcome in outcomes):
             await self.disable(GONE)

@@ -6,7 +6,7 @@ reserved or unspecified address, nor one of those embedded in an IPv6 address (m
 6to4, Teredo, NAT64). The host is resolved by the system's resolver, which reads every
 spelling of an IPv4 address (decimal `2130706433`, hex `0x7f.1`, short `127.1`) as the
 address it means. The rules are checked when a URL is saved (`check_url`, 422) and again
-by `VettedBackend` on every connection of a delivery, on the addresses it connects to
+by `jobboard.webhooks.client` on every connection of a delivery, on the addresses it connects to
 (DNS may answer differently by then): a refused address fails the attempt before any
 byte is sent. WEBHOOK_ALLOW_PRIVATE_URLS=1 lifts the https and address rules.
 """
@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 import typing
 from collections.abc import Iterable
 
 import anyio
-import httpcore
 import httpx
 
 MAX_URL_LENGTH = 2000
@@ -126,76 +124,3 @@ def check_url(url: str, allow_private: bool) -> str:
     if not allow_private:
         vet(parsed.host, resolve(parsed.host, parsed.port or 443))
     return url
-
-
-class VettedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to vetted addresses: it resolves the
-    host itself, refuses it when any address is not allowed, connects to the address (so
-    nothing resolves it again), and checks the peer it got. TLS is then negotiated by
-    httpcore on this stream with the URL's host name (SNI and certificate check), and
-    the Host header is the URL's."""
-
-    def __init__(self, allow_private: bool) -> None:
-        self.allow_private = allow_private
-        self._backend = httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            addresses = await resolve_async(host, port)
-            if not self.allow_private:
-                vet(host, addresses)
-        except RefusedTarget as error:
-            raise httpcore.ConnectError(str(error)) from error
-        last_error: Exception | None = None
-        for address in addresses:
-            try:
-                stream = await self._backend.connect_tcp(
-                    str(address), port, timeout, local_address, socket_options
-                )
-            except httpcore.ConnectError as error:
-                last_error = error
-                continue
-            peer = stream.get_extra_info("server_addr")
-            if not self.allow_private and (
-                peer is None or forbidden(ipaddress.ip_address(peer[0].split("%")[0]))
-            ):
-                await stream.aclose()
-                raise httpcore.ConnectError(f"Refused to talk to {peer}: not a public address.")
-            return stream
-        raise last_error or httpcore.ConnectError(f"No address of {host} answered.")
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: typing.Iterable[typing.Any] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("Webhooks are sent over TCP only.")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._backend.sleep(seconds)
-
-
-class VettedTransport(httpx.AsyncHTTPTransport):
-    """httpx's transport on a connection pool whose connections go through `VettedBackend`
-    (httpx takes no network backend of its own: its pool is replaced, same settings)."""
-
-    def __init__(
-        self, *, ssl_context: ssl.SSLContext, allow_private: bool, limits: httpx.Limits
-    ) -> None:
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits, retries=0)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            retries=0,
-            network_backend=VettedBackend(allow_private),
-        )
