@@ -89,7 +89,11 @@ def _migrations_dir():
 
 
 def register_blueprints(app: Flask) -> None:
+    from flask_jwt_extended.exceptions import CSRFError
+
     from jobboard.auth.routes import blp as auth_blp
+    from jobboard.auth.sessions import blp as sessions_blp
+    from jobboard.auth.sessions import csrf_refused
     from jobboard.bids.routes import blp as bids_blp
     from jobboard.dashboard.routes import blp as dashboard_blp
     from jobboard.dashboard.routes import pages as dashboard_pages
@@ -103,6 +107,7 @@ def register_blueprints(app: Flask) -> None:
 
     for blueprint in (
         auth_blp,
+        sessions_blp,
         jobs_blp,
         bids_blp,
         dashboard_blp,
@@ -113,6 +118,8 @@ def register_blueprints(app: Flask) -> None:
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
+    # After JWTManager's own handler, which would answer 401.
+    app.register_error_handler(CSRFError, csrf_refused)
     document_events(api)
     register_email_filters(app)
 
