@@ -103,6 +103,7 @@ def register_blueprints(app: Flask) -> None:
     from jobboard.jobs.routes import blp as jobs_blp
     from jobboard.plans.routes import blp as plans_blp
     from jobboard.reviews.routes import blp as reviews_blp
+    from jobboard.web.routes import pages as web_pages
     from jobboard.webhooks.routes import blp as webhooks_blp
 
     for blueprint in (
@@ -118,6 +119,7 @@ def register_blueprints(app: Flask) -> None:
     ):
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
+    app.register_blueprint(web_pages)
     # After JWTManager's own handler, which would answer 401.
     app.register_error_handler(CSRFError, csrf_refused)
     document_events(api)
