@@ -29,7 +29,7 @@ from jobboard.extensions import db
 from jobboard.models import Bid, Event, Job
 from tests.support.auth import code_in, run_job, verification_job_for
 from tests.support.browser import ARTIFACTS, LiveServer, chromium_path
-from tests.support.factories import UserFactory
+from tests.support.factories import JobFactory, UserFactory
 from tests.support.web import Person, WebBrowser
 
 PASSWORD = "a long enough password"
@@ -121,6 +121,13 @@ def test_two_people_from_sign_up_to_review(web, server, live_app, mailbox):
     sign_up(owner, server, live_app, mailbox, "olivia@example.com")
     sign_up(bidder, server, live_app, mailbox, "bruno@example.com")
     checks.axe(owner, "my jobs")
+    for person, name in ((owner, "Olivia Owner"), (bidder, "Bruno Brush")):
+        person.open(f"{server.url}/account/")
+        person.fill("#me-display_name", name)
+        person.fill("#me-skills", "painting, fences")
+        person.page.locator("#me-submit").click()
+        expect(person.page.locator("#me-notice")).to_have_text("Saved.")
+    owner.open(f"{server.url}/jobs/")
 
     # The owner posts a manual job; the params form is the kind's.
     owner.page.locator("#post-kind").select_option("manual")
@@ -256,3 +263,77 @@ def test_two_people_from_sign_up_to_review(web, server, live_app, mailbox):
     shutil.copyfile(ARTIFACTS / "web-job-owner.png", README_SCREENSHOT)
     assert checks.problems == []
     assert owner.errors == [] and bidder.errors == [] and stranger.errors == []
+
+
+def tab_to(person: Person, element_id: str, presses: int = 40) -> None:
+    """Press Tab until `element_id` has the focus, as a keyboard-only person would."""
+    for _ in range(presses):
+        person.page.keyboard.press("Tab")
+        if (
+            person.page.evaluate("document.activeElement && document.activeElement.id")
+            == element_id
+        ):
+            return
+    raise AssertionError(f"Tab never reached #{element_id}")
+
+
+NARROW_PAGES = (
+    "/",
+    "/signin/",
+    "/signup/",
+    "/verify/",
+    "/forgot/",
+    "/reset/",
+    "/jobs/",
+    "/market/",
+    "/assigned/",
+    "/bids/",
+    "/account/",
+    "/notifications/",
+)
+
+
+def test_keyboard_only_on_a_360_px_screen(web, server, live_app):
+    with live_app.app_context():
+        UserFactory(email="kim@example.com", password=PASSWORD, display_name="Kim")
+        other = UserFactory(display_name="Otto")
+        job = JobFactory(owner=other, kind="manual", name="Fix a very long-named bicycle wheel")
+        job_id, other_id = job.id, other.id
+    person = web.person("keyboard", width=360, height=740)
+
+    person.open(f"{server.url}/signin/")
+    tab_to(person, "signin-email")
+    person.page.keyboard.type("kim@example.com")
+    person.page.keyboard.press("Tab")
+    person.page.keyboard.type(PASSWORD)
+    person.page.keyboard.press("Enter")
+    person.page.wait_for_url(re.compile(r"/jobs/$"))
+    person.ready()
+    focused_outline = person.page.evaluate(
+        "(() => { const e = document.activeElement; return getComputedStyle(e).outlineStyle; })()"
+    )
+    tab_to(person, "post-name")
+    outline = person.page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline not in ("none", ""), f"no visible focus (before: {focused_outline})"
+
+    # A bid, keyboard only.
+    person.open(f"{server.url}/jobs/{job_id}/")
+    tab_to(person, "bid-fee")
+    person.page.keyboard.type("25.50")
+    tab_to(person, "bid-proposed_deadline", presses=5)
+    deadline = date.today() + timedelta(days=3)
+    person.page.keyboard.type(deadline.strftime("%m%d%Y"))
+    tab_to(person, "bid-submit", presses=6)
+    person.page.keyboard.press("Enter")
+    expect(person.page.locator("#bids-list [data-testid=bid]")).to_contain_text("25.50 USD")
+
+    problems = []
+    for path in (*NARROW_PAGES, f"/jobs/{job_id}/", f"/users/{other_id}/"):
+        person.open(f"{server.url}{path}")
+        width = person.page.evaluate("document.documentElement.scrollWidth")
+        if width > 360:
+            problems.append(f"{path} is {width} px wide")
+        problems.extend(person.accessibility_problems())
+    person.screenshot("web-job-360px.png")
+    assert problems == []
+    assert person.errors == []

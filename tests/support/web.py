@@ -65,7 +65,9 @@ class WebBrowser:
         self._contexts: list[Any] = []
 
     def person(self, name: str, width: int = 1100, height: int = 900) -> Person:
-        context = self._browser.new_context(viewport={"width": width, "height": height})
+        context = self._browser.new_context(
+            viewport={"width": width, "height": height}, locale="en-US"
+        )
         context.set_default_timeout(15_000)
         self._contexts.append(context)
         page = context.new_page()

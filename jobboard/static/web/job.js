@@ -96,10 +96,13 @@ async function drawJob(seen) {
     el("a", { href: `/users/${seen.owner_id}/` }, personName(owner || { id: seen.owner_id })),
     owner ? ` (${ratingText(owner.rating)})` : "",
     seen.assignee_id && role !== "assignee" ? " · assigned to " : "",
-    seen.assignee_id && role !== "assignee"
-      ? el("a", { href: `/users/${seen.assignee_id}/` }, `member ${seen.assignee_id}`)
-      : "",
   );
+  if (seen.assignee_id && role !== "assignee") {
+    const assignee = await profileOf(seen.assignee_id);
+    $("job-owner").append(
+      el("a", { href: `/users/${seen.assignee_id}/` }, personName(assignee || { id: seen.assignee_id })),
+    );
+  }
 
   const isOwner = role === "owner" || role === "admin";
   $("owner-actions").hidden = !isOwner;
@@ -110,6 +113,8 @@ async function drawJob(seen) {
     $("job-retry").hidden = seen.status !== "failed";
     $("job-take-back").hidden = !(seen.status === "in_progress" && seen.assignee_id);
     $("edit-details").hidden = !pending;
+    const anything = ["job-run-now", "job-cancel", "job-retry", "job-take-back", "edit-details"];
+    $("owner-actions").hidden = anything.every((id) => $(id).hidden);
     if (!$("edit-details").open) fillEdit(seen);
   }
   $("params-section").hidden = seen.params === undefined;
