@@ -26,6 +26,7 @@ let job = null;
 let role = null; // "owner" | "assignee" | "admin" | "bidder"
 let myPendingBid = null;
 let resultShownFor = null;
+let drawings = 0;
 const profiles = new Map();
 
 function profileOf(id) {
@@ -64,6 +65,9 @@ async function drawJob(seen) {
     jobWatch.refresh({ reset: true });
     return;
   }
+  // Answers are drawn in the order they came: a drawing that waits for a profile gives
+  // way to a newer answer that arrived meanwhile.
+  const drawing = ++drawings;
   job = seen;
   role = roleOf(seen);
   $("page-title").textContent = seen.name;
@@ -91,6 +95,7 @@ async function drawJob(seen) {
   $("job-summary").hidden = false;
 
   const owner = await profileOf(seen.owner_id);
+  if (drawing !== drawings) return;
   $("job-owner").replaceChildren(
     "Posted by ",
     el("a", { href: `/users/${seen.owner_id}/` }, personName(owner || { id: seen.owner_id })),
@@ -99,6 +104,7 @@ async function drawJob(seen) {
   );
   if (seen.assignee_id && role !== "assignee") {
     const assignee = await profileOf(seen.assignee_id);
+    if (drawing !== drawings) return;
     $("job-owner").append(
       el("a", { href: `/users/${seen.assignee_id}/` }, personName(assignee || { id: seen.assignee_id })),
     );
