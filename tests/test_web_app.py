@@ -337,3 +337,67 @@ def test_keyboard_only_on_a_360_px_screen(web, server, live_app):
     person.screenshot("web-job-360px.png")
     assert problems == []
     assert person.errors == []
+
+
+def sign_in(person: Person, server: LiveServer, email: str) -> None:
+    person.open(f"{server.url}/signin/")
+    person.fill("#signin-email", email)
+    person.fill("#signin-password", PASSWORD)
+    person.page.locator("#signin-submit").click()
+    person.page.wait_for_url(re.compile(r"/jobs/$"))
+    person.ready()
+
+
+def test_an_owner_posts_edits_runs_now_cancels_and_retries(web, server, live_app):
+    with live_app.app_context():
+        owner = UserFactory(email="maya@example.com", password=PASSWORD)
+        failed = JobFactory(owner=owner, kind="flaky", name="Flaky report", failed=True)
+        failed_id = failed.id
+    # A browser in Kolkata (UTC+05:30, no daylight saving): times are entered and shown there.
+    person = web.person("owner", timezone="Asia/Kolkata")
+    sign_in(person, server, "maya@example.com")
+
+    # The sleep kind's own form: a number field, and the API's refusal beside it.
+    person.page.locator("#post-kind").select_option("sleep")
+    expect(person.page.locator("#post-params-seconds")).to_have_attribute("type", "number")
+    person.fill("#post-name", "Nap later")
+    person.fill("#post-params-seconds", "999")
+    person.page.locator("#post-when-at").check()
+    person.fill("#post-scheduled_time", "2030-01-02T10:00")
+    person.page.locator("#post-submit").click()
+    expect(person.page.locator("#post-params-seconds-error")).not_to_be_empty()
+    person.fill("#post-params-seconds", "30")
+    person.page.locator("#post-submit").click()
+    expect(person.page.locator("#post-notice a")).to_have_text("Nap later")
+    with live_app.app_context():
+        job = db.session.scalars(select(Job).where(Job.name == "Nap later")).one()
+        assert job.scheduled_time.isoformat() == "2030-01-02T04:30:00+00:00"
+        assert job.params == {"seconds": 30}
+        job_id = job.id
+
+    # Filters: the list shows it under pending, not under cancelled.
+    person.page.locator("#jobs-filters input[value=cancelled]").check()
+    person.page.locator("#jobs-filters button[type=submit]").click()
+    expect(person.page.locator("#jobs-empty")).to_be_visible()
+    person.page.locator("#jobs-filters input[value=cancelled]").uncheck()
+    person.page.locator("#jobs-filters input[value=pending]").check()
+    person.page.locator("#jobs-filters button[type=submit]").click()
+    expect(person.page.locator("#jobs-list")).to_contain_text("Nap later")
+
+    person.open(f"{server.url}/jobs/{job_id}/")
+    expect(person.page.locator("#job-facts")).to_contain_text("Jan 2, 2030, 10:00 AM")
+    person.page.locator("#edit-details summary").click()
+    person.fill("#edit-name", "Nap much later")
+    person.page.locator("#edit-submit").click()
+    expect(person.page.locator("#job-name")).to_have_text("Nap much later")
+    person.page.locator("#job-run-now").click()
+    expect(person.page.locator("#job-facts")).not_to_contain_text("2030")
+    person.page.locator("#job-cancel").click()
+    person.page.locator("#confirm-yes").click()
+    expect(person.page.locator("#job-status")).to_have_text("cancelled")
+    expect(person.page.locator("#job-cancel")).to_be_hidden()
+
+    person.open(f"{server.url}/jobs/{failed_id}/")
+    person.page.locator("#job-retry").click()
+    expect(person.page.locator("#job-status")).to_have_text(re.compile("pending|in progress"))
+    assert person.errors == []

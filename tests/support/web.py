@@ -64,9 +64,11 @@ class WebBrowser:
             raise
         self._contexts: list[Any] = []
 
-    def person(self, name: str, width: int = 1100, height: int = 900) -> Person:
+    def person(
+        self, name: str, width: int = 1100, height: int = 900, timezone: str | None = None
+    ) -> Person:
         context = self._browser.new_context(
-            viewport={"width": width, "height": height}, locale="en-US"
+            viewport={"width": width, "height": height}, locale="en-US", timezone_id=timezone
         )
         context.set_default_timeout(15_000)
         self._contexts.append(context)
