@@ -281,7 +281,7 @@ function ownerBidCard(bid) {
       el("li", {}, `${bid.fee} ${bid.currency}`),
       el("li", {}, "deadline ", dueDate(bid.proposed_deadline)),
       el("li", {}, `rating: ${ratingText(profile.rating)}`),
-      el("li", {}, `${profile.completed_jobs} jobs delivered`),
+      el("li", {}, `${profile.completed_jobs} job${profile.completed_jobs === 1 ? "" : "s"} delivered`),
     ),
     bid.comment ? el("p", {}, bid.comment) : null,
     open ? el("div", { class: "actions" }, accept) : null,
