@@ -43,7 +43,9 @@ class Person:
 
     def accessibility_problems(self) -> list[str]:
         """axe-core's serious and critical violations on the page as it is now."""
-        violations = _axe.run(self.page).response["violations"]
+        response = _axe.run(self.page).response
+        assert response["passes"], "axe-core checked nothing: did it run in the page?"
+        violations = response["violations"]
         return [
             f"{self.page.url}: {violation['id']} ({violation['impact']}): "
             f"{[node['target'] for node in violation['nodes']][:3]}"
