@@ -175,3 +175,14 @@ def test_unverified_session_gets_403_on_jobs(client, app: Flask, make_user):
     user = make_user(verified=False)
     # An unverified user cannot sign in; a token of one (issued before) is refused as 403.
     assert client.get("/api/jobs/", headers=bearer(user)).status_code == 403
+
+
+def test_a_cross_site_form_cannot_sign_anybody_in(client, verified_user):
+    """A form on another site can post text/plain, never JSON without a preflight: the
+    session endpoint reads JSON only, so nobody is signed in to an attacker's account."""
+    body = f'{{"email": "{verified_user.email}", "password": "{DEFAULT_PASSWORD}"}}'
+
+    response = client.post("/api/session/", data=body, content_type="text/plain")
+
+    assert response.status_code == 422
+    assert client.get_cookie(ACCESS) is None
