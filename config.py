@@ -102,7 +102,16 @@ class Config:
 
     JWT_ACCESS_TOKEN_EXPIRES = timedelta(minutes=int(os.environ.get("JWT_ACCESS_MINUTES", "15")))
     JWT_REFRESH_TOKEN_EXPIRES = timedelta(days=int(os.environ.get("JWT_REFRESH_DAYS", "30")))
-    JWT_TOKEN_LOCATION = ["headers"]
+    # API clients send `Authorization: Bearer`; the web app's pages sign in with cookies
+    # that page script cannot read (HttpOnly, SameSite=Lax, Secure here in production),
+    # each change carrying the readable CSRF cookie's value in X-CSRF-TOKEN (double
+    # submit). A request with a bearer header is judged by the header alone.
+    JWT_TOKEN_LOCATION = ["headers", "cookies"]
+    JWT_COOKIE_SECURE = True
+    JWT_COOKIE_SAMESITE = "Lax"
+    JWT_COOKIE_CSRF_PROTECT = True
+    # The refresh cookie goes only to the session endpoints (refresh and sign out).
+    JWT_REFRESH_COOKIE_PATH = "/api/session/"
     JWT_ERROR_MESSAGE_KEY = "message"
 
     MAIL_SERVER = os.environ.get("MAIL_SERVER") or None
@@ -252,6 +261,8 @@ class ProductionConfig(Config):
 
 class DevelopmentConfig(Config):
     APP_ENV = "development"
+    # The pages are served over plain http on 127.0.0.1 in development and tests.
+    JWT_COOKIE_SECURE = False
 
     @classmethod
     def validate(cls) -> None:

@@ -94,9 +94,13 @@ def _migrations_dir():
 
 
 def register_blueprints(app: Flask) -> None:
+    from flask_jwt_extended.exceptions import CSRFError
+
     from jobboard.admin.routes import blp as admin_blp
     from jobboard.admin.routes import pages as admin_pages
     from jobboard.auth.routes import blp as auth_blp
+    from jobboard.auth.sessions import blp as sessions_blp
+    from jobboard.auth.sessions import csrf_refused
     from jobboard.bids.routes import blp as bids_blp
     from jobboard.dashboard.routes import blp as dashboard_blp
     from jobboard.dashboard.routes import pages as dashboard_pages
@@ -108,10 +112,12 @@ def register_blueprints(app: Flask) -> None:
     from jobboard.jobs.routes import blp as jobs_blp
     from jobboard.plans.routes import blp as plans_blp
     from jobboard.reviews.routes import blp as reviews_blp
+    from jobboard.web.routes import pages as web_pages
     from jobboard.webhooks.routes import blp as webhooks_blp
 
     for blueprint in (
         auth_blp,
+        sessions_blp,
         jobs_blp,
         bids_blp,
         dashboard_blp,
@@ -124,6 +130,9 @@ def register_blueprints(app: Flask) -> None:
         api.register_blueprint(blueprint)
     app.register_blueprint(dashboard_pages)
     app.register_blueprint(admin_pages)
+    app.register_blueprint(web_pages)
+    # After JWTManager's own handler, which would answer 401.
+    app.register_error_handler(CSRFError, csrf_refused)
     document_events(api)
     register_email_filters(app)
     # The events spine sits below the blueprints; their schemas dump its data (building.py).

@@ -107,7 +107,14 @@ OPENAPI_DOCUMENT = {
     },
     "components": {
         "securitySchemes": {
-            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "cookieAuth": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "access_token_cookie",
+                "description": "The web app's session (POST /api/session/); changes also "
+                "need the csrf_access_token cookie's value in X-CSRF-TOKEN.",
+            },
         }
     },
 }

@@ -59,6 +59,7 @@ from jobboard.auth.tokens import (
     new_family,
     refresh_token_reused,
     revoke_all_tokens,
+    revoke_family,
     revoke_token_once,
 )
 from jobboard.errors import (
@@ -699,8 +700,16 @@ def _login_failure_limits(email: str, client_ip: str) -> list[tuple[Limit, str]]
 def log_in(
     email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
 ) -> TokenPair:
-    """Tokens for a verified user. An unknown address and a wrong password give the same
-    401, after the same amount of hashing work, so neither reveals which accounts exist.
+    """Tokens for a verified user (see `authenticate`)."""
+    return issue_tokens(authenticate(email, password, client_ip, now))
+
+
+def authenticate(
+    email: str, password: str, client_ip: str = UNKNOWN_IP, now: datetime | None = None
+) -> User:
+    """The verified user with this email and password. An unknown address and a wrong
+    password give the same 401, after the same amount of hashing work, so neither reveals
+    which accounts exist.
 
     Failed logins are limited per (address, client IP) and per client IP. The slot is
     taken before the password is checked and given back when it was right, so concurrent
@@ -719,7 +728,7 @@ def log_in(
     db.session.commit()
     if not user.is_email_verified:
         raise Forbidden(NOT_VERIFIED)
-    return issue_tokens(user)
+    return user
 
 
 def rotate_refresh_token(user: User, refresh_payload: dict[str, Any]) -> TokenPair:
@@ -744,6 +753,14 @@ def rotate_refresh_token(user: User, refresh_payload: dict[str, Any]) -> TokenPa
 def log_out_everywhere(user: User) -> None:
     """Revoke every access and refresh token issued to `user` so far."""
     revoke_all_tokens(user)
+    db.session.commit()
+
+
+def end_session(access_payload: dict[str, Any]) -> None:
+    """Sign a browser session out: its access token, and every token of its login (the
+    refresh token and whatever access tokens its refreshes issued), are revoked."""
+    revoke_token_once(access_payload)
+    revoke_family(access_payload)
     db.session.commit()
 
 

@@ -21,6 +21,7 @@ from jobboard.bids.schemas import (
 )
 from jobboard.extensions import api
 from jobboard.jobs import policy
+from jobboard.jobs.schemas import JobOpenOut
 from jobboard.models import Bid
 from jobboard.view_helpers import (
     RETRY_AFTER,
@@ -69,6 +70,17 @@ class BidsPage(SelectPage):
 
 error = partial(documented_error, blp)
 authenticated = verified_user_doc(blp)
+
+
+@blp.route("/jobs/<int:job_id>/public/")
+class PublicJob(VerifiedUserView):
+    @authenticated
+    @blp.etag
+    @blp.response(200, JobOpenOut)
+    @error(404, JOB_NOT_VISIBLE)
+    def get(self, job_id: int):
+        """A job's public fields, for whoever may bid on it or has bid on it"""
+        return service.public_job(job_id, caller())
 
 
 @blp.route("/jobs/<int:job_id>/bids/")

@@ -133,6 +133,11 @@ def _visible_job(job_id: int, viewer: User, *, share_lock: bool = False) -> Job:
     return job
 
 
+def public_job(job_id: int, viewer: User) -> Job:
+    """The job as those who may bid on it see it (`policy.can_see_for_bidding`), else 404."""
+    return _visible_job(job_id, viewer)
+
+
 # --- bidding --------------------------------------------------------------------------------
 
 

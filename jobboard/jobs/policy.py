@@ -89,3 +89,9 @@ def _has_bid_on(job: Job, user: User) -> bool:
     return bool(
         db.session.scalar(select(exists().where(Bid.job_id == job.id, Bid.bidder_id == user.id)))
     )
+
+
+def can_see_any_part(user: User, job: Job) -> bool:
+    """May `user` see anything of the job, through the jobs or the bidding endpoints (the
+    web app's job page answers 404 otherwise)."""
+    return can_see(user, job) or can_see_for_bidding(user, job)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from flask.views import MethodView
+
 from jobboard import conditional
 from jobboard.auth.tokens import VerifiedUserView, caller, counts_against_quotas
 from jobboard.conditional import IfMatch, IfMatchHeaders
@@ -20,6 +22,7 @@ from jobboard.jobs.schemas import (
     JobQueryArgs,
     JobResultOut,
     JobUpdateIn,
+    KindOut,
 )
 from jobboard.view_helpers import (
     RETRY_AFTER,
@@ -249,3 +252,12 @@ class JobRelease(VerifiedUserView):
     def post(self, job_id: int):
         """Give the job back (assignee) or take it away (owner): pending and open again"""
         return transitions.release(caller(), job_id)
+
+
+@blp.route("/kinds/")
+class Kinds(MethodView):
+    @blp.etag
+    @blp.response(200, KindOut(many=True))
+    def get(self) -> list[dict[str, Any]]:
+        """List the job kinds, each with the JSON Schema of its params (no auth)"""
+        return service.kinds_catalogue()

@@ -301,3 +301,24 @@ class JobQueryArgs(JobFilter):
             "`-` prefix for descending. Default -created_at."
         },
     )
+
+
+class KindOut(Schema):
+    """A job kind, and how to fill in its params."""
+
+    kind = fields.String(metadata={"example": "wordcount"})
+    description = fields.String()
+    runs_in_queue = fields.Boolean(
+        metadata={"description": "False for `manual`: a person does the job, never the queue."}
+    )
+    time_limit = fields.Float(
+        allow_none=True,
+        metadata={"description": "Seconds an attempt may run; null for a kind done by a person."},
+    )
+    long = fields.Boolean(metadata={"description": "A long kind (see `kind` of a job)."})
+    params_schema = fields.Dict(
+        metadata={
+            "description": "JSON Schema of `params`, generated from the kind's own schema: "
+            "what POST /api/jobs/ checks. A schema without `properties` takes any JSON object."
+        }
+    )

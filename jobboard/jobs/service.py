@@ -40,7 +40,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from jobboard import logs, queue, quotas
 from jobboard.errors import Conflict, NotFound, Unprocessable
-from jobboard.extensions import db
+from jobboard.extensions import api, db
 from jobboard.jobs import policy
 from jobboard.jobs.sorting import sorted_by
 from jobboard.models import (
@@ -55,7 +55,7 @@ from jobboard.models import (
     zero_filled,
 )
 from workers.app import PROCESS_JOB_TASK, QUEUE_JOBS
-from workers.processors import get_processor
+from workers.processors import get_processor, processors
 
 
 def job_lock(job_id: ColumnElement[int]) -> ColumnElement[str]:
@@ -664,3 +664,26 @@ def jobs_for_operator(
             raise NotFound(f"No user with email {owner_email}.")
         query = query.where(Job.owner_id == owner_id)
     return list(db.session.scalars(query))
+
+
+# --- job kinds ----------------------------------------------------------------------------
+
+
+def kinds_catalogue() -> list[dict[str, Any]]:
+    """Every installed kind with the JSON Schema of its params, generated from the kind's
+    own marshmallow schema (the rules that `POST /api/jobs/` applies), so a client can
+    build a form per kind without a rule of its own."""
+    converter = api.ma_plugin.converter
+    catalogue = []
+    for kind, entry in sorted(processors().items()):
+        catalogue.append(
+            {
+                "kind": kind,
+                "description": entry.description,
+                "runs_in_queue": entry.runs_in_queue,
+                "time_limit": entry.time_limit,
+                "long": entry.long,
+                "params_schema": converter.schema2jsonschema(entry.schema),
+            }
+        )
+    return catalogue

@@ -119,21 +119,36 @@ export function watch(path, render, { everyMs = 4000, onError = () => {} } = {})
   let timer = null;
   let stopped = false;
   let inFlight = null;
+  let askAgain = false;
 
+  async function askOnce() {
+    try {
+      const headers = etag ? { "If-None-Match": etag } : {};
+      const answer = await api("GET", typeof path === "function" ? path() : path, {
+        headers,
+      });
+      if (answer.status !== 304) {
+        etag = answer.headers.get("ETag");
+        render(answer.body, answer.headers);
+      }
+    } catch (error) {
+      onError(error);
+    }
+  }
+
+  // A poll asked for while one is on its way (a refresh after the page's own change,
+  // say) runs again once that one is back: the answer in flight may predate the change.
   async function poll() {
-    if (inFlight) return inFlight;
+    if (inFlight) {
+      askAgain = true;
+      return inFlight;
+    }
     inFlight = (async () => {
       try {
-        const headers = etag ? { "If-None-Match": etag } : {};
-        const answer = await api("GET", typeof path === "function" ? path() : path, {
-          headers,
-        });
-        if (answer.status !== 304) {
-          etag = answer.headers.get("ETag");
-          render(answer.body, answer.headers);
-        }
-      } catch (error) {
-        onError(error);
+        do {
+          askAgain = false;
+          await askOnce();
+        } while (askAgain && !stopped);
       } finally {
         inFlight = null;
       }

@@ -1,0 +1,1 @@
+"""The web app for people: server-rendered page shells whose ES modules call the JSON API."""
