@@ -1,7 +1,8 @@
 """The operations console in a real headless Chromium, against a real HTTP server and a
-real worker: an admin signs in, sees the queues and the failures, the page stays live with
-conditional requests and stops asking while hidden, and a bulk retry, confirmed with the
-number of jobs it touches, is seen to complete."""
+real worker: an admin signs in with the web app's cookie session (no token within reach of
+page script), sees the queues and the failures, the page stays live with conditional
+requests and stops asking while hidden, and a bulk retry, confirmed with the number of jobs
+it touches, is seen to complete."""
 
 from __future__ import annotations
 
@@ -63,12 +64,23 @@ def people(live_app: Flask) -> list[int]:
 
 
 def sign_in(browser: Browser, server: LiveServer, email: str) -> str:
+    browser.page.context.clear_cookies()  # the browser outlives each test's server
     browser.open(f"{server.url}/admin/")
     assert browser.wait_for_state("signed-out") == "signed-out"
     browser.type_into("signin-email", email)
     browser.type_into("signin-password", DEFAULT_PASSWORD)
     browser.click("signin-submit")
     return browser.wait_for_state("live")
+
+
+def tokens_in_reach(browser: Browser) -> list[str]:
+    """What page script could read that looks like a token: cookies other than the CSRF
+    ones, and anything kept in the tab's storage."""
+    return browser.evaluate(
+        "[...document.cookie.split(';').map(c => c.trim().split('=')[0])"
+        ".filter(name => name && !name.startsWith('csrf_')),"
+        " ...Object.keys(sessionStorage), ...Object.keys(localStorage)]"
+    )
 
 
 def text_of(browser: Browser, selector: str) -> str:
@@ -96,6 +108,10 @@ def test_an_admin_retries_every_failure_and_sees_it_complete(
 ):
     start_worker()
     assert sign_in(browser, server, "admin@example.com") == "live"
+    wait_until(lambda: text_of(browser, "#session-email") == "admin@example.com")
+    assert tokens_in_reach(browser) == []
+    names = {cookie["name"]: cookie for cookie in browser.page.context.cookies()}
+    assert names["access_token_cookie"]["httpOnly"] is True
     wait_until(
         lambda: browser.evaluate("document.querySelectorAll('#queues tbody tr').length") == 4
     )
@@ -196,6 +212,7 @@ def test_an_admin_retries_every_failure_and_sees_it_complete(
     with capsys.disabled():
         print(f"\n[screenshot] {SCREENSHOT}")
 
+    assert tokens_in_reach(browser) == []
     requested = browser.requested_urls()
     assert [url for url in requested if not url.startswith((server.url + "/", "data:"))] == []
     assert browser.javascript_errors() == []
@@ -205,8 +222,25 @@ def test_an_admin_retries_every_failure_and_sees_it_complete(
     assert browser.policy_violations() == []
 
 
-def test_a_member_signed_in_sees_the_apis_refusal(browser, server, people):
-    assert sign_in(browser, server, "member@example.com") == "live"
+def test_one_sign_in_for_the_web_app_and_the_console(browser, server, people):
+    """Signed in on the web app's page, a member is signed in on the console too, and sees
+    the API's refusal; signing out of the console signs out of the web app."""
+    browser.page.context.clear_cookies()
+    browser.open(f"{server.url}/signin/?next=%2Fadmin%2F")
+    browser.type_into("signin-email", "member@example.com")
+    browser.type_into("signin-password", DEFAULT_PASSWORD)
+    browser.click("signin-submit")
+    browser.page.wait_for_url(f"{server.url}/admin/")
+    assert browser.wait_for_state("live") == "live"
+    wait_until(lambda: text_of(browser, "#session-email") == "member@example.com")
     wait_until(lambda: browser.evaluate("!document.getElementById('load-error').hidden"))
     assert text_of(browser, "#load-error") == "Only admins may use the operations API."
     assert browser.evaluate("document.querySelectorAll('#jobs tbody tr').length") == 0
+    assert tokens_in_reach(browser) == []
+
+    browser.click("signout-button")
+    assert browser.wait_for_state("signed-out") == "signed-out"
+    assert browser.page.context.cookies() == []
+    browser.open(f"{server.url}/admin/")
+    assert browser.wait_for_state("signed-out") == "signed-out"
+    assert browser.javascript_errors() == []

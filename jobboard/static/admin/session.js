@@ -1,113 +1,72 @@
 // The console's session: signing in and out, and every call to the API. The one place
 // that knows how the console authenticates; the rest of the console only calls `call`.
 //
-// Today: bearer tokens from POST /api/login/, kept in sessionStorage (the same keys as the
-// /dashboard/ page, so one sign-in serves both in a tab), an expired access token renewed
-// once with the refresh token. Moving to cookie sessions means changing this module only
-// (jobboard/static/js/api.js speaks that protocol), keeping its exports.
+// The console shares the web app's cookie session and its module, jobboard/static/js/api.js:
+// POST /api/session/ sets the tokens in HttpOnly cookies that no script on this page can
+// read, every change carries the double-submit CSRF token, and an expired access cookie is
+// renewed once through POST /api/session/refresh/. Signing in here or on the web app's
+// /signin/ page signs in both; signing out of either signs out of both. What the page can
+// know is whether session cookies are there (their readable CSRF companions) and, from
+// the API, the signed-in email, which it shows wherever the page marks
+// `data-session-email`.
 
-const TOKENS_KEY = "jobboard.tokens";
-const EMAIL_KEY = "jobboard.email";
+import { api, ApiError } from "../js/api.js";
 
-/** An answer outside 2xx/304, with the API's own error body (`message`, `errors`). */
-export class ApiError extends Error {
-  constructor(status, body) {
-    super((body && body.message) || `HTTP ${status}`);
-    this.status = status;
-    this.body = body || {};
+export { ApiError };
+
+const CSRF_COOKIES = ["csrf_access_token", "csrf_refresh_token"];
+
+let email = null; // the signed-in email, once the API said it
+let ended = false; // the API refused the session: signed out until the next sign-in
+
+function hasSessionCookies() {
+  return document.cookie
+    .split(";")
+    .some((part) => CSRF_COOKIES.includes(part.trim().split("=")[0]));
+}
+
+function known(profile) {
+  email = profile ? profile.email : null;
+  ended = !profile;
+  for (const node of document.querySelectorAll("[data-session-email]")) {
+    node.textContent = email || "";
   }
 }
 
-function tokens() {
-  try {
-    return JSON.parse(sessionStorage.getItem(TOKENS_KEY));
-  } catch {
-    return null;
-  }
+document.addEventListener("jobboard:signed-out", () => known(null));
+
+// A session begun elsewhere (the web app, another tab): ask the API whose it is.
+if (hasSessionCookies()) {
+  api("GET", "/api/me/")
+    .then(({ body }) => known(body))
+    .catch(() => {}); // a refused session already told the page (`jobboard:signed-out`)
 }
 
-async function send(method, path, { token, json, headers = {} } = {}) {
-  const sent = { Accept: "application/json", ...headers };
-  if (token) sent.Authorization = `Bearer ${token}`;
-  if (json !== undefined) sent["Content-Type"] = "application/json";
-  const response = await fetch(path, {
-    method,
-    headers: sent,
-    cache: "no-store",
-    body: json === undefined ? undefined : JSON.stringify(json),
-  });
-  let body = null;
-  if (response.status !== 304) {
-    const text = await response.text();
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch {
-      body = { message: `HTTP ${response.status} ${response.statusText}` };
-    }
-  }
-  if (!response.ok && response.status !== 304) throw new ApiError(response.status, body);
-  return { status: response.status, body, headers: response.headers };
-}
-
-let renewal = null;
-
-// A refresh token works once (the API revokes the whole login when one comes back), so
-// calls that fail together share one renewal.
-function renew(used) {
-  const current = tokens();
-  if (current && current.access_token !== used.access_token) return Promise.resolve(current);
-  if (!renewal) {
-    renewal = send("POST", "/api/token/refresh/", { token: used.refresh_token })
-      .then(({ body }) => {
-        sessionStorage.setItem(TOKENS_KEY, JSON.stringify(body));
-        return body;
-      })
-      .finally(() => {
-        renewal = null;
-      });
-  }
-  return renewal;
-}
-
-/** The signed-in email, or null when nobody is signed in in this tab. */
+/** The signed-in email ("" until the API has said it), or null when nobody is signed in. */
 export function signedInAs() {
-  return tokens() ? sessionStorage.getItem(EMAIL_KEY) || "" : null;
+  if (ended || !hasSessionCookies()) return null;
+  return email || "";
 }
 
-export async function signIn(email, password) {
-  const { body } = await send("POST", "/api/login/", { json: { email, password } });
-  sessionStorage.setItem(TOKENS_KEY, JSON.stringify(body));
-  sessionStorage.setItem(EMAIL_KEY, email);
+export async function signIn(address, password) {
+  const { body } = await api("POST", "/api/session/", { json: { email: address, password } });
+  known(body);
 }
 
 export async function signOut() {
-  const held = tokens();
-  sessionStorage.removeItem(TOKENS_KEY);
-  sessionStorage.removeItem(EMAIL_KEY);
-  if (held) await send("POST", "/api/logout/", { token: held.access_token }).catch(() => {});
+  try {
+    await api("DELETE", "/api/session/");
+  } catch {
+    // Signed out already (an expired or revoked session): the cookies go either way.
+  }
+  known(null);
 }
 
 /**
  * Call the API as the signed-in user. Resolves to `{status, body, headers}` for 2xx and
- * 304; rejects with an ApiError otherwise. A 401 that a renewal cannot cure signs out and
- * tells the page (`jobboard:signed-out` on document).
+ * 304; rejects with an ApiError otherwise. A 401 that a renewal cannot cure tells the page
+ * (`jobboard:signed-out` on document).
  */
-export async function call(method, path, options = {}) {
-  const held = tokens();
-  try {
-    if (!held) throw new ApiError(401, { message: "Please sign in." });
-    try {
-      return await send(method, path, { ...options, token: held.access_token });
-    } catch (error) {
-      if (error.status !== 401 || !held.refresh_token) throw error;
-      const renewed = await renew(held);
-      return await send(method, path, { ...options, token: renewed.access_token });
-    }
-  } catch (error) {
-    if (error.status === 401) {
-      sessionStorage.removeItem(TOKENS_KEY);
-      document.dispatchEvent(new CustomEvent("jobboard:signed-out"));
-    }
-    throw error;
-  }
+export function call(method, path, options = {}) {
+  return api(method, path, options);
 }
