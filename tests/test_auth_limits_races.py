@@ -126,7 +126,9 @@ def post_json(port: int, path: str, body: dict, forwarded_for: str) -> int:
 
 def start_web(env: dict[str, str], log_path: Path) -> Process:
     # The Procfile's web entry, with each request's serving process in the access log.
-    command = procfile_entries()["web"] + " --access-logformat '%(p)s %(r)s %(s)s'"
+    command = (
+        procfile_entries()["web"] + " --access-logfile - --access-logformat '%(p)s %(r)s %(s)s'"
+    )
     return Process.shell("web", command, env, log_path)
 
 

@@ -46,7 +46,7 @@ def test_bench_runs_the_queue_arms_the_backlog_and_the_webhooks_scenarios(
         "REDIS_URL": "redis://127.0.0.1:1/0",
     }
     arguments = {
-        "--scenarios": "1,2,6",
+        "--scenarios": "1,2,8",
         "--jobs": "30",
         "--rounds": "2",
         "--warmup": "2",

@@ -41,6 +41,7 @@ from typing import Any
 
 from procrastinate.manager import JobManager
 
+from jobboard import logs
 from jobboard.jobs.transitions import (
     Attempt,
     Completion,
@@ -278,9 +279,10 @@ class BatchedJobsWorker:
                 completion = Completion(entry.job_id, attempt.attempt, output, duration_ms)
                 return await completer.add(entry.entry_id, completion)
 
-            outcome = await drive_attempt(
-                entry.job_id, entry.entry_id, entry.attempt, lambda: False, complete_later
-            )
+            with logs.job_context(entry.job_id, request_id=entry.request_id):
+                outcome = await drive_attempt(
+                    entry.job_id, entry.entry_id, entry.attempt, lambda: False, complete_later
+                )
             if held[0]:  # not through the completer: the entry alone is finished
                 self._release(held)
                 await completer.add(entry.entry_id)

@@ -241,9 +241,12 @@ def _batch_insert(
         .cte("drawn")
         .prefix_with("MATERIALIZED")
     )
-    entry_args = func.jsonb_build_object(
-        "job_id", drawn.c.id, "owner_id", literal(owner_id, BigInteger)
-    ).op("||")(
+    named: list[Any] = ["job_id", drawn.c.id, "owner_id", literal(owner_id, BigInteger)]
+    request_id = logs.current_request_id()
+    if request_id is not None:
+        # As queue_entry's: the attempts' log lines name the request that queued them.
+        named += ["request_id", literal(request_id, String)]
+    entry_args = func.jsonb_build_object(*named).op("||")(
         case(
             # A long kind's entry takes one of a worker's long-job slots (see queue_entry).
             (drawn.c.long, cast(literal('{"long": true}'), JSONB)),

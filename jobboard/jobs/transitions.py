@@ -241,7 +241,8 @@ def _detached(model: type[Any], row: Mapping[str, Any]) -> Any:
 # statement holds the entry, so it must not wait for the row (SKIP LOCKED).
 _START_BATCH_SQL = (
     "WITH taken AS MATERIALIZED ("
-    "  SELECT id AS entry_id, (args->>'job_id')::bigint AS job_id, task_name"
+    "  SELECT id AS entry_id, (args->>'job_id')::bigint AS job_id, task_name,"
+    "  args->>'request_id' AS request_id"
     "  FROM jobboard_fetch_jobs(%(worker_id)s, %(limit)s)),"
     " startable AS (SELECT jobs.id, taken.entry_id FROM jobs JOIN taken ON jobs.id = taken.job_id"
     "  WHERE jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
@@ -266,7 +267,8 @@ _START_BATCH_SQL = (
     "    AND type IN ('deferred', 'deferred_for_retry', 'retried')),"
     "   started.scheduled_time)"
     "  FROM started LEFT JOIN procrastinate_jobs AS entry ON entry.id = started.entry_id)"
-    " SELECT taken.entry_id, taken.job_id, taken.task_name, started.attempts, started.owner_id,"
+    " SELECT taken.entry_id, taken.job_id, taken.task_name, taken.request_id,"
+    " started.attempts, started.owner_id,"
     " started.kind, started.params, started.max_attempts, started.scheduled_time"
     " FROM taken LEFT JOIN started USING (entry_id) ORDER BY taken.entry_id"
 )
@@ -301,6 +303,7 @@ class TakenEntry:
     entry_id: int
     job_id: int | None
     task_name: str
+    request_id: str | None  # the request that queued it, for the attempt's log lines
     attempt: Attempt | None
 
 
@@ -326,9 +329,10 @@ async def start_batch_async(connection: Any, worker_id: int, limit: int) -> list
             entry_id,
             job_id,
             task_name,
+            request_id,
             None if row[0] is None else _attempt(job_id, row),
         )
-        for entry_id, job_id, task_name, *row in rows
+        for entry_id, job_id, task_name, request_id, *row in rows
     ]
 
 
