@@ -18,7 +18,7 @@ from bench.load import Client, LoadResult, run_load
 from bench.report import percentile
 from bench.scenarios.api import seed_jobs
 
-SCENARIO = "6 operations"
+SCENARIO = "7 operations"
 
 
 class Operations(Scenario):
@@ -64,7 +64,7 @@ class Operations(Scenario):
         admin = {"Authorization": f"Bearer {admin_token}"}
         reader = {"Authorization": f"Bearer {reader_token}"}
         reads = measure_reads(harness, admin)
-        harness.report.details["6_operations"] = {
+        harness.report.details["7_operations"] = {
             "jobs": settings.ops_jobs,
             "entries": settings.ops_entries,
             "finished_last_hour": settings.ops_finished,
@@ -81,7 +81,7 @@ class Operations(Scenario):
         )
         harness.report.add(SCENARIO, "GET /api/jobs/ p99, c=4, before", baseline.p99, "s")
         bulk = bulk_retry(harness, admin, reader)
-        harness.report.details["6_operations"]["bulk_retry"] = bulk
+        harness.report.details["7_operations"]["bulk_retry"] = bulk
         harness.report.summary["bulk_retry_seconds"] = bulk["seconds"]
         harness.report.summary["jobs_p99_during_bulk"] = bulk["jobs_list"]["p99"]
 

@@ -47,7 +47,7 @@ from bench.system import log_dir_for, start_worker, wait_until_ready
 from devtools.processes import Process, free_port
 from devtools.wire import WireCounter
 
-SCENARIO = "6 webhooks"
+SCENARIO = "8 webhooks"
 EVENT_BATCH = 500
 # A job as `job.completed` carries it: the event's size is about a real one's.
 SAMPLE_JOB = {
@@ -224,7 +224,7 @@ class Webhooks(Scenario):
                 harness.env.pop("WEBHOOK_ALLOW_PRIVATE_URLS", None)
             else:
                 harness.env["WEBHOOK_ALLOW_PRIVATE_URLS"] = saved_env
-        harness.report.details["6_webhooks"] = {
+        harness.report.details["8_webhooks"] = {
             "fan_out": fan_outs,
             "lag": lags,
             "jobs": jobs,
