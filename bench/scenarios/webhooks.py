@@ -200,7 +200,7 @@ class Webhooks(Scenario):
                 for arm in arms[shift:] + arms[:shift]:
                     key = "webhook" if isinstance(arm, WebhookArm) else "plain"
                     logger.info(
-                        "scenario 6 (round %d): job throughput %s webhooks, %d jobs",
+                        "scenario 8 (round %d): job throughput %s webhooks, %d jobs",
                         number,
                         "with" if key == "webhook" else "without",
                         settings.webhook_jobs,
@@ -270,7 +270,7 @@ class Webhooks(Scenario):
         for index in range(count % len(endpoints)):
             per_endpoint[index] += 1
         logger.info(
-            "scenario 6 (round %s): fan-out of %d events to %d endpoints",
+            "scenario 8 (round %s): fan-out of %d events to %d endpoints",
             number or "counting",
             count,
             len(endpoints),
@@ -354,7 +354,7 @@ class Webhooks(Scenario):
         healthy = self.endpoint(harness, receiver, "healthy")
         count = settings.webhook_lag_events
         logger.info(
-            "scenario 6 (round %d): lag of %d changes, %g/s, beside %d hanging endpoint(s)",
+            "scenario 8 (round %d): lag of %d changes, %g/s, beside %d hanging endpoint(s)",
             number,
             count,
             settings.webhook_lag_rate,
