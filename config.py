@@ -144,6 +144,9 @@ class Config:
     # how long finished attempts wait to be written together.
     QUEUE_BATCH_SIZE = env_int("QUEUE_BATCH_SIZE", 50)
     QUEUE_FLUSH_SECONDS = env_float("QUEUE_FLUSH_SECONDS", 0.05)
+    # The batched worker's slots, all kinds: attempts of kinds that run on its event loop
+    # (echo) take these; blocking kinds take at most WORKER_CONCURRENCY of them.
+    WORKER_ASYNC_CONCURRENCY = env_int("WORKER_ASYNC_CONCURRENCY", 100)
     WORKER_HEARTBEAT_INTERVAL = env_float("WORKER_HEARTBEAT_INTERVAL", 10.0)
     # Worker processes started by one `python -m workers` (each with the settings above).
     WORKER_PROCESSES = env_int("WORKER_PROCESSES", 1)

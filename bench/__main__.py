@@ -110,7 +110,7 @@ def stop_on_sigterm() -> None:
 
 
 def run(settings: argparse.Namespace) -> Report:
-    from workers.__main__ import worker_options
+    from workers.__main__ import worker_options, worker_set
 
     chosen = [scenario for scenario in SCENARIOS if scenario.selected_by & settings.scenarios]
     log_dir = log_dir_for(settings.database)
@@ -148,16 +148,20 @@ def run(settings: argparse.Namespace) -> Report:
             cleanup.callback(web.stop)
 
         options = worker_options()
+        jobs_worker = next(item for item in worker_set() if item["name"] == "jobs")
         report.settings = {
             "worker": options,
+            "jobs_worker": jobs_worker,
             "web_workers": settings.web_workers,
             "counts": {
                 key: value for key, value in vars(settings).items() if key not in NOT_COUNTS
             },
             "scenarios": sorted(settings.scenarios),
             "summary": (
-                f"gunicorn --workers {settings.web_workers}; worker concurrency "
-                f"{options['concurrency']}, polling {options['fetch_job_polling_interval']:g} s"
+                f"gunicorn --workers {settings.web_workers}; jobs worker: "
+                f"{jobs_worker['async_concurrency']} slots, {options['concurrency']} for"
+                f" blocking kinds, batches of {jobs_worker['batch_size']};"
+                f" polling {options['fetch_job_polling_interval']:g} s"
             ),
         }
 

@@ -74,8 +74,14 @@ def _worker_id(connection: psycopg.AsyncConnection) -> int:
     return asyncio.run(register())
 
 
-def _fetch(connection: psycopg.AsyncConnection, worker_id: int, limit: int):
-    return asyncio.run(start_batch_async(connection, worker_id, limit))
+def _fetch(
+    connection: psycopg.AsyncConnection,
+    worker_id: int,
+    limit: int,
+    blocking_limit: int | None = None,
+):
+    blocking_limit = limit if blocking_limit is None else blocking_limit
+    return asyncio.run(start_batch_async(connection, worker_id, limit, blocking_limit))
 
 
 def test_the_batched_fetch_starts_the_jobs_it_takes(live_app, queue_connection):
@@ -132,6 +138,97 @@ def test_the_batched_fetch_keeps_the_long_job_slots(live_app, queue_connection):
 
     kinds = sorted(entry.attempt.kind for entry in taken)
     assert kinds == ["echo", "echo", "sleep", "sleep"]
+
+
+def test_the_batched_fetch_takes_blocking_kinds_only_for_their_free_slots(
+    live_app, queue_connection
+):
+    """wordcount blocks a thread, echo runs on the event loop: with 2 slots free for
+    blocking kinds, a batch takes 2 wordcount entries and every echo entry, and the
+    wordcount entries past the bound stay queued for the next fetch."""
+    with live_app.app_context():
+        owner = _user()
+        blocking = _jobs(owner, 5, kind="wordcount", params={"text": "a b"})
+        quick = _jobs(owner, 4)
+    worker = _worker_id(queue_connection)
+
+    taken = _fetch(queue_connection, worker, 50, blocking_limit=2)
+
+    assert sorted(entry.job_id for entry in taken if entry.blocking) == blocking[:2]
+    assert sorted(entry.job_id for entry in taken if not entry.blocking) == quick
+    assert all(entry.attempt is not None for entry in taken)
+    again = _fetch(queue_connection, worker, 50, blocking_limit=0)
+    assert again == []
+    rest = _fetch(queue_connection, worker, 50, blocking_limit=50)
+    assert sorted(entry.job_id for entry in rest) == blocking[2:]
+
+
+def test_with_no_blocking_slot_free_a_users_last_place_goes_to_a_non_blocking_entry(
+    live_app, queue_connection
+):
+    """A user with one running place whose first entry blocks: while no slot of blocking
+    kinds is free, the place goes to the echo entry behind it, not to nothing."""
+    with live_app.app_context():
+        owner = _user(max_running=1)
+        _jobs(owner, 1, kind="wordcount", params={"text": "a"})
+        (quick,) = _jobs(owner, 1)
+    worker = _worker_id(queue_connection)
+
+    (taken,) = _fetch(queue_connection, worker, 50, blocking_limit=0)
+
+    assert taken.job_id == quick and not taken.blocking
+
+
+def test_entries_carry_their_kinds_marks_and_an_unmarked_entry_counts_as_blocking(
+    live_app, queue_connection
+):
+    with live_app.app_context():
+        owner = _user()
+        (echo_id,) = _jobs(owner, 1)
+        (wordcount_id,) = _jobs(owner, 1, kind="wordcount", params={"text": "a"})
+        args = dict(
+            db.session.execute(
+                text(
+                    "SELECT (args->>'job_id')::bigint, args FROM procrastinate_jobs"
+                    " WHERE task_name = 'process_job'"
+                )
+            ).all()
+        )
+        assert args[echo_id]["async"] is True and "long" not in args[echo_id]
+        assert "async" not in args[wordcount_id]
+        # As an entry queued before the mark existed.
+        db.session.execute(text("UPDATE procrastinate_jobs SET args = args - 'async'"))
+        db.session.commit()
+    worker = _worker_id(queue_connection)
+
+    assert _fetch(queue_connection, worker, 50, blocking_limit=0) == []
+    taken = _fetch(queue_connection, worker, 50, blocking_limit=1)
+    assert len(taken) == 1 and taken[0].blocking
+
+
+def test_a_worker_runs_echo_jobs_while_its_blocking_slots_are_taken(live_app, start_worker):
+    """WORKER_CONCURRENCY=1: one sleep job holds the only slot of blocking kinds, a second
+    waits for it, and 200 echo jobs queued behind them all complete meanwhile."""
+    with live_app.app_context():
+        owner = _user()
+        sleepers = _jobs(owner, 2, kind="sleep", params={"seconds": 5})
+        echoes = _jobs(owner, 200)
+    url = libpq_url(live_app.config["DATABASE_URL_FOR_WORKER"])
+    start_worker(WORKER_CONCURRENCY="1", LONG_JOB_SLOTS="1", WORKER_ASYNC_CONCURRENCY="50")
+    with psycopg.connect(url, autocommit=True) as watch:
+
+        def statuses(ids: list[int]) -> list[str]:
+            rows = watch.execute("SELECT status FROM jobs WHERE id = ANY(%s)", (ids,))
+            return sorted(row[0] for row in rows)
+
+        wait_until(lambda: statuses(echoes) == ["completed"] * 200, timeout=30, interval=0.05)
+        assert statuses(sleepers) == ["in_progress", "pending"]
+        wait_until(lambda: statuses(sleepers) == ["completed"] * 2, timeout=30, interval=0.1)
+        first, second = watch.execute(
+            "SELECT started_at, finished_at FROM jobs WHERE id = ANY(%s) ORDER BY started_at",
+            (sleepers,),
+        ).fetchall()
+        assert second[0] >= first[1]  # one at a time
 
 
 def test_a_cancelled_job_comes_back_without_an_attempt(live_app, queue_connection):

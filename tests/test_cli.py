@@ -18,6 +18,7 @@ from jobboard.auth.passwords import password_matches
 from jobboard.auth.service import PasswordNeeded, make_admin
 from jobboard.demo import DEMO_PASSWORD, KINDS
 from jobboard.extensions import db
+from jobboard.jobs.service import entry_marks
 from jobboard.models import (
     Bid,
     BidStatus,
@@ -30,7 +31,6 @@ from jobboard.models import (
 )
 from tests.support.auth import DEFAULT_PASSWORD
 from tests.support.factories import EmailOtpFactory
-from workers.processors import get_processor
 
 NEW_PASSWORD = "a long admin password"
 
@@ -514,8 +514,8 @@ def test_pending_and_in_progress_jobs_are_really_queued(runner):
     for job in unfinished:
         entry = entries[job.queue_job_id]
         assert (entry.queue_name, entry.task_name, entry.status) == ("jobs", "process_job", "todo")
-        long = {"long": True} if get_processor(job.kind).long else {}  # a long kind's mark
-        assert entry.args == {"job_id": job.id, "owner_id": job.owner_id, **long}
+        marks = entry_marks(job.kind)  # a long kind's mark, a non-blocking kind's
+        assert entry.args == {"job_id": job.id, "owner_id": job.owner_id, **marks}
         if job.status == JobStatus.PENDING:
             assert entry.scheduled_at == job.scheduled_time
         else:

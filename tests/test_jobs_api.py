@@ -75,6 +75,7 @@ def test_create_job_returns_it_and_queues_its_first_attempt(client, verified_use
         "owner_id": verified_user.id,
         # The attempts' log lines name the request that queued them.
         "request_id": response.headers["X-Request-ID"],
+        "async": True,  # echo runs on the worker's event loop, in no blocking slot
     }
     assert entry["scheduled_at"] == scheduled
     assert entry["lock"] == entry["queueing_lock"] == f"job-{job['id']}"

@@ -262,16 +262,18 @@ def test_an_attempt_past_its_limit_fails_and_the_next_one_is_scheduled(
 def test_a_processor_that_ignores_its_limit_fails_and_gives_its_slot_back(
     api, live_app, limited_plugin, start_worker, make_live_user
 ):
-    """One slot: a job of a kind that sleeps 60 s without ever looking at should_abort is
-    failed at its limit (plus a grace), and another job takes the slot while the ignored
-    thread sleeps on."""
+    """One slot for blocking kinds: a job of a kind that sleeps 60 s without ever looking
+    at should_abort is failed at its limit (plus a grace), and another blocking job takes
+    the slot while the ignored thread sleeps on. An echo job, which runs on the event
+    loop, never waited for that slot."""
     _, stubborn = limited_plugin.kinds
     start_worker(
         PYTHONPATH=str(limited_plugin.folder), WORKER_CONCURRENCY="1", JOB_RETRY_BASE_SECONDS="60"
     )
     stuck = api.create(now_utc() + timedelta(seconds=0.5), kind=stubborn, params={"seconds": 60})
     api.wait_for_status(stuck["id"], "in_progress", timeout=15)
-    behind = api.create(now_utc() + timedelta(seconds=0.2), kind="echo")
+    behind = api.create(now_utc() + timedelta(seconds=0.2), kind="wordcount", params={"text": "a"})
+    beside = api.create(now_utc() + timedelta(seconds=0.2), kind="echo")
 
     done = api.wait_for_status(behind["id"], "completed", timeout=20)
 
@@ -281,6 +283,9 @@ def test_a_processor_that_ignores_its_limit_fails_and_gives_its_slot_back(
         "the slot came free %.2f s after the ignored attempt started", waited.total_seconds()
     )
     assert timedelta(seconds=1) <= waited < timedelta(seconds=10)
+    echoed = api.job(beside["id"])
+    assert echoed["status"] == "completed"
+    assert parse(echoed["started_at"]) < parse(done["started_at"])
     after = api.job(stuck["id"])
     assert after["status"] == JobStatus.PENDING and after["attempts"] == 1
     assert "time limit of 1 s" in after["last_error"]

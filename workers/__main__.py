@@ -5,7 +5,8 @@ itself (each with WORKER_PROCESSES=1), restarts any that dies and stops them wit
 on a machine with more cores, several event loops fetch and finish jobs in parallel.
 
 One process runs three Procrastinate workers side by side, so mail and maintenance never
-wait behind jobs: one takes the `jobs` queue with WORKER_CONCURRENCY slots, one `mail`
+wait behind jobs: one takes the `jobs` queue (the batched worker: WORKER_ASYNC_CONCURRENCY
+slots, of which kinds that block a thread take at most WORKER_CONCURRENCY), one `mail`
 and `maintenance` with MAIL_WORKER_CONCURRENCY slots that jobs cannot take, and one the
 `webhooks` queue with WEBHOOK_WORKER_CONCURRENCY slots of its own. Sync
 tasks run on the event loop's default executor, sized to the sum of both, so every slot
@@ -16,7 +17,7 @@ at most LONG_JOB_SLOTS: the fetch reads that number from a setting on the worker
 connections (`workers.app.autocommit`) and counts the long entries of this worker only, so
 every worker process keeps its other slots for short jobs.
 
-Settings come from `config.py` (WORKER_CONCURRENCY, LONG_JOB_SLOTS,
+Settings come from `config.py` (WORKER_CONCURRENCY, WORKER_ASYNC_CONCURRENCY, LONG_JOB_SLOTS,
 MAIL_WORKER_CONCURRENCY, WORKER_POLL_INTERVAL, WORKER_HEARTBEAT_INTERVAL,
 STALLED_WORKER_SECONDS, LOG_LEVEL, DATABASE_URL; docs/configuration.md). The queue's
 connector is built from that configuration here, when the worker starts: `workers.app`
@@ -99,6 +100,7 @@ def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
             "queues": [QUEUE_JOBS],
             "batch_size": config.QUEUE_BATCH_SIZE,
             "flush_seconds": config.QUEUE_FLUSH_SECONDS,
+            "async_concurrency": max(config.WORKER_ASYNC_CONCURRENCY, config.WORKER_CONCURRENCY),
         },
         {
             **common,
@@ -247,12 +249,14 @@ async def run_worker(task_app: Any, options: dict[str, Any]) -> None:
     options = dict(options)
     batch_size = int(options.pop("batch_size", 0))
     flush_seconds = float(options.pop("flush_seconds", 0.05))
+    async_concurrency = int(options.pop("async_concurrency", options["concurrency"]))
     if batch_size <= 0:
         await task_app.run_worker_async(install_signal_handlers=False, **options)
         return
     await BatchedJobsWorker(
         task_app,
         concurrency=int(options["concurrency"]),
+        async_concurrency=async_concurrency,
         batch_size=batch_size,
         flush_seconds=flush_seconds,
         polling_interval=float(options["fetch_job_polling_interval"]),

@@ -7,19 +7,24 @@ same attempt (`workers.jobs.drive_attempt`: the transitions of jobboard.jobs.tra
 in batches, through `BatchedJobManager`, a `procrastinate.manager.JobManager` with two
 more calls:
 
-- `fetch_and_start(worker_id, n)`: up to n due entries for the n free slots, taken by the
-  fair fetch in SQL (every rule of the single fetch, applied to each entry), with their
-  jobs started in the same statement. Never more than the free slots: a job never waits
-  in this worker's memory while another worker has a free slot.
+- `fetch_and_start(worker_id, n, b)`: up to n due entries for the n free slots, at most b
+  of them of blocking kinds for the b free slots of those, taken by the fair fetch in SQL
+  (every rule of the single fetch, applied to each entry), with their jobs started in the
+  same statement. Never more than the free slots: a job never waits in this worker's
+  memory while another worker has a free slot.
 - `complete_and_finish(...)`: the outputs of many finished attempts (job status and
   result) and the finish of their queue entries, in one statement. `BatchCompleter`
   collects them and flushes every QUEUE_FLUSH_SECONDS, at once when FLUSH_AT_WAITING are
   waiting, and at once when the worker has nothing else to do.
 
-A slot is held from the fetch to the end of the processor: a non-blocking kind (echo) runs
-on the event loop and gives its slot back at once, so hundreds of its attempts can wait
-for the completer's flush while the slots take more; a blocking kind runs in a thread of
-its own and holds its slot as long as it runs.
+A slot is held from the fetch to the end of the processor. The worker has
+`async_concurrency` slots (WORKER_ASYNC_CONCURRENCY), of which blocking kinds take at most
+`concurrency` (WORKER_CONCURRENCY): a blocking kind runs in a thread of its own and holds
+its slot as long as it runs; a non-blocking kind (echo) runs on the event loop and gives
+its slot back as soon as its processor returns, so a batch of them is taken, run and
+handed to the completer in one turn, and hundreds of their attempts can wait for the
+completer's flush while the slots take more. Which kind is which the fetch reads from the
+entry's `async` mark (`jobboard.jobs.service.entry_marks`).
 
 Registration, heartbeats and the notifications of new entries are Procrastinate's
 (`register_worker`, `update_heartbeat`, `listen_for_jobs`): the stalled-job check sees
@@ -65,9 +70,11 @@ RETRY_SECONDS = 0.5
 class BatchedJobManager(JobManager):
     """Procrastinate's JobManager, with the batched fetch and finish of the jobs queue."""
 
-    async def fetch_and_start(self, worker_id: int, limit: int) -> list[TakenEntry]:
+    async def fetch_and_start(
+        self, worker_id: int, limit: int, blocking_limit: int
+    ) -> list[TakenEntry]:
         async with self.connector.pool.connection() as connection:
-            return await start_batch_async(connection, worker_id, limit)
+            return await start_batch_async(connection, worker_id, limit, blocking_limit)
 
     async def complete_and_finish(
         self, worker_id: int, completions: list[Completion], entry_ids: list[int]
@@ -151,13 +158,15 @@ class BatchCompleter:
 
 
 class BatchedJobsWorker:
-    """The `jobs` queue's worker: `concurrency` slots, filled `batch_size` at a time."""
+    """The `jobs` queue's worker: `async_concurrency` slots, at most `concurrency` of them
+    for blocking kinds, filled `batch_size` at a time."""
 
     def __init__(
         self,
         app: Any,
         *,
         concurrency: int,
+        async_concurrency: int,
         batch_size: int,
         flush_seconds: float,
         polling_interval: float,
@@ -167,6 +176,7 @@ class BatchedJobsWorker:
     ) -> None:
         self.app = app
         self.concurrency = concurrency
+        self.async_concurrency = max(async_concurrency, concurrency)
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.polling_interval = polling_interval
@@ -176,6 +186,7 @@ class BatchedJobsWorker:
         self.worker_id: int | None = None
         self._running: set[asyncio.Task[Any]] = set()
         self._holding = 0  # slots held: fetched, processor not ended
+        self._holding_blocking = 0  # of those, by blocking kinds
         self._backlogged = False  # the last fetch filled every slot it asked for
         self._new_entry = asyncio.Event()
         self._slot_freed = asyncio.Event()
@@ -199,9 +210,11 @@ class BatchedJobsWorker:
             ),
         ]
         logger.info(
-            "batched worker %s on queue %s: %d slots, batches of %d, flush every %g s",
+            "batched worker %s on queue %s: %d slots (%d for blocking kinds), batches of %d, "
+            "flush every %g s",
             self.worker_id,
             QUEUE_JOBS,
+            self.async_concurrency,
             self.concurrency,
             self.batch_size,
             self.flush_seconds,
@@ -229,11 +242,12 @@ class BatchedJobsWorker:
                 if task.done():  # the listener or the completer ended: a database error
                     error = task.exception() if not task.cancelled() else None
                     raise RuntimeError(f"{task.get_name()} ended: {error!r}")
-            free = self.concurrency - self._holding
+            free = self.async_concurrency - self._holding
             if free > 0:
                 self._new_entry.clear()
                 asked = min(free, self.batch_size)
-                taken = await manager.fetch_and_start(self.worker_id, asked)
+                blocking_free = min(asked, self.concurrency - self._holding_blocking)
+                taken = await manager.fetch_and_start(self.worker_id, asked, blocking_free)
                 self._backlogged = len(taken) == asked
                 for entry in taken:
                     self._start(entry, completer)
@@ -255,14 +269,16 @@ class BatchedJobsWorker:
 
     def _start(self, entry: TakenEntry, completer: BatchCompleter) -> None:
         self._holding += 1
+        self._holding_blocking += entry.blocking
         task = asyncio.create_task(self._attempt(entry, completer), name=f"entry-{entry.entry_id}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    def _release(self, held: list[bool]) -> None:
+    def _release(self, entry: TakenEntry, held: list[bool]) -> None:
         if held[0]:
             held[0] = False
             self._holding -= 1
+            self._holding_blocking -= entry.blocking
             self._slot_freed.set()
 
     async def _attempt(self, entry: TakenEntry, completer: BatchCompleter) -> None:
@@ -270,12 +286,12 @@ class BatchedJobsWorker:
         try:
             if entry.task_name != PROCESS_JOB_TASK or entry.job_id is None:
                 logger.error("entry %s (%s) is not a job's attempt", entry.entry_id, entry)
-                self._release(held)
+                self._release(entry, held)
                 await completer.add(entry.entry_id)
                 return
 
             async def complete_later(attempt: Attempt, output: object, duration_ms: int) -> bool:
-                self._release(held)  # the processor has ended: its slot takes the next entry
+                self._release(entry, held)  # the processor has ended: its slot takes the next entry
                 completion = Completion(entry.job_id, attempt.attempt, output, duration_ms)
                 return await completer.add(entry.entry_id, completion)
 
@@ -284,7 +300,7 @@ class BatchedJobsWorker:
                     entry.job_id, entry.entry_id, entry.attempt, lambda: False, complete_later
                 )
             if held[0]:  # not through the completer: the entry alone is finished
-                self._release(held)
+                self._release(entry, held)
                 await completer.add(entry.entry_id)
             logger.debug("job %s entry %s: %s", entry.job_id, entry.entry_id, outcome)
         except asyncio.CancelledError:
@@ -296,7 +312,7 @@ class BatchedJobsWorker:
             logger.exception("job %s entry %s: attempt failed", entry.job_id, entry.entry_id)
             await self._retry(entry)
         finally:
-            self._release(held)
+            self._release(entry, held)
 
     async def _retry(self, entry: TakenEntry) -> None:
         manager = BatchedJobManager(self.app.connector)

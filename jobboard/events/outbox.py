@@ -96,7 +96,9 @@ WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('events', 'id')) AS id, r.*
       FROM unnest(
           %(types)s::text[], %(user_ids)s::integer[], %(endpoint_ids)s::integer[],
-          %(data)s::jsonb[], %(emailed)s::boolean[]
+          ARRAY(SELECT e.value FROM jsonb_array_elements(%(data)s::jsonb) WITH ORDINALITY AS e
+                ORDER BY e.ordinality),
+          %(emailed)s::boolean[]
       ) WITH ORDINALITY AS r(type, user_id, endpoint_id, data, emailed, ord)
 ), written AS (
     INSERT INTO events (id, type, user_id, endpoint_id, data)
@@ -119,7 +121,9 @@ def write_parameters(rows: Sequence[EventRow]) -> dict[str, list[Any]]:
         "types": [row.type for row in rows],
         "user_ids": [row.user_id for row in rows],
         "endpoint_ids": [row.endpoint_id for row in rows],
-        "data": [json.dumps(row.data) for row in rows],
+        # One JSON array, not a list of JSON texts: psycopg escapes each element of a
+        # text-format array with a regular expression, which cost more than the dump.
+        "data": json.dumps([row.data for row in rows]),
         "emailed": [row.emailed for row in rows],
     }
 

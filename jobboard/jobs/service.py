@@ -23,7 +23,6 @@ from sqlalchemy import (
     Select,
     String,
     Text,
-    case,
     cast,
     false,
     func,
@@ -159,7 +158,6 @@ def create_jobs(
         except Unprocessable as error:
             errors[index] = (error.errors or {}).get("json", {"_schema": [error.message]})
             continue
-        processor = get_processor(data["kind"])
         rows.append(
             {
                 "name": data["name"],
@@ -171,7 +169,7 @@ def create_jobs(
                 "max_attempts": data["max_attempts"],
                 "queued": runs_in_queue(data["kind"]),
                 "queue_at": None if data.get("scheduled_time") is None else scheduled_time,
-                "long": processor is not None and processor.long,
+                "marks": json.dumps(entry_marks(data["kind"])),
             }
         )
     if errors:
@@ -228,7 +226,7 @@ def _batch_insert(
         given("max_attempts", Integer),
         given("queued", Boolean),
         given("queue_at", DateTime(timezone=True)),
-        given("long", Boolean),
+        given("marks", Text),
     ).subquery("batch")
     ordered = select(batch).order_by(batch.c.ord).subquery("ordered")
     # Ids drawn in the request's order, once (MATERIALIZED): each job and its entry share it.
@@ -246,13 +244,8 @@ def _batch_insert(
     if request_id is not None:
         # As queue_entry's: the attempts' log lines name the request that queued them.
         named += ["request_id", literal(request_id, String)]
-    entry_args = func.jsonb_build_object(*named).op("||")(
-        case(
-            # A long kind's entry takes one of a worker's long-job slots (see queue_entry).
-            (drawn.c.long, cast(literal('{"long": true}'), JSONB)),
-            else_=cast(literal("{}"), JSONB),
-        )
-    )
+    # With the kind's marks, as queue_entry's (see entry_marks).
+    entry_args = func.jsonb_build_object(*named).op("||")(cast(drawn.c.marks, JSONB))
     entries = queue.insert_entries(
         select(
             literal(QUEUE_JOBS, String),
@@ -439,7 +432,7 @@ def schedule_job(job: Job, at: datetime | None = None) -> int:
 
 def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
     """`schedule_job` for many jobs (the operators' bulk actions): one deferral statement
-    for the lot (two when long and short kinds are mixed), whose entries are built in SQL
+    for the lot (one per set of entry marks among them), whose entries are built in SQL
     from arrays of the jobs' ids, owners and priorities."""
     if not jobs:
         return
@@ -451,10 +444,10 @@ def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
             select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
         )
         return
-    for long in (False, True):
-        group = [job for job in jobs if _is_long(job.kind) == long]
-        if not group:
-            continue
+    by_marks: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_marks.setdefault(json.dumps(entry_marks(job.kind), sort_keys=True), []).append(job)
+    for marks, group in by_marks.items():
         rows = (
             func.unnest(
                 cast([job.id for job in group], ARRAY(BigInteger)),
@@ -465,7 +458,9 @@ def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
             .render_derived()
         )
         entries = select(
-            func.array_agg(_to_defer(rows.c.job_id, rows.c.owner_id, long, rows.c.priority, at))
+            func.array_agg(
+                _to_defer(rows.c.job_id, rows.c.owner_id, json.loads(marks), rows.c.priority, at)
+            )
         ).select_from(rows)
         entry_ids = db.session.scalar(select(queue.deferrals_of(entries.scalar_subquery())))
         by_job = queue.entry_args(entry_ids, "job_id")
@@ -477,18 +472,29 @@ def queue_entry(
     job_id: ColumnElement[int], owner_id: int, kind: str, priority: int, at: datetime | None
 ) -> ColumnElement[int]:
     """SQL deferring an attempt of job `job_id` for `at`, whose value is the entry's id."""
-    return queue.deferrals([_to_defer(job_id, owner_id, _is_long(kind), priority, at)])[1]
+    return queue.deferrals([_to_defer(job_id, owner_id, entry_marks(kind), priority, at)])[1]
 
 
-def _is_long(kind: str) -> bool:
+def entry_marks(kind: str) -> dict[str, bool]:
+    """What the queue's fetch must know of a `kind` entry beyond its owner: `long`, it
+    takes one of a worker's long-job slots (migrations/sql/long_job_slots_0009.sql);
+    `async`, its processor runs on the worker's event loop and needs none of the
+    WORKER_CONCURRENCY slots of blocking kinds (migrations/sql/async_slots_0014.sql). An
+    unknown kind, or an entry queued before a mark existed, carries none: long only by
+    its time limit, and blocking."""
     processor = get_processor(kind)
-    return processor is not None and processor.long
+    marks = {}
+    if processor is not None and processor.long:
+        marks["long"] = True
+    if processor is not None and not processor.blocking:
+        marks["async"] = True
+    return marks
 
 
 def _to_defer(
     job_id: ColumnElement[int],
     owner_id: int | ColumnElement[int],
-    long: bool,
+    marks: dict[str, bool],
     priority: int | ColumnElement[int],
     at: datetime | None,
 ) -> ColumnElement[Any]:
@@ -497,10 +503,7 @@ def _to_defer(
     if request_id is not None:
         # The attempts' log lines name the request that queued them (jobboard/logs.py).
         args["request_id"] = request_id
-    if long:
-        # A long kind's entry takes one of a worker's long-job slots
-        # (migrations/sql/long_job_slots_0009.sql); a short one's carries no mark.
-        args["long"] = True
+    args.update(marks)
     return queue.to_defer(
         PROCESS_JOB_TASK,
         queue=QUEUE_JOBS,

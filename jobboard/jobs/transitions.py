@@ -232,8 +232,9 @@ def _detached(model: type[Any], row: Mapping[str, Any]) -> Any:
 
 # --- the same transitions, many jobs a statement (the batched queue) --------------------
 
-# Take up to :limit due entries of the jobs queue for worker :worker_id (the fair fetch,
-# migrations/sql/batched_queue_0013.sql) and start each entry's job as _START_SQL starts
+# Take up to :limit due entries of the jobs queue for worker :worker_id, at most
+# :blocking_limit of them of blocking kinds (the fair fetch,
+# migrations/sql/async_slots_0014.sql), and start each entry's job as _START_SQL starts
 # one: the same conditions, the same columns. An entry whose job is not simply pending
 # comes back without an attempt; its caller decides under the lock (`start_attempt`), in a
 # transaction of its own. So does one whose job row is locked (a cancel, an award, an
@@ -242,8 +243,8 @@ def _detached(model: type[Any], row: Mapping[str, Any]) -> Any:
 _START_BATCH_SQL = (
     "WITH taken AS MATERIALIZED ("
     "  SELECT id AS entry_id, (args->>'job_id')::bigint AS job_id, task_name,"
-    "  args->>'request_id' AS request_id"
-    "  FROM jobboard_fetch_jobs(%(worker_id)s, %(limit)s)),"
+    "  args->>'request_id' AS request_id, NOT (args ? 'async') AS blocking"
+    "  FROM jobboard_fetch_jobs(%(worker_id)s, %(limit)s, %(blocking_limit)s)),"
     " startable AS (SELECT jobs.id, taken.entry_id FROM jobs JOIN taken ON jobs.id = taken.job_id"
     "  WHERE jobs.status = %(pending)s AND jobs.assignee_id IS NULL"
     "  AND (jobs.queue_job_id IS NULL OR jobs.queue_job_id = taken.entry_id)"
@@ -267,7 +268,7 @@ _START_BATCH_SQL = (
     "    AND type IN ('deferred', 'deferred_for_retry', 'retried')),"
     "   started.scheduled_time)"
     "  FROM started LEFT JOIN procrastinate_jobs AS entry ON entry.id = started.entry_id)"
-    " SELECT taken.entry_id, taken.job_id, taken.task_name, taken.request_id,"
+    " SELECT taken.entry_id, taken.job_id, taken.task_name, taken.request_id, taken.blocking,"
     " started.attempts, started.owner_id,"
     " started.kind, started.params, started.max_attempts, started.scheduled_time"
     " FROM taken LEFT JOIN started USING (entry_id) ORDER BY taken.entry_id"
@@ -280,7 +281,9 @@ _START_BATCH_SQL = (
 # statement: one transaction, one WAL flush for the lot.
 _COMPLETE_BATCH_SQL = (
     "WITH given AS (SELECT * FROM unnest(%(job_ids)s::bigint[], %(attempts)s::integer[],"
-    "  %(outputs)s::jsonb[], %(durations)s::integer[]) AS g(job_id, attempt, output, duration_ms)),"
+    "  ARRAY(SELECT e.value FROM jsonb_array_elements(%(outputs)s::jsonb)"
+    "  WITH ORDINALITY AS e ORDER BY e.ordinality), %(durations)s::integer[])"
+    "  AS g(job_id, attempt, output, duration_ms)),"
     " done AS (UPDATE jobs SET status = %(completed)s, finished_at = %(now)s, updated_at = %(now)s"
     "  FROM given WHERE jobs.id = given.job_id AND jobs.status = %(in_progress)s"
     "  AND jobs.attempts = given.attempt RETURNING jobs.id, given.output, given.duration_ms),"
@@ -304,6 +307,7 @@ class TakenEntry:
     job_id: int | None
     task_name: str
     request_id: str | None  # the request that queued it, for the attempt's log lines
+    blocking: bool  # counted by the fetch against the slots of blocking kinds
     attempt: Attempt | None
 
 
@@ -317,10 +321,17 @@ class Completion:
     duration_ms: int
 
 
-async def start_batch_async(connection: Any, worker_id: int, limit: int) -> list[TakenEntry]:
-    """Take up to `limit` entries of the jobs queue for `worker_id` and start their jobs,
-    in one statement (its own transaction on an autocommit connection)."""
-    params = _start_params(0, None) | {"worker_id": worker_id, "limit": limit}
+async def start_batch_async(
+    connection: Any, worker_id: int, limit: int, blocking_limit: int
+) -> list[TakenEntry]:
+    """Take up to `limit` entries of the jobs queue for `worker_id`, at most
+    `blocking_limit` of them of blocking kinds (`service.entry_marks`), and start their
+    jobs, in one statement (its own transaction on an autocommit connection)."""
+    params = _start_params(0, None) | {
+        "worker_id": worker_id,
+        "limit": limit,
+        "blocking_limit": blocking_limit,
+    }
     async with connection.cursor() as cursor:
         await cursor.execute(_START_BATCH_SQL, params)
         rows = await cursor.fetchall()
@@ -330,9 +341,10 @@ async def start_batch_async(connection: Any, worker_id: int, limit: int) -> list
             job_id,
             task_name,
             request_id,
+            blocking,
             None if row[0] is None else _attempt(job_id, row),
         )
-        for entry_id, job_id, task_name, request_id, *row in rows
+        for entry_id, job_id, task_name, request_id, blocking, *row in rows
     ]
 
 
@@ -347,7 +359,7 @@ async def complete_batch_async(
         "worker_id": worker_id,
         "job_ids": [item.job_id for item in completions],
         "attempts": [item.attempt for item in completions],
-        "outputs": [json.dumps(item.output) for item in completions],
+        "outputs": json.dumps([item.output for item in completions]),  # as outbox's data
         "durations": [item.duration_ms for item in completions],
         "entry_ids": entry_ids,
         "completed": JobStatus.COMPLETED.value,
