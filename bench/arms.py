@@ -10,7 +10,7 @@ are read when the warm-up is seen done and when the last job is, and divided by 
 completed in between.
 
 Arms:
-* raw — Procrastinate alone: no-op jobs batch-deferred, drained by `python -m bench.noop`
+* raw — Procrastinate alone: async no-op jobs batch-deferred, drained by `python -m bench.noop`
   (one process, `python -m workers`' settings);
 * e2e — jobboard end to end: `echo` jobs created through `jobs.service.create_job` (the
   code POST /api/jobs/ runs), drained by `python -m workers`; counted from the job rows
@@ -123,7 +123,7 @@ class Arm:
 
 class RawArm(Arm):
     key = "raw"
-    label = "raw Procrastinate, no-op"
+    label = "raw Procrastinate, async no-op"
     queued_by = "batch_defer"
 
     def prepare(self, count: int, number: int) -> None:

@@ -100,6 +100,7 @@ def worker_set(config: type[Config] | None = None) -> list[dict[str, Any]]:
             "queues": [QUEUE_JOBS],
             "batch_size": config.QUEUE_BATCH_SIZE,
             "flush_seconds": config.QUEUE_FLUSH_SECONDS,
+            # Never fewer slots in all than blocking kinds may take.
             "async_concurrency": max(config.WORKER_ASYNC_CONCURRENCY, config.WORKER_CONCURRENCY),
         },
         {

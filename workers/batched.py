@@ -176,7 +176,7 @@ class BatchedJobsWorker:
     ) -> None:
         self.app = app
         self.concurrency = concurrency
-        self.async_concurrency = max(async_concurrency, concurrency)
+        self.async_concurrency = async_concurrency
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.polling_interval = polling_interval

@@ -166,7 +166,9 @@ class Webhooks(Scenario):
         group.add_argument(
             "--webhook-jobs",
             type=at_least(2),
-            default=1000,
+            # At ~2,000 jobs/s a drain of 1,000 lasted half a second, and the deliveries
+            # that trailed past its last job were outside the rate: a flattering ratio.
+            default=4000,
             help="echo jobs per drain in the job throughput comparison",
         )
         group.add_argument(

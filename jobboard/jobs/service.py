@@ -444,9 +444,9 @@ def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
             select(queue_entry(literal(job.id), job.owner_id, job.kind, job.priority, at))
         )
         return
-    by_marks: dict[str, list[Job]] = {}
+    by_marks: dict[tuple[tuple[str, bool], ...], list[Job]] = {}
     for job in jobs:
-        by_marks.setdefault(json.dumps(entry_marks(job.kind), sort_keys=True), []).append(job)
+        by_marks.setdefault(tuple(sorted(entry_marks(job.kind).items())), []).append(job)
     for marks, group in by_marks.items():
         rows = (
             func.unnest(
@@ -459,7 +459,7 @@ def schedule_jobs(jobs: Sequence[Job], at: datetime | None = None) -> None:
         )
         entries = select(
             func.array_agg(
-                _to_defer(rows.c.job_id, rows.c.owner_id, json.loads(marks), rows.c.priority, at)
+                _to_defer(rows.c.job_id, rows.c.owner_id, dict(marks), rows.c.priority, at)
             )
         ).select_from(rows)
         entry_ids = db.session.scalar(select(queue.deferrals_of(entries.scalar_subquery())))
