@@ -8,8 +8,8 @@ command per task more than a true no-op, a cost the anchor carries. The task tha
 completes the warm-up and the last task also store their wall-clock time, from which
 the rate is computed.
 
-celery and redis are optional (`pip install -e '.[bench]'`); `unavailable()` says why
-this arm cannot run, and the benchmark then reports it as n/a.
+celery and redis are optional (the `bench` extra; docs/performance.md installs it);
+`unavailable()` says why this arm cannot run, and the benchmark then reports it as n/a.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def unavailable() -> str | None:
         import celery  # noqa: F401
         import redis
     except ImportError as exc:
-        return f"{exc.name} is not installed (pip install -e '.[bench]')"
+        return f"{exc.name} is not installed (the bench extra: see docs/performance.md)"
     try:
         client = redis.Redis.from_url(redis_url(), socket_connect_timeout=2, socket_timeout=2)
         client.ping()
